@@ -1,0 +1,125 @@
+/* psu_fast.h - the DSU call path, inlined into every generated trampoline.
+ *
+ * A DSU function's slot holds one word: the module index in the top
+ * PSU_MODULE_SHIFT..63 bits and the address of the current version's code in
+ * the rest.  User-space code addresses on x86-64 and AArch64 are below 2^56,
+ * so the packing is lossless.  Because the word carries the module index,
+ * there is no version descriptor to read (or free) between loading the slot
+ * and publishing the reference.
+ *
+ * Protocol (the argument is written out in docs/memory-ordering.md):
+ *   caller:  w = slot; count[module(w)] += 1; compiler barrier (A);
+ *            if (slot != w) { count -= 1; retry }  call; count -= 1 (release)
+ *   updater: exchange every slot of the update; membarrier (B);
+ *            read every registered thread's count[m] (acquire)
+ * (B) executes a full barrier on every running thread of the process, so
+ * it pairs with (A): either the caller's increment is visible to the
+ * updater's scan, or the caller's re-check sees the new slot and retries.
+ * Where membarrier is unavailable the caller's increment is a locked RMW,
+ * itself a full barrier, and the updater uses a seq_cst fence instead of (B).
+ *
+ * Every counter is written only by its own thread (so no cache line is
+ * written by two threads on the fast path); the update thread only reads.
+ */
+#ifndef PSU_FAST_H
+#define PSU_FAST_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#if UINTPTR_MAX != UINT64_MAX
+#error "psu needs a 64-bit target: the module index is packed into the slot word"
+#endif
+
+#define PSU_MODULE_SHIFT 56
+#define PSU_MAX_MODULES 256
+#define PSU_CODE_MASK ((UINT64_C(1) << PSU_MODULE_SHIFT) - 1)
+
+#define PSU_TLS __attribute__((tls_model("initial-exec")))
+
+/* One per DSU function.  Records of the executable live in the section
+ * "psu_functions" (found through __start_/__stop_psu_functions); records of
+ * functions added by a bundle live in that bundle's never-unloaded state
+ * object and are listed by its symbol psu_state_functions.
+ * `current`: written by the update thread only (exchange, seq_cst); read by
+ * every call of the function. `name`: immutable qualified name. */
+struct psu_function {
+    _Atomic(uintptr_t) current;
+    const char *name;
+};
+
+/* Calls in progress per module, one array per thread.  Written by the owning
+ * thread only; read by the update thread, under psu_registry_lock, for threads
+ * on the registry. */
+extern _Thread_local _Atomic(unsigned long) psu_thread_calls[PSU_MAX_MODULES] PSU_TLS;
+/* Non-zero once this thread is on the registry (written by the thread). */
+extern _Thread_local int psu_thread_registered PSU_TLS;
+/* Non-zero once membarrier(PRIVATE_EXPEDITED) is registered; written once,
+ * before any update can run, by the runtime's constructor. */
+extern int psu_membarrier_ready;
+
+void psu_thread_register(void);
+
+/* Test hooks: the runtime stress test widens the race window with
+ * PSU_TEST_RACE_WINDOW() and proves it has teeth by building a variant with
+ * PSU_TEST_BROKEN_NO_RECHECK.  Production builds define neither. */
+#ifndef PSU_TEST_RACE_WINDOW
+#define PSU_TEST_RACE_WINDOW() ((void)0)
+#endif
+
+struct psu_call {
+    void *code;
+    _Atomic(unsigned long) *calls;
+};
+
+static inline __attribute__((always_inline)) struct psu_call
+psu_enter(struct psu_function *fn)
+{
+    if (__builtin_expect(!psu_thread_registered, 0))
+        psu_thread_register();
+    uintptr_t word = atomic_load_explicit(&fn->current, memory_order_acquire);
+    for (;;) {
+        _Atomic(unsigned long) *calls = &psu_thread_calls[word >> PSU_MODULE_SHIFT];
+        /* Window 1: slot read, reference not yet published.  An update may
+         * switch, scan and unload here; the re-check below is what saves us. */
+        PSU_TEST_RACE_WINDOW();
+        if (__builtin_expect(psu_membarrier_ready, 1)) {
+            /* Own counter: a plain load+store is not a lost update. */
+            atomic_store_explicit(calls,
+                atomic_load_explicit(calls, memory_order_relaxed) + 1,
+                memory_order_relaxed);
+            /* (A) compiler-only barrier; pairs with the updater's membarrier (B). */
+            atomic_signal_fence(memory_order_seq_cst);
+        } else {
+            /* Fallback: locked RMW orders the increment before the re-check;
+             * pairs with the updater's seq_cst fence. */
+            atomic_fetch_add_explicit(calls, 1, memory_order_seq_cst);
+        }
+        /* Window 2: reference published, slot not yet re-checked. */
+        PSU_TEST_RACE_WINDOW();
+#ifdef PSU_TEST_BROKEN_NO_RECHECK
+        uintptr_t again = word;
+#else
+        uintptr_t again = atomic_load_explicit(&fn->current, memory_order_seq_cst);
+#endif
+        if (__builtin_expect(again == word, 1))
+            return (struct psu_call){ (void *)(word & PSU_CODE_MASK), calls };
+        /* Switched under our feet: withdraw the reference and take the new one. */
+        atomic_store_explicit(calls,
+            atomic_load_explicit(calls, memory_order_relaxed) - 1,
+            memory_order_release);
+        word = again;
+    }
+}
+
+static inline __attribute__((always_inline)) void
+psu_leave(struct psu_call call)
+{
+    /* Release: everything this call did in the module happens-before the
+     * update thread's acquire load that finds the count back at zero. */
+    atomic_store_explicit(call.calls,
+        atomic_load_explicit(call.calls, memory_order_relaxed) - 1,
+        memory_order_release);
+}
+
+#endif /* PSU_FAST_H */

@@ -1,0 +1,260 @@
+"""The `psu` command: apply, status, rollback, ps, inspect, diff, patch.
+
+The only place (with the SCons adapter) that prints errors and chooses exit
+codes; the library raises typed exceptions.  Exit codes: docs/operations.md.
+"""
+import argparse
+import json
+import os
+import sys
+
+from . import __version__
+from .errors import BundleError, ControlError, PsuError, UsageError
+
+EXIT_OK = 0
+EXIT_UNREACHABLE = 8
+# What the running process answered, by class of its refusal.
+EXIT_BY_ERROR_CLASS = {
+    "format": 10, "checksum": 10, "io": 10,
+    "program": 11, "base": 11,
+    "load": 12, "link": 12, "capacity": 12,
+    "transform": 13,
+    "history": 14,
+    "request": 2,
+}
+
+
+def _print_json(data):
+    sys.stdout.write(json.dumps(data, sort_keys=True, indent=1) + "\n")
+
+
+def _answer(arguments, answer):
+    """Print a process's answer; exit code from its error class."""
+    if arguments.json:
+        _print_json(answer)
+    if not answer.get("ok"):
+        if not arguments.json:
+            sys.stderr.write(f"psu: refused ({answer.get('error')}): {answer.get('message')}\n")
+        return EXIT_BY_ERROR_CLASS.get(answer.get("error"), 1)
+    return EXIT_OK
+
+
+def command_apply(arguments):
+    from . import control
+    path = os.path.abspath(arguments.bundle)
+    if not os.path.isfile(path):
+        raise UsageError(f"psu: {arguments.bundle}: no such bundle file")
+    answer = control.request(arguments.target, f"apply {path}")
+    code = _answer(arguments, answer)
+    if code == EXIT_OK and not arguments.json:
+        if answer.get("result") == "already":
+            print(f"psu: {arguments.target}: already at {answer.get('label')} "
+                  f"({str(answer.get('build_id'))[:12]}); nothing changed")
+        else:
+            print(f"psu: {arguments.target}: applied {answer.get('label')}: "
+                  f"{str(answer.get('from'))[:12]} -> {str(answer.get('to'))[:12]}, "
+                  f"{answer.get('functions')} function(s) switched (module {answer.get('module')})")
+    return code
+
+
+def command_rollback(arguments):
+    from . import control
+    answer = control.request(arguments.target, "rollback")
+    code = _answer(arguments, answer)
+    if code == EXIT_OK and not arguments.json:
+        print(f"psu: {arguments.target}: rolled back to {answer.get('label')} "
+              f"({str(answer.get('to'))[:12]}), {answer.get('functions')} function(s) switched")
+    return code
+
+
+def command_status(arguments):
+    from . import control
+    answer = control.request(arguments.target, "status")
+    code = _answer(arguments, answer)
+    if code == EXIT_OK and not arguments.json:
+        print(f"{answer['program']} (pid {answer['pid']}): {answer['label']} "
+              f"{answer['build_id'][:12]}, {answer.get('updates', 0)} update(s), "
+              f"{answer.get('threads', 0)} thread(s) registered, "
+              f"{answer.get('unloaded', 0)} module(s) unloaded so far")
+        print(f"  {'module':>6}  {'kind':<10} {'label':<16} {'current':>7} {'active':>6}  state")
+        for m in answer.get("modules", []):
+            print(f"  {m['index']:>6}  {m['kind']:<10} {str(m.get('label')):<16} "
+                  f"{m['functions_current']:>7} {m['active_calls']:>6}  {m['state']}")
+    return code
+
+
+def command_ps(arguments):
+    from . import control
+    rows = []
+    for pid, path in control.processes():
+        try:
+            answer = control.request(path, "status", timeout=5)
+        except ControlError as error:
+            answer = {"ok": False, "message": error.message}
+        rows.append({"pid": pid, "socket": path, **({k: answer.get(k) for k in
+                                                      ("program", "label", "build_id")}
+                                                     if answer.get("ok") else
+                                                     {"error": answer.get("message")})})
+    if arguments.json:
+        _print_json(rows)
+    elif not rows:
+        print(f"psu: no DSU processes of yours (looked in {control.runtime_dir()})")
+    else:
+        for row in rows:
+            if "error" in row:
+                print(f"{row['pid']:>8}  ? {row['error']}")
+            else:
+                print(f"{row['pid']:>8}  {row['program']}  {row['label']}  {row['build_id'][:12]}")
+    return EXIT_OK
+
+
+def command_inspect(arguments):
+    from . import bundle, manifest
+    path = arguments.path
+    if not os.path.exists(path):
+        raise UsageError(f"psu: {path}: no such file")
+    with open(path, "rb") as f:
+        magic = f.read(8)
+    if magic == bundle.MAGIC:
+        data, sections, digest = bundle.read(path)
+        if arguments.json:
+            _print_json({"sha256": digest, "sections": {k: len(v) for k, v in sections.items()},
+                         "manifest": data})
+            return EXIT_OK
+        print(f"bundle {path}")
+        print(f"  sha256   {digest}")
+        print(f"  program  {data['program']}")
+        print(f"  base     {data['base_label']} {data['base_build_id']}")
+        print(f"  target   {data['label']} {data['target_build_id']}")
+        print("  sections " + ", ".join(f"{k} ({len(v)} bytes)" for k, v in sections.items()))
+        print(data.get("report", ""))
+        return EXIT_OK
+    manifest_path = path if path.endswith(".psu.json") else path + ".psu.json"
+    if not os.path.exists(manifest_path):
+        raise UsageError(f"psu: {path} is neither a bundle nor a program with a manifest "
+                         f"({manifest_path} is missing)")
+    data = manifest.load(manifest_path)
+    if arguments.json:
+        _print_json(data)
+        return EXIT_OK
+    program = manifest_path[:-len(".psu.json")]
+    embedded = None
+    if os.path.exists(program):
+        with open(program, "rb") as f:
+            embedded = data["build_id"].encode() in f.read()
+    print(f"program  {data['program']}  ({program})")
+    print(f"label    {data['label']}")
+    print(f"build id {data['build_id']}" + ("" if embedded is None else
+                                            "  (embedded in the binary)" if embedded else
+                                            "  (NOT the one embedded in the binary: rebuild)"))
+    print(f"compiler {data['compiler']}")
+    print(f"flags    {' '.join(data['flags'])}")
+    for path_, unit in sorted(data["units"].items()):
+        if not unit["dsu"]:
+            print(f"  {path_}: plain")
+            continue
+        dsu = [q for q, f in unit["functions"].items() if f["direct"] is None]
+        direct = [f"{q} ({f['direct']})" for q, f in unit["functions"].items() if f["direct"]]
+        print(f"  {path_}: {len(dsu)} DSU function(s), {len(unit['variables'])} variable(s)")
+        for item in direct:
+            print(f"    direct: {item}")
+    return EXIT_OK
+
+
+def _config(arguments):
+    from .patch import BuildConfig
+    try:
+        with open(arguments.config) as f:
+            return BuildConfig(**json.load(f))
+    except (OSError, ValueError, TypeError) as error:
+        raise UsageError(f"psu: {arguments.config}: not a psu build description ({error})")
+
+
+def command_diff(arguments):
+    from . import changes, patch
+    config = _config(arguments)
+    to_sha = patch.resolve(config.top, arguments.to_ref, "TO")
+    from_sha = patch.resolve(config.top, arguments.from_ref, "FROM")
+    _, old = patch.analyse_tree(config, patch.export(config, from_sha), arguments.from_ref)
+    new_root = config.top if to_sha == "WORKTREE" else patch.export(config, to_sha)
+    _, new = patch.analyse_tree(config, new_root, arguments.to_ref)
+    change_set = changes.compare(old, new)
+    if arguments.json:
+        _print_json(change_set.to_json())
+    else:
+        print(changes.report(change_set, old, new))
+    return EXIT_OK
+
+
+def command_patch(arguments):
+    from . import patch
+    config = _config(arguments)
+    output = arguments.output or os.path.join(
+        config.top, "psu-patches", patch.bundle_name(config.program, arguments.from_ref, arguments.to_ref))
+    _, text = patch.make_bundle(config, arguments.from_ref, arguments.to_ref, output)
+    print(text)
+    print(f"psu: bundle written to {output}")
+    return EXIT_OK
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="psu", description="Live updates for C programs.")
+    top.add_argument("--version", action="version", version=f"psu {__version__}")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, function, help_text):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(function=function)
+        return sub
+
+    sub = add("apply", command_apply, "load an update bundle into a running DSU process")
+    sub.add_argument("target", help="process id, or the path of its control socket")
+    sub.add_argument("bundle", help="the .psu bundle")
+    sub.add_argument("--json", action="store_true", help="print the process's answer as JSON")
+    sub = add("status", command_status, "version, loaded modules and active calls of a DSU process")
+    sub.add_argument("target")
+    sub.add_argument("--json", action="store_true")
+    sub = add("rollback", command_rollback, "return a DSU process to its previous version")
+    sub.add_argument("target")
+    sub.add_argument("--json", action="store_true")
+    sub = add("ps", command_ps, "list the DSU processes of this user")
+    sub.add_argument("--json", action="store_true")
+    sub = add("inspect", command_inspect, "describe a bundle, or a program built by psu")
+    sub.add_argument("path", help="a .psu bundle, a program, or its .psu.json manifest")
+    sub.add_argument("--json", action="store_true")
+    for name, function, text in (("diff", command_diff, "print the change report FROM -> TO "
+                                  "without building"),
+                                 ("patch", command_patch, "build the bundle FROM -> TO "
+                                  "(for Meson and scripts; SCons users run `scons patch`)")):
+        sub = add(name, function, text)
+        sub.add_argument("--config", required=True,
+                         help="the build description psu wrote (.psu-build/<program>/build.json)")
+        sub.add_argument("from_ref", metavar="FROM")
+        sub.add_argument("to_ref", metavar="TO", help="a revision, or WORKTREE")
+        if name == "patch":
+            sub.add_argument("-o", "--output", help="bundle file to write")
+        else:
+            sub.add_argument("--json", action="store_true")
+    return top
+
+
+def main(argv=None):
+    arguments = parser().parse_args(argv)
+    if not getattr(arguments, "function", None):
+        parser().print_help()
+        return 2
+    try:
+        return arguments.function(arguments)
+    except ControlError as error:
+        sys.stderr.write(f"{error.message}\n")
+        return EXIT_UNREACHABLE
+    except PsuError as error:
+        report = getattr(error, "report", "")
+        if report:
+            sys.stdout.write(report + "\n")
+        sys.stderr.write(f"{error.message}\n")
+        if error.hint:
+            sys.stderr.write(f"psu: hint: {error.hint}\n")
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,219 @@
+"""Code generation: a DSU unit's original text, edited, plus generated C from templates.
+
+Three roles share one set of edits (see docs/architecture.md):
+- `program`: the release build.  Each DSU function's definition is renamed to
+  `psu_impl_<name>` and a trampoline with the original name is appended;
+  static state gets global names (aliases for file-scope statics, hoisted
+  definitions for function-local ones) so patches can bind to it.
+- `code`: a bundle's unloadable code.  Functions of the patch are compiled
+  and exported to the bundle table; every other DSU function reached from it
+  calls the running program's trampoline; all existing state is `extern`,
+  bound by symbol name; constant data stays private to the bundle.
+- `state`: a bundle's never-unloaded object: the variables the patch adds and
+  the slots and trampolines of the functions it adds.
+"""
+import functools
+import hashlib
+import os
+import re
+
+import jinja2
+
+from . import resources
+from .errors import CSourceError
+from .srctext import SourceText
+
+ROLES = ("program", "code", "state")
+
+
+def mangle(qualname):
+    """A readable, unique C identifier fragment for a qualified name."""
+    readable = re.sub(r"[^A-Za-z0-9]+", "_", qualname).strip("_")
+    return f"{readable}_{hashlib.sha256(qualname.encode()).hexdigest()[:8]}"
+
+
+def tramp_symbol(qualname):
+    return "psu_tramp_" + mangle(qualname)
+
+
+def var_symbol(qualname, type_hash):
+    """The global name state is bound by.  It carries the type, so a variable whose
+    type a transformer changed is a new object, and a patch never binds new code
+    to storage of the old type."""
+    readable = re.sub(r"[^A-Za-z0-9]+", "_", qualname).strip("_")
+    digest = hashlib.sha256(f"{qualname}\0{type_hash}".encode()).hexdigest()[:8]
+    return f"psu_var_{readable}_{digest}"
+
+
+def patch_symbol(qualname):
+    return "psu_patch_" + mangle(qualname)
+
+
+def record_symbol(qualname):
+    return "psu_fn_" + mangle(qualname)
+
+
+@functools.lru_cache(maxsize=None)
+def _environment():
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(resources.templates_dir()),
+        undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+
+
+def render(template, **values):
+    return _environment().get_template(template).render(**values)
+
+
+class UnitPlan:
+    """What a bundle does with one unit: functions switched, state bound or added."""
+
+    def __init__(self, patched=(), added_functions=(), added_variables=()):
+        self.patched = set(patched)              # qualnames compiled into the bundle
+        self.added_functions = set(added_functions)
+        self.added_variables = set(added_variables)
+
+
+def transform(unit, text, role, dsu_names, output_path, plan=None):
+    """The source of `unit` for `role`; `dsu_names` are its DSU functions' names."""
+    if role not in ROLES:
+        raise ValueError(role)
+    plan = plan or UnitPlan()
+    source = SourceText(unit.path, text)
+    entries = []
+
+    for function in unit.functions:
+        for local in function.locals:
+            _bind_local(source, local, role, plan)
+        if function.name not in dsu_names:
+            continue
+        name_index = source.find_name(function.name, function.location.line, function.location.column)
+        source.replace(name_index, f"psu_impl_{function.name}")
+        prototype = ("static " if function.static else "") + function.signature.replace("@NAME@", function.name)
+        if not function.static:
+            # the implementation keeps the function's linkage for the user's code, but
+            # only the trampoline is a name the dynamic linker should ever see
+            prototype += ";\n__attribute__((visibility(\"hidden\"))) " + \
+                function.signature.replace("@NAME@", f"psu_impl_{function.name}")
+        source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
+        entries.append(_function_entry(function, role, plan))
+
+    aliases = []
+    for variable in unit.variables:
+        if variable.const or not variable.definition:
+            continue
+        if role == "program":
+            aliases.append({"qualname": variable.qualname, "name": variable.name,
+                            "thread_local": variable.thread_local,
+                            "symbol": var_symbol(variable.qualname, variable.type_hash)})
+            continue
+        define = role == "state" and variable.qualname in plan.added_variables
+        for location in variable.locations:
+            _bind_file_variable(source, variable, location, define)
+
+    hoisted = []
+    for function in unit.functions:
+        for local in function.locals:
+            if local.const:
+                continue
+            if role == "program" or (role == "state" and local.qualname in plan.added_variables):
+                hoisted.append({"qualname": local.qualname,
+                                "definition": local.decl.replace("@NAME@", var_symbol(local.qualname, local.type_hash))})
+
+    body = source.edited()
+    if not body.endswith("\n"):
+        body += "\n"
+    first_line = body.count("\n") + 3
+    trailer = render("unit_trailer.c.j2", unit=unit.path, role=role, functions=entries,
+                     aliases=aliases, hoisted=hoisted, first_line=first_line,
+                     output_path=output_path.replace("\\", "/"))
+    return f'#line 1 "{unit.path}"\n' + body + trailer
+
+
+def _function_entry(function, role, plan):
+    args = ", ".join(f"psu_a{i}" for i in range(function.arity))
+    entry = {
+        "name": function.name, "qualname": function.qualname, "static": function.static,
+        "head": function.head.replace("@NAME@", function.name), "args": args,
+        "returns_void": function.returns_void, "tramp_symbol": tramp_symbol(function.qualname),
+        "patch_symbol": patch_symbol(function.qualname),
+        "exported": role == "code" and function.qualname in plan.patched,
+        "kind": None, "record": f"psu_fn_{function.name}", "record_static": True,
+        "initial": f"(uintptr_t)&psu_impl_{function.name}",
+    }
+    added = function.qualname in plan.added_functions
+    if role == "program":
+        entry["kind"] = "trampoline"
+    elif role == "state" and added:
+        entry.update(kind="trampoline", record=record_symbol(function.qualname),
+                     record_static=False, initial="0")
+    elif function.static:
+        entry["kind"] = "forwarder"
+    return entry
+
+
+def _bind_local(source, local, role, plan):
+    """A function-local static becomes a block-scope `extern` bound to its global name."""
+    if local.const:
+        return
+    name_index = source.find_name(local.name, local.location.line, local.location.column)
+    start = source.declaration_start(name_index)
+    storage = source.storage_token(start, name_index)
+    if storage is None or source.tokens[storage].text != "static":
+        raise CSourceError(local.location.file, local.location.line, local.location.column,
+                           f"cannot find 'static' of '{local.name}'")
+    _make_extern(source, storage, name_index, var_symbol(local.qualname, local.type_hash))
+
+
+def _bind_file_variable(source, variable, location, define):
+    name_index = source.find_name(variable.name, location.line, location.column)
+    start = source.declaration_start(name_index)
+    storage = source.storage_token(start, name_index)
+    label = var_symbol(variable.qualname, variable.type_hash)
+    if define:
+        # An added variable: defined here, under its global name.
+        if storage is not None and source.tokens[storage].text == "static":
+            source.replace(storage, "")
+        if label and not source.existing_label(name_index):
+            source.insert_before(source.declarator_end(name_index), f' __asm__("{label}")')
+        return
+    if storage is None:
+        source.insert_before(start, "extern ")
+    elif source.tokens[storage].text == "static":
+        source.replace(storage, "extern")
+    _make_extern(source, None, name_index, label)
+
+
+def _make_extern(source, storage, name_index, label):
+    if storage is not None:
+        source.replace(storage, "extern")
+    end = source.declarator_end(name_index)
+    if label and not source.existing_label(name_index):
+        source.insert_before(end, f' __asm__("{label}")')
+    if source.tokens[end].text == "=":
+        source.delete_range(end, source.initializer_end(end))
+    elif source.tokens[end].text not in (",", ";"):
+        # attributes follow the declarator; the initializer, if any, comes after them
+        i = end
+        while i < len(source.tokens) and source.tokens[i].text not in ("=", ",", ";"):
+            i += 1
+        if i < len(source.tokens) and source.tokens[i].text == "=":
+            source.delete_range(i, source.initializer_end(i))
+
+
+def program_info(program, build_id, label):
+    return render("program_info.c.j2", program=program, build_id=build_id, label=label)
+
+
+def bundle_main(label, base, target, functions, transformers=()):
+    entries = [{"qualname": q, "symbol": patch_symbol(q)} for q in sorted(functions)]
+    return render("bundle_main.c.j2", label=label, base=base, target=target, entries=entries,
+                  transformers=list(transformers))
+
+
+def state_main(label, added_functions):
+    entries = [{"record": record_symbol(q)} for q in sorted(added_functions)]
+    return render("state_main.c.j2", label=label, entries=entries)
+
+
+def relative_output(path):
+    return path.replace(os.sep, "/")

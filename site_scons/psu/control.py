@@ -1,0 +1,105 @@
+"""Client of a DSU process's control socket (protocol: docs/control-protocol.md)."""
+import json
+import os
+import socket
+import stat
+
+from .errors import ControlError, UsageError
+
+
+def runtime_dir():
+    """Where DSU processes of this user put their sockets; same rule as the C runtime."""
+    if os.environ.get("PSU_RUNTIME_DIR"):
+        return os.environ["PSU_RUNTIME_DIR"]
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        return os.path.join(os.environ["XDG_RUNTIME_DIR"], "psu")
+    return f"/tmp/psu-{os.geteuid()}"
+
+
+def socket_path(target):
+    """A PID names `<runtime dir>/<pid>.sock`; anything else is taken as a socket path."""
+    text = str(target)
+    if text.isdigit():
+        return os.path.join(runtime_dir(), f"{text}.sock")
+    if os.sep in text or text.endswith(".sock"):
+        return text
+    raise UsageError(f"psu: '{text}' is neither a process id nor a socket path")
+
+
+def check_ours(path):
+    """Refuse a socket (or its folder) that another user could have planted or can reach."""
+    uid = os.geteuid()
+    folder = os.path.dirname(os.path.abspath(path))
+    for what, place, must_be in (("folder", folder, stat.S_ISDIR), ("socket", path, stat.S_ISSOCK)):
+        try:
+            info = os.lstat(place)
+        except FileNotFoundError:
+            if what == "socket":
+                raise ControlError(f"psu: no DSU process listens at {path} (is it running, "
+                                   "and built with psu?)", "unreachable")
+            raise ControlError(f"psu: {folder} does not exist: no DSU process of yours runs",
+                               "unreachable")
+        if not must_be(info.st_mode):
+            raise ControlError(f"psu: {place} is not a {what}", "not-ours")
+        if info.st_uid != uid:
+            raise ControlError(f"psu: refusing {what} {place}: owned by uid {info.st_uid}, not you "
+                               f"({uid})", "not-ours")
+        if info.st_mode & 0o077:
+            raise ControlError(f"psu: refusing {what} {place}: mode {oct(info.st_mode & 0o777)} lets "
+                               "others in (expected 0700 folder, 0600 socket)", "not-ours")
+
+
+def request(target, line, timeout=60.0):
+    """Send one request line; return the process's JSON answer (ok or not)."""
+    path = socket_path(target)
+    check_ours(path)
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.settimeout(timeout)
+    try:
+        connection.connect(path)
+        connection.sendall(line.encode() + b"\n")
+        chunks = []
+        while True:
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    except (ConnectionRefusedError, FileNotFoundError):
+        raise ControlError(f"psu: nothing listens at {path} (the process has exited?)", "unreachable")
+    except socket.timeout:
+        raise ControlError(f"psu: no answer from {path} within {timeout:.0f} s", "unreachable")
+    except OSError as error:
+        raise ControlError(f"psu: talking to {path} failed: {error.strerror or error}", "unreachable")
+    finally:
+        connection.close()
+    text = b"".join(chunks).decode(errors="replace").strip()
+    if not text:
+        raise ControlError(f"psu: {path} closed without answering (not a psu process, or it "
+                           "refused our credentials)", "unreachable")
+    try:
+        return json.loads(text.splitlines()[0])
+    except ValueError:
+        raise ControlError(f"psu: {path} answered something that is not psu's protocol: "
+                           f"{text[:80]!r}", "not-ours")
+
+
+def processes():
+    """(pid, socket path) of live DSU processes of this user."""
+    folder = runtime_dir()
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    found = []
+    for name in names:
+        if not name.endswith(".sock") or not name[:-5].isdigit():
+            continue
+        pid = int(name[:-5])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        except PermissionError:
+            pass
+        found.append((pid, os.path.join(folder, name)))
+    return found

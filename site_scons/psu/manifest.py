@@ -1,0 +1,108 @@
+"""The manifest: a deterministic JSON description of one version of a program (SPEC §5).
+
+Also the DSU policy (which functions go through the runtime) and the build id,
+the hash of everything that makes the code what it is — never of where the
+source was checked out or what it is called.
+"""
+import hashlib
+import json
+import subprocess
+
+from .errors import ToolError
+
+FORMAT = "psu-manifest/1"
+ENTRY_POINTS = {"main"}
+TRANSFORMER_PREFIX = "psu_transform_"
+
+
+def direct_reason(function, exclude=()):
+    """Why `function` is called directly rather than through the runtime, or None."""
+    if function.name in ENTRY_POINTS:
+        return "entry point"
+    if function.name.startswith(TRANSFORMER_PREFIX):
+        return "state transformer"
+    if function.variadic:
+        return "variadic"
+    if function.kr_style:
+        return "K&R definition"
+    if function.inline:
+        return "inline"
+    if function.name in exclude or function.qualname in exclude:
+        return "excluded"
+    return None
+
+
+def dsu_names(unit, exclude=()):
+    return {f.name for f in unit.functions if direct_reason(f, exclude) is None}
+
+
+def compiler_identity(cc):
+    try:
+        done = subprocess.run([cc, "--version"], capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ToolError(f"psu: compiler '{cc}' not found", hint="set CC to a C compiler")
+    first = done.stdout.splitlines()[0] if done.stdout else cc
+    return first.strip()
+
+
+def _unit_entry(unit, exclude):
+    if not unit.dsu:
+        return {"dsu": False, "text_hash": unit.text_hash}
+    functions, variables = {}, {}
+    for f in unit.functions:
+        functions[f.qualname] = {
+            "name": f.name, "static": f.static, "line": f.location.line,
+            "direct": direct_reason(f, exclude), "variadic": f.variadic,
+            "signature": f.signature.replace("@NAME@", f.name),
+            "signature_hash": f.signature_hash, "body_hash": f.body_hash,
+            "callees": f.callees,
+        }
+        for local in f.locals:
+            variables[local.qualname] = {
+                "name": local.name, "scope": "function", "function": f.name,
+                "static": True, "thread_local": local.thread_local, "const": local.const,
+                "line": local.location.line, "type": local.type,
+                "type_hash": local.type_hash, "init_hash": local.init_hash,
+            }
+    for v in unit.variables:
+        if not v.definition:
+            continue
+        variables[v.qualname] = {
+            "name": v.name, "scope": "file", "static": v.static,
+            "thread_local": v.thread_local, "const": v.const, "line": v.locations[0].line,
+            "type": v.type, "type_hash": v.type_hash, "init_hash": v.init_hash,
+        }
+    return {"dsu": True, "text_hash": unit.text_hash, "functions": functions,
+            "variables": variables, "helpers": unit.helpers}
+
+
+def build(program, label, units, compiler, flags, exclude=()):
+    """The manifest of a program built from `units` (model.Unit, DSU and plain)."""
+    body = {
+        "format": FORMAT, "program": program, "compiler": compiler,
+        "flags": list(flags), "exclude": sorted(exclude),
+        "units": {u.path: _unit_entry(u, exclude) for u in sorted(units, key=lambda u: u.path)},
+    }
+    manifest = dict(body, label=label, build_id=build_id(body))
+    return manifest
+
+
+def build_id(body):
+    """Hash of what makes the code: the manifest without label and build id."""
+    content = {k: v for k, v in body.items() if k not in ("label", "build_id")}
+    return hashlib.sha256(dumps(content).encode()).hexdigest()
+
+
+def dumps(manifest):
+    """Byte-stable JSON: sorted keys, fixed indent, `\\n` line ends, final newline."""
+    return json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=True) + "\n"
+
+
+def write(manifest, path):
+    with open(path, "w", newline="\n") as f:
+        f.write(dumps(manifest))
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)

@@ -1,0 +1,97 @@
+"""The small model of a C unit that the front end produces and everything later reads.
+
+Plain data, JSON round-trippable (`to_json`/`from_json`), no pycparser objects.
+"""
+from dataclasses import dataclass, field, asdict
+
+
+@dataclass
+class Location:
+    file: str
+    line: int
+    column: int
+
+    def __str__(self):
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+@dataclass
+class LocalStatic:
+    """A `static` variable declared inside a function body."""
+
+    name: str
+    qualname: str
+    type: str            # canonical type text (structs expanded)
+    type_hash: str
+    init_hash: str
+    decl: str            # file-scope definition text with the placeholder @NAME@, for hoisting
+    thread_local: bool
+    const: bool
+    location: Location
+
+
+@dataclass
+class Function:
+    name: str
+    qualname: str        # `unit:name` for statics, `name` for external functions
+    static: bool
+    inline: bool
+    variadic: bool
+    kr_style: bool
+    signature: str       # prototype text with the placeholder @NAME@ for the declarator name
+    head: str            # prototype with parameters named psu_a0.. (for trampolines)
+    arity: int
+    returns_void: bool
+    signature_hash: str  # canonical function type, structs expanded
+    body_hash: str       # normalised body plus the types and variables it touches
+    callees: list        # names referenced as functions, sorted
+    locals: list = field(default_factory=list)  # [LocalStatic]
+    location: Location = None
+
+
+@dataclass
+class Variable:
+    name: str
+    qualname: str
+    static: bool
+    thread_local: bool
+    const: bool
+    definition: bool     # False for `extern` declarations
+    type: str
+    type_hash: str
+    init_hash: str
+    locations: list = field(default_factory=list)  # every declaration of it in the unit
+
+
+@dataclass
+class Unit:
+    path: str            # relative to the project root, `/`-separated
+    text_hash: str       # normalised preprocessed text
+    dsu: bool
+    source_hash: str = ""  # raw preprocessed text: not in the manifest, rebuild trigger only
+    functions: list = field(default_factory=list)  # [Function], in source order
+    variables: list = field(default_factory=list)  # [Variable], in source order
+    helpers: dict = field(default_factory=dict)    # name -> body hash of functions defined in headers
+
+    def to_json(self):
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data):
+        def loc(d):
+            return Location(**d) if d else None
+
+        functions = []
+        for f in data["functions"]:
+            f = dict(f)
+            f["location"] = loc(f["location"])
+            f["locals"] = [LocalStatic(**{**l, "location": loc(l["location"])}) for l in f["locals"]]
+            functions.append(Function(**f))
+        variables = []
+        for v in data["variables"]:
+            v = dict(v)
+            v["locations"] = [loc(l) for l in v["locations"]]
+            variables.append(Variable(**v))
+        return cls(path=data["path"], text_hash=data["text_hash"], dsu=data["dsu"],
+                   source_hash=data.get("source_hash", ""),
+                   functions=functions, variables=variables, helpers=dict(data["helpers"]))

@@ -1,0 +1,200 @@
+"""Making a bundle: export two revisions, analyse both like the release build,
+compare, generate the patch units, compile and link them, pack the bundle.
+
+Knows nothing of SCons: the build adapters hand it a `BuildConfig`.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+
+from . import bundle, changes, codegen, frontend, manifest, resources
+from .errors import ToolError, UsageError
+
+WORKTREE = ("WORKTREE", ".")
+
+
+@dataclass
+class BuildConfig:
+    """How one program is built; paths relative to `top` unless said otherwise."""
+
+    program: str
+    top: str                                     # absolute project root
+    sources: list                                # every unit of the program
+    dsu_units: list
+    cc: str = "cc"
+    flags: list = field(default_factory=list)    # flags that change code, as on the command line
+    exclude: list = field(default_factory=list)
+    work_dir: str = ".psu-build"                 # absolute or relative to top
+    jobs: int = 1
+
+    def path(self, *parts):
+        return os.path.join(self.top, self.work_dir, *parts)
+
+
+# -- revisions ---------------------------------------------------------------------
+
+def git(top, *args):
+    try:
+        done = subprocess.run(["git", *args], cwd=top, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise ToolError("psu: git not found", hint="scons patch needs git")
+    return done
+
+
+def resolve(top, ref, what):
+    """Commit hash of `ref`, or WORKTREE for the working tree."""
+    if not ref:
+        raise UsageError(f"psu: {what}=<revision> is required (a tag, branch or commit"
+                         + (", or WORKTREE)" if what == "TO" else ")"))
+    if what == "TO" and ref in WORKTREE:
+        return "WORKTREE"
+    done = git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    if done.returncode != 0:
+        raise UsageError(f"psu: {what}={ref}: not a revision of the repository at {top}")
+    return done.stdout.strip()
+
+
+def worktree_key(top):
+    """Changes whenever the working tree's tracked content does."""
+    stash = git(top, "stash", "create").stdout.strip()
+    return stash or git(top, "rev-parse", "HEAD").stdout.strip() or "no-commit"
+
+
+def export(config, sha):
+    """The tree of commit `sha`, exported (once) under the work folder."""
+    destination = config.path("revisions", sha)
+    if os.path.isdir(destination):
+        return destination
+    temporary = destination + f".tmp{os.getpid()}"
+    shutil.rmtree(temporary, ignore_errors=True)
+    os.makedirs(temporary)
+    # the project's own folder of the repository, exported at the root
+    prefix = git(config.top, "rev-parse", "--show-prefix").stdout.strip().rstrip("/")
+    tree = f"{sha}:{prefix}" if prefix else sha
+    archive = subprocess.run(["git", "archive", "--format=tar", tree],
+                             cwd=config.top, capture_output=True)
+    if archive.returncode != 0:
+        raise ToolError(f"psu: git archive {sha} failed: {archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", temporary], input=archive.stdout, check=True)
+    os.rename(temporary, destination)
+    return destination
+
+
+# -- analysis ----------------------------------------------------------------------
+
+def analyse_tree(config, root, label):
+    """Units and manifest of the program as its sources stand under `root`."""
+    units = []
+    for path in config.sources:
+        if not os.path.exists(os.path.join(root, path)):
+            continue
+        units.append(frontend.analyse(path, config.cc, config.flags, root,
+                                      dsu=path in config.dsu_units,
+                                      cache_dir=config.path("cache")))
+    compiler = manifest.compiler_identity(config.cc)
+    return units, manifest.build(config.program, label, units, compiler, config.flags,
+                                 config.exclude)
+
+
+# -- building the bundle -----------------------------------------------------------
+
+def _compile(config, root, source, obj, extra):
+    command = [config.cc, "-c", "-fPIC", *config.flags, *extra, "-o", obj, source]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ToolError(f"psu: compiling the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
+
+
+def _link(config, root, objects, output, extra=()):
+    command = [config.cc, "-shared", "-fPIC", "-o", output, *objects, *extra]
+    done = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ToolError(f"psu: linking the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
+
+
+def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
+    """Build the bundle `output` updating FROM to TO; returns (bundle manifest, report)."""
+    from_sha = from_sha or resolve(config.top, from_ref, "FROM")
+    to_sha = to_sha or resolve(config.top, to_ref, "TO")
+    old_root = export(config, from_sha)
+    new_root = config.top if to_sha == "WORKTREE" else export(config, to_sha)
+    _, old = analyse_tree(config, old_root, from_ref)
+    new_units, new = analyse_tree(config, new_root, to_ref)
+    change_set = changes.compare(old, new)   # raises RefusedChanges / NoChanges
+    text_report = changes.report(change_set, old, new)
+
+    key = hashlib.sha256(f"{old['build_id']}{new['build_id']}".encode()).hexdigest()[:16]
+    work = config.path("patches", f"{config.program}-{key}")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    by_path = {u.path: u for u in new_units}
+    added_functions = set(change_set.added)
+    added_variables = set(change_set.added_variables)
+    needs_state = bool(added_functions or added_variables)
+    include = ["-I" + resources.runtime_dir(), "-Wno-unused-function", "-Wno-unused-variable",
+               "-Wno-unused-but-set-variable"]
+
+    code_objects, state_objects = [], []
+    for path in change_set.units:
+        unit = by_path[path]
+        with open(os.path.join(new_root, path), encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+        plan = codegen.UnitPlan(
+            patched=[q for q in change_set.switched if _unit_of(change_set, q) == path],
+            added_functions=[q for q in added_functions if change_set.added[q] == path],
+            added_variables=[q for q in added_variables if change_set.added_variables[q] == path])
+        dsu = manifest.dsu_names(unit, config.exclude)
+        quote = ["-iquote", os.path.dirname(path) or "."]
+        for role, objects in (("code", code_objects), ("state", state_objects)):
+            if role == "state" and not needs_state:
+                continue
+            generated = os.path.join(work, role, path)
+            os.makedirs(os.path.dirname(generated), exist_ok=True)
+            with open(generated, "w") as f:
+                f.write(codegen.transform(unit, text, role, dsu, generated, plan))
+            obj = generated + ".o"
+            _compile(config, new_root, generated, obj, quote + include)
+            objects.append(obj)
+
+    label = to_ref if to_sha != "WORKTREE" else new["label"]
+    main = os.path.join(work, "bundle_main.c")
+    with open(main, "w") as f:
+        f.write(codegen.bundle_main(label, old["build_id"], new["build_id"], change_set.switched))
+    _compile(config, new_root, main, main + ".o", include)
+    code_so = os.path.join(work, "code.so")
+    _link(config, new_root, code_objects + [main + ".o"], code_so, ["-Wl,-Bsymbolic-functions"])
+    state_bytes = None
+    if needs_state:
+        state_c = os.path.join(work, "state_main.c")
+        with open(state_c, "w") as f:
+            f.write(codegen.state_main(label, added_functions))
+        _compile(config, new_root, state_c, state_c + ".o", include)
+        state_so = os.path.join(work, "state.so")
+        _link(config, new_root, state_objects + [state_c + ".o"], state_so)
+        with open(state_so, "rb") as f:
+            state_bytes = f.read()
+
+    bundle_manifest = {
+        "format": "psu-bundle/1", "program": config.program,
+        "base_build_id": old["build_id"], "base_label": from_ref,
+        "target_build_id": new["build_id"], "label": label,
+        "compiler": new["compiler"], "flags": new["flags"],
+        "changes": change_set.to_json(), "report": text_report,
+    }
+    with open(code_so, "rb") as f:
+        code_bytes = f.read()
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    bundle.write(output, bundle_manifest, code_bytes, state_bytes)
+    return bundle_manifest, text_report
+
+
+def _unit_of(change_set, qualname):
+    return change_set.replaced.get(qualname) or change_set.added.get(qualname)
+
+
+def bundle_name(program, from_ref, to_ref):
+    def clean(ref):
+        return "".join(c if c.isalnum() or c in "._-" else "_" for c in ref)
+    return f"{program}-{clean(from_ref)}-{clean(to_ref)}.psu"

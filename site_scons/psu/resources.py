@@ -1,0 +1,33 @@
+"""Where psu's templates and C runtime sources are: inside the installed package, or in the source tree."""
+import os
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_REPOSITORY = os.path.dirname(os.path.dirname(_HERE))
+
+
+def _find(name):
+    for candidate in (os.path.join(_HERE, name), os.path.join(_REPOSITORY, name)):
+        if os.path.isdir(candidate):
+            return candidate
+    raise FileNotFoundError(f"psu: its '{name}' folder is missing from {_HERE}; reinstall psu")
+
+
+def templates_dir():
+    return _find("templates")
+
+
+def runtime_dir():
+    return _find("runtime")
+
+
+def runtime_sources():
+    directory = runtime_dir()
+    return sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".c"))
+
+
+def package_files():
+    """Files whose change must rebuild what psu generated (SCons ignores helper modules)."""
+    files = [os.path.join(_HERE, f) for f in sorted(os.listdir(_HERE)) if f.endswith(".py")]
+    templates = templates_dir()
+    files += [os.path.join(templates, f) for f in sorted(os.listdir(templates)) if f.endswith(".j2")]
+    return files

@@ -1,0 +1,241 @@
+"""The SCons adapter: `env.Tool('psu')` and `env.PSUProgram(...)`, plus `scons patch`.
+
+Holds no analysis: it turns construction variables into calls of the library
+and declares every output, dependency and setting so SCons rebuilds exactly
+what must be rebuilt.
+
+Construction variables (defaults in `generate`):
+  PSU_UNITS       sources whose functions are updatable (DSU units)
+  PSU_EXCLUDE     function names (or `unit:name`) kept direct
+  PSU_VERSION     label of the version built (default: `git describe --tags --always --dirty`)
+  PSU_BUILD_DIR   where generated sources, analyses and patch work go ('#.psu-build')
+  PSU_PATCH_DIR   where `scons patch` writes bundles ('#psu-patches')
+"""
+import json
+import os
+import subprocess
+import sys
+
+import SCons.Action
+import SCons.Builder
+import SCons.Node.Python
+import SCons.Scanner.C
+import SCons.Script
+
+from . import codegen, manifest, patch, resources
+from .errors import PsuError
+from .model import Unit
+
+_FLAGS = "$CCFLAGS $CFLAGS $_CCCOMCOM"
+
+
+def _report(error):
+    """A PsuError as SCons users expect to see a failure: message, hint, no traceback."""
+    sys.stderr.write(f"{error.message}\n")
+    if error.hint:
+        sys.stderr.write(f"psu: hint: {error.hint}\n")
+    return error.exit_code or 1
+
+
+def code_flags(env):
+    """The flags that make the code (and so the build id), as the compiler sees them."""
+    return [str(f) for f in env.subst_list(_FLAGS)[0]]
+
+
+def _git_label(top):
+    try:
+        done = subprocess.run(["git", "describe", "--tags", "--always", "--dirty"],
+                              cwd=top, capture_output=True, text=True)
+    except FileNotFoundError:
+        return "unversioned"
+    return done.stdout.strip() or "unversioned"
+
+
+def _relative(node):
+    return node.srcnode().get_path().replace(os.sep, "/")
+
+
+# -- actions -----------------------------------------------------------------------
+
+def _analyse(target, source, env):
+    from . import frontend
+    try:
+        unit = frontend.analyse(env["PSU_UNIT_PATH"], env.subst("$CC"), code_flags(env),
+                                env.Dir("#").abspath, dsu=env["PSU_UNIT_DSU"],
+                                cache_dir=env.Dir("$PSU_BUILD_DIR").Dir("cache").abspath)
+    except PsuError as error:
+        return _report(error)
+    with open(target[0].abspath, "w", newline="\n") as f:
+        json.dump(unit.to_json(), f, sort_keys=True, indent=1)
+        f.write("\n")
+    return 0
+
+
+def _transform(target, source, env):
+    try:
+        with open(source[1].abspath) as f:
+            unit = Unit.from_json(json.load(f))
+        with open(source[0].srcnode().abspath, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+        dsu = manifest.dsu_names(unit, env["PSU_EXCLUDE"])
+        output = codegen.transform(unit, text, "program", dsu, target[0].get_path())
+    except PsuError as error:
+        return _report(error)
+    with open(target[0].abspath, "w", newline="\n") as f:
+        # the preprocessed text's hash makes a header change recompile this unit
+        f.write(f"/* psu: {unit.path}, preprocessed text {unit.source_hash} */\n" + output)
+    return 0
+
+
+def _manifest(target, source, env):
+    try:
+        units = []
+        for node in source:
+            with open(node.abspath) as f:
+                units.append(Unit.from_json(json.load(f)))
+        result = manifest.build(env["PSU_PROGRAM"], env.subst("$PSU_VERSION"), units,
+                                manifest.compiler_identity(env.subst("$CC")), code_flags(env),
+                                env["PSU_EXCLUDE"])
+    except PsuError as error:
+        return _report(error)
+    manifest.write(result, target[0].abspath)
+    with open(target[1].abspath, "w", newline="\n") as f:
+        f.write(codegen.program_info(result["program"], result["build_id"], result["label"]))
+    return 0
+
+
+def _bundle(target, source, env):
+    config = patch.BuildConfig(**json.loads(env["PSU_PATCH_CONFIG"]))
+    try:
+        _, text = patch.make_bundle(config, env["PSU_FROM"], env["PSU_TO"], target[0].abspath,
+                                    from_sha=env["PSU_FROM_SHA"], to_sha=env["PSU_TO_SHA"])
+    except PsuError as error:
+        if getattr(error, "report", ""):
+            sys.stdout.write(error.report + "\n")
+        return _report(error)
+    sys.stdout.write(text + "\n" + f"psu: bundle written to {target[0].get_path()}\n")
+    return 0
+
+
+def _actions():
+    common = ["CC", "CCFLAGS", "CFLAGS", "CPPFLAGS", "_CPPDEFFLAGS", "_CPPINCFLAGS"]
+    return {
+        "analyse": SCons.Action.Action(_analyse, "psu: analysing $SOURCE",
+                                       varlist=common + ["PSU_UNIT_PATH", "PSU_UNIT_DSU"]),
+        "transform": SCons.Action.Action(_transform, "psu: generating $TARGET",
+                                         varlist=["PSU_EXCLUDE"]),
+        "manifest": SCons.Action.Action(_manifest, "psu: describing $PSU_PROGRAM in $TARGET",
+                                        varlist=common + ["PSU_VERSION", "PSU_EXCLUDE", "PSU_PROGRAM"]),
+        "bundle": SCons.Action.Action(_bundle, "psu: making $TARGET",
+                                      varlist=["PSU_PATCH_CONFIG", "PSU_FROM", "PSU_TO"]),
+    }
+
+
+# -- the pseudo-builder --------------------------------------------------------------
+
+def PSUProgram(env, target, source=None, **overrides):
+    """Build `target` with its DSU units updatable; also its manifest `target.psu.json`."""
+    if overrides:
+        env = env.Override(overrides)
+    sources = env.arg2nodes(env.Flatten([source]), env.fs.File)
+    program = env.File(env.subst(str(target)) if not isinstance(target, (list, tuple))
+                       else env.subst(str(target[0])))
+    name = program.name
+    units = {_relative(env.File(u)) for u in env.Flatten([env["PSU_UNITS"]])}
+    known = {_relative(s) for s in sources}
+    unknown = sorted(units - known)
+    if unknown:
+        SCons.Script.Exit(_report(PsuError(
+            f"psu: PSU_UNITS of {name} names {', '.join(unknown)}, which is not among its sources")))
+
+    work = env.Dir("$PSU_BUILD_DIR").Dir(name)
+    runtime = resources.runtime_dir()
+    generator_files = resources.package_files()
+    objects, analyses = [], []
+    for node in sources:
+        relative = _relative(node)
+        dsu = relative in units
+        analysis = env._PSUAnalyse(work.File(relative + ".unit.json"), node,
+                                   PSU_UNIT_PATH=relative, PSU_UNIT_DSU=dsu)
+        env.Depends(analysis, generator_files)
+        analyses += analysis
+        if not dsu:
+            objects += env.Object(node)
+            continue
+        transformed = env._PSUTransform(work.File(relative[:-2] + ".psu.c"), [node, analysis])
+        env.Depends(transformed, generator_files)
+        directory = os.path.dirname(node.srcnode().abspath)
+        objects += env.Object(transformed, CCFLAGS=env["CCFLAGS"] + ["-iquote", directory],
+                              CPPPATH=env.get("CPPPATH", []) + [runtime])
+
+    manifest_json = program.dir.File(name + ".psu.json")
+    info_c = work.File(name + ".psu_info.c")
+    env._PSUManifest([manifest_json, info_c], analyses, PSU_PROGRAM=name)
+    env.Depends([manifest_json, info_c], generator_files)
+    objects += env.Object(info_c)
+    for c_file in resources.runtime_sources():
+        stem = os.path.splitext(os.path.basename(c_file))[0]
+        objects += env.Object(work.File("runtime/" + stem + env["OBJSUFFIX"]), env.File(c_file),
+                              CPPPATH=[runtime], CCFLAGS=env["CCFLAGS"] + ["-pthread"])
+    built = env.Program(program, objects,
+                        LINKFLAGS=env["LINKFLAGS"] + ["-rdynamic", "-pthread"],
+                        LIBS=env.get("LIBS", []) + ["dl"])
+    env.Clean(built, [manifest_json, work])
+
+    # The build description: what `scons patch`, `psu diff` and `psu patch` analyse with.
+    top = env.Dir("#").abspath
+    config = patch.BuildConfig(
+        program=name, top=top, sources=sorted(known), dsu_units=sorted(units),
+        cc=env.subst("$CC"), flags=code_flags(env), exclude=list(env["PSU_EXCLUDE"]),
+        work_dir=os.path.relpath(env.Dir("$PSU_BUILD_DIR").abspath, top))
+    config_json = json.dumps(config.__dict__, sort_keys=True, indent=1) + "\n"
+    description = env.Textfile(work.File("build.json"), [env.Value(config_json)])
+    env.Depends(built, description)
+
+    if "patch" in SCons.Script.COMMAND_LINE_TARGETS:
+        _patch_target(env, config, config_json)
+    return built
+
+
+def _patch_target(env, config, config_json):
+    name, top = config.program, config.top
+    arguments = SCons.Script.ARGUMENTS
+    from_ref, to_ref = arguments.get("FROM"), arguments.get("TO")
+    try:
+        from_sha = patch.resolve(top, from_ref, "FROM")
+        to_sha = patch.resolve(top, to_ref, "TO")
+    except PsuError as error:
+        SCons.Script.Exit(_report(error))
+    to_key = patch.worktree_key(top) if to_sha == "WORKTREE" else to_sha
+    output = env.Dir("$PSU_PATCH_DIR").File(patch.bundle_name(name, from_ref, to_ref))
+    bundle_node = env._PSUBundle(
+        output, [env.Value(from_sha), env.Value(to_key)],
+        PSU_PATCH_CONFIG=config_json, PSU_FROM=from_ref, PSU_TO=to_ref,
+        PSU_FROM_SHA=from_sha, PSU_TO_SHA=to_sha)
+    env.Depends(bundle_node, resources.package_files() + resources.runtime_sources())
+    env.Alias("patch", bundle_node)
+
+
+def generate(env):
+    top = env.Dir("#").abspath
+    env.SetDefault(
+        PSU_UNITS=[], PSU_EXCLUDE=[], PSU_BUILD_DIR="#.psu-build", PSU_PATCH_DIR="#psu-patches",
+        PSU_VERSION=_git_label(top))
+    actions = _actions()
+    c_scanner = SCons.Scanner.C.CScanner()
+    env["BUILDERS"]["_PSUAnalyse"] = SCons.Builder.Builder(
+        action=actions["analyse"], source_scanner=c_scanner)
+    env["BUILDERS"]["_PSUTransform"] = SCons.Builder.Builder(action=actions["transform"])
+    env["BUILDERS"]["_PSUManifest"] = SCons.Builder.Builder(action=actions["manifest"])
+    env["BUILDERS"]["_PSUBundle"] = SCons.Builder.Builder(action=actions["bundle"])
+    env.Tool("textfile")
+    env.AddMethod(PSUProgram, "PSUProgram")
+
+
+def exists(env):
+    try:
+        import jinja2  # noqa: F401
+        import pycparser  # noqa: F401
+    except ImportError:
+        return False
+    return bool(env.Detect(env.get("CC", "cc")) or True)

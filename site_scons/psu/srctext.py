@@ -1,0 +1,195 @@
+"""The user's original C text as tokens with offsets, and edits on it.
+
+psu never regenerates user code: it edits declarations in the original text
+(renaming a definition, turning a static into a bound `extern`) and appends
+generated code.  This module finds the places to edit from the coordinates the
+front end reports; `#line` directives keep diagnostics on the user's lines.
+"""
+import re
+
+from .errors import CSourceError
+
+_TOKEN = re.compile(r"""
+    (?P<ws>[ \t\r\f\v]+|\\\n)
+  | (?P<nl>\n)
+  | (?P<comment>/\*.*?\*/|//[^\n]*)
+  | (?P<string>[LuU]?8?"(?:\\.|[^"\\\n])*"|[LuU]?'(?:\\.|[^'\\\n])*')
+  | (?P<ident>[A-Za-z_]\w*)
+  | (?P<number>\.?\d(?:[eEpP][+-]|[\w.])*)
+  | (?P<punct>\.\.\.|<<=|>>=|->|\+\+|--|<<|>>|<=|>=|==|!=|&&|\|\||[-+*/%&|^!~<>=?:;,.(){}\[\]#])
+  | (?P<other>.)
+""", re.VERBOSE | re.DOTALL)
+
+_STORAGE = {"static", "extern"}
+_DECLARATOR_STOP = {"=", ",", ";", "{", "__attribute__", "__attribute", "__asm__", "__asm", "asm"}
+
+
+class Token:
+    __slots__ = ("kind", "text", "start", "end", "line", "column")
+
+    def __init__(self, kind, text, start, end, line, column):
+        self.kind, self.text, self.start, self.end = kind, text, start, end
+        self.line, self.column = line, column
+
+    def __repr__(self):
+        return f"Token({self.text!r}@{self.line}:{self.column})"
+
+
+class SourceText:
+    def __init__(self, path, text):
+        self.path, self.text = path, text
+        self.tokens = []
+        self._edits = []
+        self._tokenise()
+
+    def _tokenise(self):
+        line, line_start, at_line_start, in_directive = 1, 0, True, False
+        for match in _TOKEN.finditer(self.text):
+            kind, text = match.lastgroup, match.group()
+            start = match.start()
+            if kind == "nl":
+                line += 1
+                line_start = match.end()
+                at_line_start, in_directive = True, False
+                continue
+            if kind == "ws" or kind == "comment":
+                newlines = text.count("\n")
+                if newlines:
+                    line += newlines
+                    line_start = start + text.rfind("\n") + 1
+                continue
+            if kind == "punct" and text == "#" and at_line_start:
+                # A directive is one opaque token: backward scans stop at it.
+                in_directive = True
+                self.tokens.append(Token("directive", "#", start, start, line, start - line_start + 1))
+                at_line_start = False
+                continue
+            at_line_start = False
+            if in_directive:
+                continue
+            self.tokens.append(Token(kind, text, start, match.end(), line, start - line_start + 1))
+
+    # -- finding places ------------------------------------------------------------
+
+    def find_name(self, name, line, column):
+        """Index of the identifier `name` on `line`, nearest `column` (columns are
+        approximate inside macro expansions and after folded whitespace)."""
+        candidates = [i for i, t in enumerate(self.tokens)
+                      if t.line == line and t.kind == "ident" and t.text == name]
+        if not candidates:
+            raise CSourceError(self.path, line, column,
+                               f"cannot transform '{name}': its name is not written on this line "
+                               "(made by a macro?); add it to PSU_EXCLUDE")
+        return min(candidates, key=lambda i: abs(self.tokens[i].column - column))
+
+    def declaration_start(self, index):
+        """Index of the first token of the declaration containing token `index`."""
+        i = index - 1
+        while i >= 0:
+            token = self.tokens[i]
+            if token.kind == "directive" or token.text in (";", "{"):
+                return i + 1
+            if token.text == "}":
+                opening = self._matching_open(i)
+                before = self.tokens[opening - 1] if opening > 0 else None
+                before2 = self.tokens[opening - 2] if opening > 1 else None
+                aggregate = before is not None and (
+                    before.text in ("struct", "union", "enum") or
+                    (before.kind == "ident" and before2 is not None and
+                     before2.text in ("struct", "union", "enum")))
+                if not aggregate:
+                    return i + 1
+                i = opening - 1
+                continue
+            if token.text in (")", "]"):
+                i = self._matching_open(i) - 1
+                continue
+            i -= 1
+        return 0
+
+    def _matching_open(self, index):
+        pairs = {")": "(", "]": "[", "}": "{"}
+        closing = self.tokens[index].text
+        opening, depth, i = pairs[closing], 0, index
+        while i >= 0:
+            text = self.tokens[i].text
+            if text == closing:
+                depth += 1
+            elif text == opening:
+                depth -= 1
+                if depth == 0:
+                    return i
+            i -= 1
+        raise CSourceError(self.path, self.tokens[index].line, self.tokens[index].column,
+                           f"unbalanced '{closing}'")
+
+    def storage_token(self, start, name_index):
+        """Index of `static`/`extern` in the specifiers of a declaration, or None."""
+        for i in range(start, name_index):
+            if self.tokens[i].text in _STORAGE:
+                return i
+        return None
+
+    def declarator_end(self, name_index):
+        """Index of the first token after the declarator whose name is at `name_index`."""
+        depth, i = 0, name_index + 1
+        while i < len(self.tokens):
+            text = self.tokens[i].text
+            if text in "([":
+                depth += 1
+            elif text in ")]":
+                depth -= 1
+            elif depth <= 0 and text in _DECLARATOR_STOP:
+                return i
+            i += 1
+        raise CSourceError(self.path, self.tokens[name_index].line, self.tokens[name_index].column,
+                           "declaration does not end")
+
+    def initializer_end(self, equals_index):
+        """Index of the `,` or `;` that ends the initializer starting at `=`."""
+        depth, i = 0, equals_index + 1
+        while i < len(self.tokens):
+            text = self.tokens[i].text
+            if text in "([{":
+                depth += 1
+            elif text in ")]}":
+                depth -= 1
+            elif depth == 0 and text in (",", ";"):
+                return i
+            i += 1
+        raise CSourceError(self.path, self.tokens[equals_index].line, 0, "initializer does not end")
+
+    def existing_label(self, name_index):
+        end = self.declarator_end(name_index)
+        return self.tokens[end].text in ("__asm__", "__asm", "asm")
+
+    # -- editing ---------------------------------------------------------------------
+
+    def replace(self, index, text):
+        token = self.tokens[index]
+        self._edits.append((token.start, token.end, text))
+
+    def insert_before(self, index, text):
+        token = self.tokens[index]
+        self._edits.append((token.start, token.start, text))
+
+    def insert_lines_before(self, index, text):
+        """Insert whole generated lines before token `index`, then restore its line."""
+        token = self.tokens[index]
+        restore = f'\n#line {token.line} "{self.path}"\n' + " " * (token.column - 1)
+        self._edits.append((token.start, token.start, "\n" + text + restore))
+
+    def delete_range(self, first, last_exclusive):
+        """Delete tokens [first, last_exclusive) keeping their newlines (lines stay put)."""
+        start, end = self.tokens[first].start, self.tokens[last_exclusive].start
+        kept = "\n" * self.text.count("\n", start, end)
+        self._edits.append((start, end, kept))
+
+    def edited(self):
+        # Applied back to front; insertions at one offset keep the order they were made.
+        unique = list(dict.fromkeys(self._edits))
+        ordered = sorted(enumerate(unique), key=lambda e: (e[1][0], e[1][1], e[0]), reverse=True)
+        text = self.text
+        for _, (start, end, replacement) in ordered:
+            text = text[:start] + replacement + text[end:]
+        return text
