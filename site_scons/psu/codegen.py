@@ -97,14 +97,14 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
         entries.append(_function_entry(function, role, plan))
 
-    aliases = []
     for variable in unit.variables:
         if variable.const or not variable.definition:
             continue
         if role == "program":
-            aliases.append({"qualname": variable.qualname, "name": variable.name,
-                            "thread_local": variable.thread_local,
-                            "symbol": var_symbol(variable.qualname, variable.type_hash)})
+            # a static gets a global name patches bind to; a global has one already
+            if variable.static:
+                for location in variable.locations:
+                    _bind_file_variable(source, variable, location, define=True)
             continue
         define = role == "state" and variable.qualname in plan.added_variables
         for location in variable.locations:
@@ -124,7 +124,7 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
         body += "\n"
     first_line = body.count("\n") + 3
     trailer = render("unit_trailer.c.j2", unit=unit.path, role=role, functions=entries,
-                     aliases=aliases, hoisted=hoisted, first_line=first_line,
+                     hoisted=hoisted, first_line=first_line,
                      output_path=output_path.replace("\\", "/"))
     return f'#line 1 "{unit.path}"\n' + body + trailer
 
@@ -134,8 +134,11 @@ def _function_entry(function, role, plan):
     entry = {
         "name": function.name, "qualname": function.qualname, "static": function.static,
         "head": function.head.replace("@NAME@", function.name), "args": args,
-        "returns_void": function.returns_void, "tramp_symbol": tramp_symbol(function.qualname),
-        "patch_symbol": patch_symbol(function.qualname),
+        "returns_void": function.returns_void, "result": function.result,
+        "pointer_type": function.signature.replace("@NAME@", "(*)"),
+        "tramp_symbol": tramp_symbol(function.qualname),
+        "tramp_declaration": function.signature.replace("@NAME@", tramp_symbol(function.qualname)),
+        "patch_declaration": function.signature.replace("@NAME@", patch_symbol(function.qualname)),
         "exported": role == "code" and function.qualname in plan.patched,
         "kind": None, "record": f"psu_fn_{function.name}", "record_static": True,
         "initial": f"(uintptr_t)&psu_impl_{function.name}",
@@ -168,7 +171,7 @@ def _bind_file_variable(source, variable, location, define):
     name_index = source.find_name(variable.name, location.line, location.column)
     start = source.declaration_start(name_index)
     storage = source.storage_token(start, name_index)
-    label = var_symbol(variable.qualname, variable.type_hash)
+    label = var_symbol(variable.qualname, variable.type_hash) if variable.static else None
     if define:
         # An added variable: defined here, under its global name.
         if storage is not None and source.tokens[storage].text == "static":

@@ -74,9 +74,13 @@ def preprocessing_flags(flags):
     return kept
 
 
+# Parse-only replacements of headers pycparser cannot read (see include/stdatomic.h).
+PARSE_ONLY_INCLUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
+
+
 def preprocess(path, cc, flags, cwd):
     """Run the compiler's preprocessor on `path` (relative to `cwd`); keep line markers."""
-    command = [cc, "-E", *preprocessing_flags(flags), *PARSE_ONLY_DEFINES,
+    command = [cc, "-E", "-isystem", PARSE_ONLY_INCLUDE, *preprocessing_flags(flags), *PARSE_ONLY_DEFINES,
                *NORMALISING_DEFINES, f"-D__FILE__=\"{path}\"", path]
     try:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
@@ -351,6 +355,12 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
         returns = func_type.type
         returns_void = isinstance(returns, c_ast.TypeDecl) and \
             canon.type_text(returns) == "void"
+        result = ""
+        if not returns_void:
+            holder = c_ast.Decl(name="psu_result", quals=[], align=[], storage=[], funcspec=[],
+                                type=copy.deepcopy(returns), init=None, bitsize=None)
+            _innermost_typedecl(holder.type).declname = "psu_result"
+            result = generator.visit(holder)
         signature_text = canon.type_text(func_type)
 
         # The body hash covers the body text and the layout of every type and the
@@ -390,7 +400,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
             name=decl.name, qualname=qualname, static=static,
             inline="inline" in (decl.funcspec or []), variadic=variadic, kr_style=kr_style,
             signature=_declaration_text(decl, "@NAME@"), head=head, arity=len(params),
-            returns_void=returns_void, signature_hash=sha256(signature_text),
+            returns_void=returns_void, result=result, signature_hash=sha256(signature_text),
             body_hash=body_hash, callees=sorted((facts.ids & functions_known) - facts.local_names),
             locals=locals_, location=Location(unit_path, decl.coord.line, decl.coord.column)))
     return unit

@@ -42,6 +42,7 @@ class Function:
     head: str            # prototype with parameters named psu_a0.. (for trampolines)
     arity: int
     returns_void: bool
+    result: str          # declaration of `psu_result` of the return type ("" for void)
     signature_hash: str  # canonical function type, structs expanded
     body_hash: str       # normalised body plus the types and variables it touches
     callees: list        # names referenced as functions, sorted

@@ -1,0 +1,113 @@
+"""The C front end: real headers parse, bad C is a located error (never a traceback),
+the model round-trips, and generated C re-parses."""
+import json
+
+import pytest
+
+from projects import REPO, Project, run
+from psu import codegen, frontend, manifest
+from psu.errors import CSourceError
+from psu.model import Unit
+
+HEADERS = ["stdio.h", "stdlib.h", "string.h", "pthread.h", "stdatomic.h", "stdint.h",
+           "unistd.h", "sys/socket.h", "netinet/in.h", "errno.h", "signal.h", "time.h",
+           "assert.h", "stdbool.h", "stddef.h", "limits.h", "arpa/inet.h", "sys/mman.h"]
+
+UNIT_USING_HEADERS = "".join(f"#include <{h}>\n" for h in HEADERS) + """
+static _Atomic(unsigned long) hits;
+static atomic_int flags;
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread int legacy_tls;
+struct __attribute__((packed)) wire { uint8_t kind; uint32_t length; };
+
+int serve(int fd, const struct sockaddr_in *peer)
+{
+    struct wire w = { 1, 2 };
+    pthread_mutex_lock(&lock);
+    atomic_fetch_add_explicit(&hits, 1, memory_order_relaxed);
+    legacy_tls += atomic_load(&flags);
+    pthread_mutex_unlock(&lock);
+    if (__builtin_expect(fd < 0, 0))
+        return -errno;
+    return (int)(w.length + ntohs(peer->sin_port) + (int)sizeof w) + (int)time(NULL) % 2;
+}
+"""
+
+
+def analyse(tmp_path, text, name="unit.c", flags=("-O2",)):
+    (tmp_path / name).write_text(text)
+    return frontend.analyse(name, "gcc", list(flags), str(tmp_path))
+
+
+def test_real_system_headers_parse(tmp_path):
+    unit = analyse(tmp_path, UNIT_USING_HEADERS)
+    assert [f.name for f in unit.functions] == ["serve"]
+    variables = {v.name: v for v in unit.variables}
+    assert variables["legacy_tls"].thread_local and variables["hits"].static
+    # only the unit's own definitions: nothing from the headers
+    assert all(v.locations[0].file == "unit.c" for v in unit.variables)
+
+
+@pytest.mark.parametrize("construct,code,line", [
+    ("typeof", "int f(int x) {\n  typeof(x) y = x;\n  return y;\n}\n", 2),
+    ("__auto_type", "int f(int x) {\n  __auto_type y = x;\n  return y;\n}\n", 2),
+    ("an asm statement", "void f(void) {\n\n  __asm__ volatile (\"nop\");\n}\n", 3),
+])
+def test_unparsable_construct_is_a_located_error(tmp_path, construct, code, line):
+    with pytest.raises(CSourceError) as caught:
+        analyse(tmp_path, code)
+    assert str(caught.value).startswith(f"unit.c:{line}:")
+    assert f"psu: cannot parse {construct}" in str(caught.value)
+
+
+def test_bad_c_fails_the_build_with_the_location_and_no_traceback(tmp_path):
+    project = Project(tmp_path / "bad")
+    project.commit("v1", {
+        "SConstruct": "env = Environment(tools=['default', 'psu'])\n"
+                      "env.PSUProgram('bad', ['src/bad.c'], PSU_UNITS=['src/bad.c'])\n",
+        "src/bad.c": "int main(void)\n{\n    typeof(1) x = 0;\n    return x;\n}\n"})
+    failed = project.build(check=False)
+    assert failed.returncode != 0
+    assert "src/bad.c:3:" in failed.stderr and "psu: cannot parse typeof" in failed.stderr
+    assert "Traceback" not in failed.stderr + failed.stdout
+
+
+def test_model_round_trips_through_json(tmp_path):
+    unit = analyse(tmp_path, (REPO / "tests/corpus/constructs/src/calc.c").read_text()
+                   .replace('"shapes.h"', f'"{REPO}/tests/corpus/constructs/src/shapes.h"'))
+    again = Unit.from_json(json.loads(json.dumps(unit.to_json())))
+    assert again == unit
+
+
+def test_generated_units_reparse(tmp_path):
+    """Generated C is C the front end itself reads back (all three roles)."""
+    source = (REPO / "tests/corpus/constructs/src/calc.c").read_text().replace(
+        '"shapes.h"', f'"{REPO}/tests/corpus/constructs/src/shapes.h"')
+    unit = analyse(tmp_path, source)
+    dsu = manifest.dsu_names(unit, ["excluded_twice"])
+    plan = codegen.UnitPlan(patched={"fib"}, added_functions={"add"})
+    for role in codegen.ROLES:
+        generated = codegen.transform(unit, source, role, dsu, f"gen_{role}.c", plan)
+        (tmp_path / f"gen_{role}.c").write_text(generated)
+        reparsed = frontend.analyse(f"gen_{role}.c", "gcc", [f"-I{REPO}/runtime"], str(tmp_path))
+        # the generated trailer's functions: trampolines (program), forwarders to
+        # the program's trampolines for statics (code, state)
+        names = {f.name for f in reparsed.functions}
+        statics = {f.name for f in unit.functions if f.static and f.name in dsu}
+        assert names == (dsu if role == "program" else statics | {"add"} if role == "state"
+                         else statics)
+        run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
+             "-fPIC", f"-I{REPO}/runtime", "-c", f"gen_{role}.c", "-o", f"gen_{role}.o"], tmp_path)
+
+
+def test_analysis_is_cached_by_preprocessed_text(tmp_path):
+    (tmp_path / "unit.c").write_text("int f(int x) { return x + 1; }\n")
+    cache = tmp_path / "cache"
+    first = frontend.analyse("unit.c", "gcc", [], str(tmp_path), cache_dir=str(cache))
+    assert len(list(cache.rglob("*.json"))) == 1
+    second = frontend.analyse("unit.c", "gcc", [], str(tmp_path), cache_dir=str(cache))
+    assert first == second
+    (tmp_path / "unit.c").write_text("int f(int x) { return x + 2; }\n")
+    third = frontend.analyse("unit.c", "gcc", [], str(tmp_path), cache_dir=str(cache))
+    assert third.functions[0].body_hash != first.functions[0].body_hash
+    assert len(list(cache.rglob("*.json"))) == 2
