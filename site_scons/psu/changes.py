@@ -48,7 +48,8 @@ class ChangeSet:
                           "removed_kept": sorted(self.removed)},
             "variables": {"bound": sorted(self.bound), "added": sorted(self.added_variables),
                           "removed": sorted(self.removed_variables),
-                          "transformed": dict(sorted(self.transformed.items()))},
+                          "transformed": {k: v["transformer"] for k, v in
+                                          sorted(self.transformed.items())}},
             "notes": list(self.notes),
             "units": list(self.units),
         }
@@ -220,7 +221,8 @@ def _compare_variables(changes, path, before, after):
             transformer = "psu_transform_" + (f"{now['function']}_{now['name']}"
                                               if now["scope"] == "function" else now["name"])
             if transformer in transformers and now["static"]:
-                changes.transformed[q] = transformer
+                changes.transformed[q] = {"transformer": transformer,
+                                          "old_type_hash": was["type_hash"]}
                 changes.added_variables[q] = path
                 continue
             changes.refusals.append(Refusal(
@@ -238,8 +240,10 @@ def _short(text, limit=120):
     return text if len(text) <= limit else text[:limit] + "..."
 
 
-def report(changes, old, new):
-    """The change report a person reads (also stored in the bundle's manifest)."""
+def report(changes, old, new, verbose=False):
+    """The change report a person reads (also stored in the bundle's manifest).
+    Bound state is listed in full only when `verbose`: it is every variable of
+    the units compiled, the same from one bundle to the next."""
     lines = [f"psu: {new['program']}: {old.get('label')} ({old['build_id'][:12]}) -> "
              f"{new.get('label')} ({new['build_id'][:12]})"]
 
@@ -252,8 +256,12 @@ def report(changes, old, new):
                               if q in changes.pulled_in else "") for q in sorted(changes.replaced)])
     section("added", sorted(changes.added))
     section("removed (kept loaded)", sorted(changes.removed))
-    section("state bound", sorted(changes.bound))
-    section("state added", [q + (f"  (converted by {changes.transformed[q]})"
+    if verbose:
+        section("state bound", sorted(changes.bound))
+    elif changes.bound:
+        lines.append(f"  state bound: {len(changes.bound)} variable(s) of the running program "
+                     "(listed by psu inspect)")
+    section("state added", [q + (f"  (converted by {changes.transformed[q]['transformer']})"
                                  if q in changes.transformed else "")
                             for q in sorted(changes.added_variables)])
     section("notes", changes.notes)

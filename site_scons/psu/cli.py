@@ -9,7 +9,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import BundleError, ControlError, PsuError, UsageError
+from .errors import ControlError, PsuError, UsageError
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 8
@@ -172,17 +172,11 @@ def _config(arguments):
 
 def command_diff(arguments):
     from . import changes, patch
-    config = _config(arguments)
-    to_sha = patch.resolve(config.top, arguments.to_ref, "TO")
-    from_sha = patch.resolve(config.top, arguments.from_ref, "FROM")
-    _, old = patch.analyse_tree(config, patch.export(config, from_sha), arguments.from_ref)
-    new_root = config.top if to_sha == "WORKTREE" else patch.export(config, to_sha)
-    _, new = patch.analyse_tree(config, new_root, arguments.to_ref)
-    change_set = changes.compare(old, new)
+    comparison = patch.compare(_config(arguments), arguments.from_ref, arguments.to_ref)
     if arguments.json:
-        _print_json(change_set.to_json())
+        _print_json(comparison.changes.to_json())
     else:
-        print(changes.report(change_set, old, new))
+        print(changes.report(comparison.changes, comparison.old, comparison.new, verbose=True))
     return EXIT_OK
 
 

@@ -207,10 +207,14 @@ def program_info(program, build_id, label):
     return render("program_info.c.j2", program=program, build_id=build_id, label=label)
 
 
-def bundle_main(label, base, target, functions, transformers=()):
+def bundle_main(label, base, target, functions, transformed=None):
+    """The bundle's table; `transformed`: variable qualname -> {transformer, old_type_hash}."""
     entries = [{"qualname": q, "symbol": patch_symbol(q)} for q in sorted(functions)]
+    transformers = [{"function": t["transformer"], "wrapper": f"psu_run_transformer_{i}",
+                     "old": f"psu_old_state_{i}", "old_symbol": var_symbol(q, t["old_type_hash"])}
+                    for i, (q, t) in enumerate(sorted((transformed or {}).items()))]
     return render("bundle_main.c.j2", label=label, base=base, target=target, entries=entries,
-                  transformers=list(transformers))
+                  transformers=transformers)
 
 
 def state_main(label, added_functions):

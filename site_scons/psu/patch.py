@@ -98,6 +98,28 @@ def analyse_tree(config, root, label):
                                  config.exclude)
 
 
+@dataclass
+class Comparison:
+    old: dict
+    new: dict
+    new_units: list
+    new_root: str
+    to_sha: str
+    changes: object
+
+
+def compare(config, from_ref, to_ref, from_sha=None, to_sha=None):
+    """Analyse FROM and TO like the release build and compare them (raises
+    RefusedChanges or NoChanges)."""
+    from_sha = from_sha or resolve(config.top, from_ref, "FROM")
+    to_sha = to_sha or resolve(config.top, to_ref, "TO")
+    old_root = export(config, from_sha)
+    new_root = config.top if to_sha == "WORKTREE" else export(config, to_sha)
+    _, old = analyse_tree(config, old_root, from_ref)
+    new_units, new = analyse_tree(config, new_root, to_ref)
+    return Comparison(old, new, new_units, new_root, to_sha, changes.compare(old, new))
+
+
 # -- building the bundle -----------------------------------------------------------
 
 def _compile(config, root, source, obj, extra):
@@ -116,14 +138,12 @@ def _link(config, root, objects, output, extra=()):
 
 def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     """Build the bundle `output` updating FROM to TO; returns (bundle manifest, report)."""
-    from_sha = from_sha or resolve(config.top, from_ref, "FROM")
-    to_sha = to_sha or resolve(config.top, to_ref, "TO")
-    old_root = export(config, from_sha)
-    new_root = config.top if to_sha == "WORKTREE" else export(config, to_sha)
-    _, old = analyse_tree(config, old_root, from_ref)
-    new_units, new = analyse_tree(config, new_root, to_ref)
-    change_set = changes.compare(old, new)   # raises RefusedChanges / NoChanges
+    comparison = compare(config, from_ref, to_ref, from_sha, to_sha)
+    old, new, new_units, new_root, change_set = (
+        comparison.old, comparison.new, comparison.new_units, comparison.new_root, comparison.changes)
+    to_sha = comparison.to_sha
     text_report = changes.report(change_set, old, new)
+    full_report = changes.report(change_set, old, new, verbose=True)
 
     key = hashlib.sha256(f"{old['build_id']}{new['build_id']}".encode()).hexdigest()[:16]
     work = config.path("patches", f"{config.program}-{key}")
@@ -161,7 +181,8 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     label = to_ref if to_sha != "WORKTREE" else new["label"]
     main = os.path.join(work, "bundle_main.c")
     with open(main, "w") as f:
-        f.write(codegen.bundle_main(label, old["build_id"], new["build_id"], change_set.switched))
+        f.write(codegen.bundle_main(label, old["build_id"], new["build_id"], change_set.switched,
+                                    change_set.transformed))
     _compile(config, new_root, main, main + ".o", include)
     code_so = os.path.join(work, "code.so")
     _link(config, new_root, code_objects + [main + ".o"], code_so, ["-Wl,-Bsymbolic-functions"])
@@ -181,7 +202,7 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
         "base_build_id": old["build_id"], "base_label": from_ref,
         "target_build_id": new["build_id"], "label": label,
         "compiler": new["compiler"], "flags": new["flags"],
-        "changes": change_set.to_json(), "report": text_report,
+        "changes": change_set.to_json(), "report": full_report,
     }
     with open(code_so, "rb") as f:
         code_bytes = f.read()

@@ -117,6 +117,21 @@ def _bundle(target, source, env):
     return 0
 
 
+def _explain(target, source, env):
+    from . import changes
+    config = patch.BuildConfig(**json.loads(env["PSU_PATCH_CONFIG"]))
+    try:
+        comparison = patch.compare(config, env["PSU_FROM"], env["PSU_TO"],
+                                   from_sha=env["PSU_FROM_SHA"], to_sha=env["PSU_TO_SHA"])
+    except PsuError as error:
+        if getattr(error, "report", ""):
+            sys.stdout.write(error.report + "\n")
+        return _report(error)
+    sys.stdout.write(changes.report(comparison.changes, comparison.old, comparison.new,
+                                    verbose=True) + "\n")
+    return 0
+
+
 def _actions():
     common = ["CC", "CCFLAGS", "CFLAGS", "CPPFLAGS", "_CPPDEFFLAGS", "_CPPINCFLAGS"]
     return {
@@ -207,11 +222,18 @@ def _patch_target(env, config, config_json):
     except PsuError as error:
         SCons.Script.Exit(_report(error))
     to_key = patch.worktree_key(top) if to_sha == "WORKTREE" else to_sha
+    settings = dict(PSU_PATCH_CONFIG=config_json, PSU_FROM=from_ref, PSU_TO=to_ref,
+                    PSU_FROM_SHA=from_sha, PSU_TO_SHA=to_sha)
+    if arguments.get("PSU_EXPLAIN", "0") not in ("0", ""):
+        # the change set only: nothing is built or written
+        explain = env.Alias(f"psu-explain-{name}", [],
+                            SCons.Action.Action(_explain, "psu: comparing $PSU_FROM and $PSU_TO"),
+                            **settings)
+        env.AlwaysBuild(explain)
+        env.Alias("patch", explain)
+        return
     output = env.Dir("$PSU_PATCH_DIR").File(patch.bundle_name(name, from_ref, to_ref))
-    bundle_node = env._PSUBundle(
-        output, [env.Value(from_sha), env.Value(to_key)],
-        PSU_PATCH_CONFIG=config_json, PSU_FROM=from_ref, PSU_TO=to_ref,
-        PSU_FROM_SHA=from_sha, PSU_TO_SHA=to_sha)
+    bundle_node = env._PSUBundle(output, [env.Value(from_sha), env.Value(to_key)], **settings)
     env.Depends(bundle_node, resources.package_files() + resources.runtime_sources())
     env.Alias("patch", bundle_node)
 
