@@ -67,8 +67,9 @@ def render(template, **values):
 class UnitPlan:
     """What a bundle does with one unit: functions switched, state bound or added."""
 
-    def __init__(self, patched=(), added_functions=(), added_variables=()):
-        self.patched = set(patched)              # qualnames compiled into the bundle
+    def __init__(self, patched=(), added_functions=(), added_variables=(), carried=()):
+        self.patched = set(patched)              # qualnames the bundle switches
+        self.carried = set(carried)              # unchanged, brought to retire older bundles
         self.added_functions = set(added_functions)
         self.added_variables = set(added_variables)
 
@@ -139,7 +140,7 @@ def _function_entry(function, role, plan):
         "tramp_symbol": tramp_symbol(function.qualname),
         "tramp_declaration": function.signature.replace("@NAME@", tramp_symbol(function.qualname)),
         "patch_declaration": function.signature.replace("@NAME@", patch_symbol(function.qualname)),
-        "exported": role == "code" and function.qualname in plan.patched,
+        "exported": role == "code" and function.qualname in plan.patched | plan.carried,
         "kind": None, "record": f"psu_fn_{function.name}", "record_static": True,
         "initial": f"(uintptr_t)&psu_impl_{function.name}",
     }
@@ -207,14 +208,17 @@ def program_info(program, build_id, label):
     return render("program_info.c.j2", program=program, build_id=build_id, label=label)
 
 
-def bundle_main(label, base, target, functions, transformed=None):
-    """The bundle's table; `transformed`: variable qualname -> {transformer, old_type_hash}."""
+def bundle_main(label, base, target, functions, transformed=None, carried=()):
+    """The bundle's tables: `functions` switched, `carried` unchanged copies (the
+    runtime switches those only away from older bundles, so they can be unloaded);
+    `transformed`: variable qualname -> {transformer, old_type_hash}."""
     entries = [{"qualname": q, "symbol": patch_symbol(q)} for q in sorted(functions)]
+    carried_entries = [{"qualname": q, "symbol": patch_symbol(q)} for q in sorted(carried)]
     transformers = [{"function": t["transformer"], "wrapper": f"psu_run_transformer_{i}",
                      "old": f"psu_old_state_{i}", "old_symbol": var_symbol(q, t["old_type_hash"])}
                     for i, (q, t) in enumerate(sorted((transformed or {}).items()))]
     return render("bundle_main.c.j2", label=label, base=base, target=target, entries=entries,
-                  transformers=transformers)
+                  carried=carried_entries, transformers=transformers)
 
 
 def state_main(label, added_functions):

@@ -6,7 +6,7 @@ Everything that could differ between two checkouts of the same source
 (`__FILE__`, `__LINE__`, `__DATE__`, line markers, directories) is neutralised
 before hashing, so a manifest is a function of the source and flags alone.
 """
-import copy
+import contextlib
 import hashlib
 import json
 import os
@@ -138,82 +138,130 @@ def _located_error(message, path, original_text):
 
 
 class _Canon:
-    """Canonical, location-free text of C types with struct/union/enum bodies and
-    typedefs expanded, so a layout change anywhere below a type changes its text."""
+    """Location-free text and hashes of C types.
+
+    `type_text` is shallow: named structs, unions, enums and typedefs appear by
+    name.  `type_hash` is deep: it covers the definition of every named type
+    reachable from the type (through members and pointers alike), so a layout
+    change anywhere below a type changes its hash.  Hashes of named types are
+    memoised per name; big programs (SQLite) share a few hundred of them.
+    """
 
     def __init__(self, ast):
-        self.structs, self.typedefs, self.enum_of_constant = {}, {}, {}
+        self.definitions, self.enum_of_constant = {}, {}
         self.generator = c_generator.CGenerator()
+        canon = self
 
         class Collector(c_ast.NodeVisitor):
-            def visit_Struct(v, node):
+            def visit_Struct(self, node):
                 if node.decls is not None and node.name:
-                    self.structs[("struct", node.name)] = node
-                v.generic_visit(node)
+                    canon.definitions[("struct", node.name)] = node
+                self.generic_visit(node)
 
-            def visit_Union(v, node):
+            def visit_Union(self, node):
                 if node.decls is not None and node.name:
-                    self.structs[("union", node.name)] = node
-                v.generic_visit(node)
+                    canon.definitions[("union", node.name)] = node
+                self.generic_visit(node)
 
-            def visit_Enum(v, node):
+            def visit_Enum(self, node):
                 if node.values is not None:
+                    if node.name:
+                        canon.definitions[("enum", node.name)] = node
                     for value in node.values.enumerators:
-                        self.enum_of_constant[value.name] = node
+                        canon.enum_of_constant[value.name] = node
 
-            def visit_FuncDef(v, node):
-                v.visit(node.decl)
+            def visit_FuncDef(self, node):
+                self.visit(node.decl)
 
         for ext in ast.ext:
             if isinstance(ext, c_ast.Typedef):
-                self.typedefs[ext.name] = ext.type
+                self.definitions[("typedef", ext.name)] = ext.type
             Collector().visit(ext)
-        self._cache = {}
+        self._entity_text, self._entity_deps, self._entity_deep = {}, {}, {}
 
-    def type_text(self, node, seen=frozenset()):
+    # -- shallow text and the named types it refers to --------------------------
+
+    def type_text(self, node, deps=None):
         if isinstance(node, c_ast.TypeDecl):
             quals = " ".join(sorted(node.quals or []))
-            return (quals + " " if quals else "") + self.type_text(node.type, seen)
+            return (quals + " " if quals else "") + self.type_text(node.type, deps)
         if isinstance(node, c_ast.IdentifierType):
-            if len(node.names) == 1 and node.names[0] in self.typedefs:
-                name = node.names[0]
-                if name in seen:
-                    return name
-                return f"{name}=<{self.type_text(self.typedefs[name], seen | {name})}>"
+            if len(node.names) == 1 and ("typedef", node.names[0]) in self.definitions:
+                if deps is not None:
+                    deps.add(("typedef", node.names[0]))
             return " ".join(node.names)
-        if isinstance(node, (c_ast.Struct, c_ast.Union)):
-            kind = "struct" if isinstance(node, c_ast.Struct) else "union"
-            key = (kind, node.name)
-            body = node if node.decls is not None else self.structs.get(key)
-            if body is None or key in seen and node.name:
+        if isinstance(node, (c_ast.Struct, c_ast.Union, c_ast.Enum)):
+            kind = {c_ast.Struct: "struct", c_ast.Union: "union", c_ast.Enum: "enum"}[type(node)]
+            if node.name:
+                if deps is not None and (kind, node.name) in self.definitions:
+                    deps.add((kind, node.name))
                 return f"{kind} {node.name}"
-            members = ";".join(self.decl_text(d, seen | {key}) for d in body.decls)
-            return f"{kind} {node.name or ''}{{{members}}}"
-        if isinstance(node, c_ast.Enum):
-            values = node.values.enumerators if node.values else []
-            body = ",".join(f"{e.name}={self.expr_text(e.value) if e.value else ''}" for e in values)
-            return f"enum {node.name or ''}{{{body}}}"
+            return self._body_text(kind, node, deps)   # anonymous: its body is its name
         if isinstance(node, c_ast.PtrDecl):
             quals = " ".join(sorted(node.quals or []))
-            return f"*{quals}({self.type_text(node.type, seen)})"
+            return f"*{quals}({self.type_text(node.type, deps)})"
         if isinstance(node, c_ast.ArrayDecl):
             dim = self.expr_text(node.dim) if node.dim is not None else ""
-            return f"[{dim}]({self.type_text(node.type, seen)})"
+            return f"[{dim}]({self.type_text(node.type, deps)})"
         if isinstance(node, c_ast.FuncDecl):
             params = []
             for p in (node.args.params if node.args else []):
-                params.append("..." if isinstance(p, c_ast.EllipsisParam) else self.type_text(p.type, seen)
-                              if not isinstance(p, c_ast.ID) else p.name)
-            return f"fn({','.join(params)})->{self.type_text(node.type, seen)}"
-        if isinstance(node, c_ast.Typename):
-            return self.type_text(node.type, seen)
-        if isinstance(node, c_ast.Decl):
-            return self.type_text(node.type, seen)
+                if isinstance(p, c_ast.EllipsisParam):
+                    params.append("...")
+                elif isinstance(p, c_ast.ID):
+                    params.append(p.name)
+                else:
+                    params.append(self.type_text(p.type, deps))
+            return f"fn({','.join(params)})->{self.type_text(node.type, deps)}"
+        if isinstance(node, (c_ast.Typename, c_ast.Decl)):
+            return self.type_text(node.type, deps)
         return type(node).__name__
 
-    def decl_text(self, decl, seen):
-        bits = f":{self.expr_text(decl.bitsize)}" if getattr(decl, "bitsize", None) else ""
-        return f"{decl.name}:{self.type_text(decl.type, seen)}{bits}"
+    def _body_text(self, kind, node, deps):
+        if kind == "enum":
+            values = node.values.enumerators if node.values else []
+            body = ",".join(f"{e.name}={self.expr_text(e.value) if e.value else ''}" for e in values)
+        else:
+            body = ";".join(
+                f"{d.name}:{self.type_text(d.type, deps)}" +
+                (f":{self.expr_text(d.bitsize)}" if getattr(d, "bitsize", None) else "")
+                for d in (node.decls or []))
+        return f"{kind} {node.name or ''}{{{body}}}"
+
+    def _entity(self, key):
+        """Shallow definition text and direct dependencies of a named type."""
+        if key not in self._entity_text:
+            deps = set()
+            node = self.definitions[key]
+            if key[0] == "typedef":
+                text = f"typedef {key[1]}={self.type_text(node, deps)}"
+            else:
+                text = self._body_text(key[0], node, deps)
+            self._entity_text[key], self._entity_deps[key] = text, deps
+        return self._entity_text[key], self._entity_deps[key]
+
+    def entity_hash(self, key):
+        """Hash of a named type's definition and of everything reachable from it."""
+        if key not in self._entity_deep:
+            reached, pending = set(), [key]
+            while pending:
+                current = pending.pop()
+                if current in reached:
+                    continue
+                reached.add(current)
+                pending.extend(self._entity(current)[1] - reached)
+            texts = sorted(self._entity(k)[0] for k in reached)
+            self._entity_deep[key] = sha256("\n".join(texts))
+        return self._entity_deep[key]
+
+    def type_hash(self, node):
+        deps = set()
+        text = self.type_text(node, deps)
+        return sha256(text + "\n" + "\n".join(sorted(self.entity_hash(k) for k in deps)))
+
+    def names_hash(self, keys):
+        """Deep hash of a set of named types (those a function body mentions)."""
+        return sorted(self.entity_hash(k) for k in keys if k in self.definitions)
 
     def expr_text(self, node):
         return self.generator.visit(node) if node is not None else ""
@@ -225,14 +273,28 @@ def _innermost_typedecl(node):
     return node
 
 
-def _declaration_text(decl, name, storage=()):
-    """`decl` re-generated as a declaration named `name` (types only: never user code)."""
-    clone = copy.deepcopy(decl)
-    clone.name = name
-    _innermost_typedecl(clone.type).declname = name
-    clone.storage = list(storage)
-    clone.funcspec = []
-    return c_generator.CGenerator().visit(clone)
+@contextlib.contextmanager
+def _temporarily(settings):
+    """Set (object, attribute, value) triples for a moment: cheaper than copying an AST."""
+    saved = [(target, attribute, getattr(target, attribute)) for target, attribute, _ in settings]
+    try:
+        for target, attribute, value in settings:
+            setattr(target, attribute, value)
+        yield
+    finally:
+        for target, attribute, value in reversed(saved):
+            setattr(target, attribute, value)
+
+
+def _declaration_text(decl, name, storage=(), param_names=()):
+    """`decl` re-generated as a declaration named `name`, its parameters renamed
+    (types only: never user code)."""
+    settings = [(decl, "name", name), (_innermost_typedecl(decl.type), "declname", name),
+                (decl, "storage", list(storage)), (decl, "funcspec", [])]
+    for param, param_name in param_names:
+        settings.append((_innermost_typedecl(param.type), "declname", param_name))
+    with _temporarily(settings):
+        return c_generator.CGenerator().visit(decl)
 
 
 def _is_const(type_node):
@@ -298,8 +360,8 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
             functions_known.add(ext.decl.name)
 
     def var_facts(decl):
-        type_text = canon.type_text(decl.type)
-        return type_text, sha256(type_text), sha256(canon.expr_text(decl.init))
+        return (canon.type_text(decl.type), canon.type_hash(decl.type),
+                sha256(canon.expr_text(decl.init)))
 
     for ext in ast.ext:
         if not isinstance(ext, c_ast.Decl) or isinstance(ext.type, c_ast.FuncDecl) or not ext.name:
@@ -348,32 +410,30 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
             params = []
         head = ""
         if not (variadic or kr_style):
-            renamed = copy.deepcopy(decl)
-            for index, param in enumerate(params):
-                _innermost_typedecl(renamed.type.args.params[index].type).declname = f"psu_a{index}"
-            head = _declaration_text(renamed, "@NAME@")
+            head = _declaration_text(decl, "@NAME@", param_names=[
+                (param, f"psu_a{index}") for index, param in enumerate(params)])
         returns = func_type.type
         returns_void = isinstance(returns, c_ast.TypeDecl) and \
             canon.type_text(returns) == "void"
         result = ""
         if not returns_void:
             holder = c_ast.Decl(name="psu_result", quals=[], align=[], storage=[], funcspec=[],
-                                type=copy.deepcopy(returns), init=None, bitsize=None)
-            _innermost_typedecl(holder.type).declname = "psu_result"
-            result = generator.visit(holder)
-        signature_text = canon.type_text(func_type)
+                                type=returns, init=None, bitsize=None)
+            result = _declaration_text(holder, "psu_result")
 
         # The body hash covers the body text and the layout of every type and the
         # type of every file-scope variable the body names: a struct change shows.
-        touched = sorted(canon.type_text(canon.structs[t]) for t in facts.tags if t in canon.structs)
-        touched += sorted(f"{n}=<{canon.type_text(canon.typedefs[n])}>"
-                          for n in facts.typenames if n in canon.typedefs)
+        named = {k for k in facts.tags} | {("typedef", n) for n in facts.typenames}
+        named |= {("enum", canon.enum_of_constant[n].name) for n in facts.ids
+                  if n in canon.enum_of_constant and canon.enum_of_constant[n].name}
+        touched = canon.names_hash(named)
+        touched += sorted(canon.expr_text(canon.enum_of_constant[n]) for n in facts.ids
+                          if n in canon.enum_of_constant and not canon.enum_of_constant[n].name)
         # Constant data is private to each version, so its value is part of the code.
-        touched += sorted(f"{n}:{file_vars[n][1].type}" +
+        touched += sorted(f"{n}:{file_vars[n][1].type_hash}" +
                           (f"={file_vars[n][1].init_hash}" if file_vars[n][1].const else "")
                           for n in facts.ids if n in file_vars and n not in facts.local_names)
-        touched += sorted(canon.type_text(canon.enum_of_constant[n]) for n in facts.ids
-                          if n in canon.enum_of_constant)
+        touched.append(canon.type_hash(func_type))
         body_hash = sha256(body_text + "\n" + "\n".join(touched))
 
         qualname = _qualname(unit_path, decl.name, static)
@@ -385,14 +445,13 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
             local_qual = f"{unit_path}:{decl.name}:{local.name}" + (f"#{count}" if count > 1 else "")
             local_storage = [s for s in local.storage if s != "static"]
             type_text, type_hash, init_hash = var_facts(local)
-            hoisted = copy.deepcopy(local)
-            hoisted.name = "@NAME@"
-            _innermost_typedecl(hoisted.type).declname = "@NAME@"
-            hoisted.storage = local_storage
-            hoisted.funcspec = []
+            with _temporarily([(local, "name", "@NAME@"),
+                               (_innermost_typedecl(local.type), "declname", "@NAME@"),
+                               (local, "storage", local_storage), (local, "funcspec", [])]):
+                hoisted = generator.visit(local)
             locals_.append(LocalStatic(
                 name=local.name, qualname=local_qual, type=type_text, type_hash=type_hash,
-                init_hash=init_hash, decl=generator.visit(hoisted),
+                init_hash=init_hash, decl=hoisted,
                 thread_local="_Thread_local" in local.storage, const=_is_const(local.type),
                 location=Location(unit_path, local.coord.line, local.coord.column)))
 
@@ -400,7 +459,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
             name=decl.name, qualname=qualname, static=static,
             inline="inline" in (decl.funcspec or []), variadic=variadic, kr_style=kr_style,
             signature=_declaration_text(decl, "@NAME@"), head=head, arity=len(params),
-            returns_void=returns_void, result=result, signature_hash=sha256(signature_text),
+            returns_void=returns_void, result=result, signature_hash=canon.type_hash(func_type),
             body_hash=body_hash, callees=sorted((facts.ids & functions_known) - facts.local_names),
             locals=locals_, location=Location(unit_path, decl.coord.line, decl.coord.column)))
     return unit

@@ -156,19 +156,26 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     include = ["-I" + resources.runtime_dir(), "-Wno-unused-function", "-Wno-unused-variable",
                "-Wno-unused-but-set-variable"]
 
-    code_objects, state_objects = [], []
-    for path in change_set.units:
+    # Every DSU unit is compiled: unchanged functions are carried, so that the
+    # functions older bundles still provide move here and those bundles unload.
+    code_objects, state_objects, carried = [], [], []
+    switched = set(change_set.switched)
+    for path in sorted(p for p, u in new["units"].items() if u["dsu"]):
         unit = by_path[path]
         with open(os.path.join(new_root, path), encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
+        dsu = manifest.dsu_names(unit, config.exclude)
+        unit_carried = [f.qualname for f in unit.functions
+                        if f.name in dsu and f.qualname not in switched]
+        carried += unit_carried
         plan = codegen.UnitPlan(
             patched=[q for q in change_set.switched if _unit_of(change_set, q) == path],
             added_functions=[q for q in added_functions if change_set.added[q] == path],
-            added_variables=[q for q in added_variables if change_set.added_variables[q] == path])
-        dsu = manifest.dsu_names(unit, config.exclude)
+            added_variables=[q for q in added_variables if change_set.added_variables[q] == path],
+            carried=unit_carried)
         quote = ["-iquote", os.path.dirname(path) or "."]
         for role, objects in (("code", code_objects), ("state", state_objects)):
-            if role == "state" and not needs_state:
+            if role == "state" and not (needs_state and path in change_set.units):
                 continue
             generated = os.path.join(work, role, path)
             os.makedirs(os.path.dirname(generated), exist_ok=True)
@@ -182,7 +189,7 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     main = os.path.join(work, "bundle_main.c")
     with open(main, "w") as f:
         f.write(codegen.bundle_main(label, old["build_id"], new["build_id"], change_set.switched,
-                                    change_set.transformed))
+                                    change_set.transformed, carried))
     _compile(config, new_root, main, main + ".o", include)
     code_so = os.path.join(work, "code.so")
     _link(config, new_root, code_objects + [main + ".o"], code_so, ["-Wl,-Bsymbolic-functions"])

@@ -1,0 +1,17 @@
+/* state.c - the state object of a test bundle: a variable the bundle adds
+ * and the slot and trampoline of a function it adds (app.c:added), as the
+ * generator would write them.  Never unloaded. */
+#include "psu_fast.h"
+
+int added_base = 500;
+
+struct psu_function app_added_record = { 0, "app.c:added" };
+struct psu_function *psu_state_functions[] = { &app_added_record, 0 };
+
+int added(int x)
+{
+    struct psu_call c = psu_enter(&app_added_record);
+    int r = ((int (*)(int))c.code)(x);
+    psu_leave(c);
+    return r;
+}

@@ -1,0 +1,212 @@
+/* stress.c - stress test of the call path (psu_fast.h) and the unload
+ * decision (psu_switch + psu_active_calls), through the runtime's internal
+ * API, without dlopen.
+ *
+ * One DSU function `work` has five versions: v0 in "the executable" (module
+ * index 0, never reclaimed) and v1..v4, each given its own module index 1..4.
+ * Caller threads call `work` through a trampoline written as the generator
+ * writes it, recursing through the trampoline to a random depth 0..MAX_DEPTH.
+ * The updater switches among the versions thousands of times; a version that
+ * was switched away is reclaimed -- marked poisoned -- only once the runtime's
+ * scan (psu_active_calls) says no thread is in it.  A reclaimed version is
+ * made current again by clearing the mark first (as a reload would).  Every
+ * version checks the mark on entry and on exit: a poisoned version running is
+ * a failure, i.e. the runtime unloaded code that was still executing.
+ *
+ * Usage: stress ITERATIONS CALLERS WINDOW [fallback]
+ *   WINDOW: maximum random spin injected by PSU_TEST_RACE_WINDOW (0 = none)
+ *   fallback: run with psu_membarrier_ready = 0 (locked add + seq_cst fence)
+ * Env STRESS_MAX_SECONDS (default 10) caps the run's length; a run also
+ * ends after 100 failures.
+ * Prints "switches=S calls=C reclaims=R failures=F ..." and exits 0.
+ * Run with PSU_DISABLE=1 (no update thread, no socket). */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static void race_window(void);
+#define PSU_TEST_RACE_WINDOW() race_window()
+#include "psu_internal.h"
+
+const char psu_build_id[] = "0000000000000000000000000000000000000000000000000000000000000000";
+const char psu_program_name[] = "stress";
+const char psu_version_label[] = "stress";
+
+#define VERSIONS 5          /* v0 .. v4 = module indices 0 .. 4 */
+#define MAX_DEPTH 12
+#define MAX_CALLERS 16
+
+static unsigned race_window_max;                  /* set before threads start */
+static _Atomic int poisoned[VERSIONS];            /* written by the updater */
+static _Atomic unsigned long failures;
+static _Atomic unsigned long calls_made;
+static _Atomic int updater_done;
+
+static _Thread_local unsigned rng_state;
+
+static unsigned rng(void)
+{
+    unsigned x = rng_state ? rng_state : 2463534242u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return rng_state = x;
+}
+
+static void spin(unsigned n)
+{
+    for (volatile unsigned i = 0; i < n; i++)
+        ;
+}
+
+/* Injected into psu_enter's race window: usually nothing, sometimes a spin
+ * long enough for the updater to switch, scan and reclaim meanwhile. */
+static void race_window(void)
+{
+    if (race_window_max && rng() % 4 == 0)
+        spin(rng() % race_window_max);
+}
+
+typedef long (*work_fn)(int depth);
+
+/* The function's record, in the section the runtime reads at start-up. */
+static long work_v0(int depth);
+static struct psu_function work_record = { (uintptr_t)work_v0, "stress.c:work" };
+static struct psu_function *work_record_ptr __attribute__((used, section("psu_functions"))) = &work_record;
+
+/* The trampoline, as generated. */
+static long work(int depth)
+{
+    struct psu_call c = psu_enter(&work_record);
+    long r = ((work_fn)c.code)(depth);
+    psu_leave(c);
+    return r;
+}
+
+static inline __attribute__((always_inline)) long version_body(int version, int depth)
+{
+    if (atomic_load_explicit(&poisoned[version], memory_order_relaxed))
+        atomic_fetch_add(&failures, 1);
+    long r = version;
+    if (depth > 0)
+        r += work(depth - 1);
+    if (rng() % 8 == 0)
+        spin(rng() % 200);
+    if (atomic_load_explicit(&poisoned[version], memory_order_relaxed))
+        atomic_fetch_add(&failures, 1);
+    return r;
+}
+
+#define VERSION(k) \
+    static __attribute__((noinline)) long work_v##k(int depth) { return version_body(k, depth) + k * 1000; }
+VERSION(0)
+VERSION(1)
+VERSION(2)
+VERSION(3)
+VERSION(4)
+
+static const work_fn version_code[VERSIONS] = { work_v0, work_v1, work_v2, work_v3, work_v4 };
+
+static void *caller(void *arg)
+{
+    rng_state = 0x9e3779b9u * (unsigned)(uintptr_t)arg + 1;
+    while (!atomic_load_explicit(&updater_done, memory_order_relaxed)) {
+        work((int)(rng() % (MAX_DEPTH + 1)));
+        /* A shared counter is fine here: this is a test, not the fast path.
+         * It lets the updater pace itself to the callers (see main). */
+        atomic_fetch_add_explicit(&calls_made, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: stress ITERATIONS CALLERS WINDOW [fallback]\n");
+        return 2;
+    }
+    unsigned long iterations = strtoul(argv[1], NULL, 10);
+    int callers = atoi(argv[2]);
+    race_window_max = (unsigned)strtoul(argv[3], NULL, 10);
+    long max_seconds = getenv("STRESS_MAX_SECONDS") ? atol(getenv("STRESS_MAX_SECONDS")) : 10;
+    if (argc > 4)
+        psu_membarrier_ready = 0;   /* before any thread: exercise the fallback */
+    if (callers < 1 || callers > MAX_CALLERS)
+        return 2;
+
+    pthread_t threads[MAX_CALLERS];
+    for (int i = 0; i < callers; i++)
+        pthread_create(&threads[i], NULL, caller, (void *)(uintptr_t)(i + 1));
+
+    rng_state = 12345;
+    int current = 0;
+    bool pending[VERSIONS] = { false };
+    unsigned long reclaims = 0;
+    pthread_mutex_lock(&psu_update_lock);
+    /* Bounded by the iteration count, and by a time cap so a machine whose
+     * cores are taken by something else still finishes (the test asserts
+     * counts, never times).  Enough failures also end a run early. */
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    unsigned long it;
+    for (it = 0; it < iterations; it++) {
+        if (it % 64 == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - start.tv_sec >= max_seconds || atomic_load(&failures) >= 100)
+                break;
+        }
+        /* Pace: at least one call completes between two switches, so the
+         * callers are really racing the updater whatever the scheduler does
+         * (bounded by iteration count, not by time). */
+        unsigned long seen = atomic_load_explicit(&calls_made, memory_order_relaxed);
+        while (atomic_load_explicit(&calls_made, memory_order_relaxed) == seen)
+            sched_yield();
+        int next = (int)(rng() % (VERSIONS - 1));
+        if (next >= current)
+            next++;
+        /* Reload a reclaimed version: clear the mark before publishing it
+         * (the exchange below releases it to every caller's acquire load). */
+        atomic_store_explicit(&poisoned[next], 0, memory_order_relaxed);
+        pending[next] = false;
+        struct psu_switch_item item = {
+            .fn = &work_record,
+            .new_word = ((uintptr_t)next << PSU_MODULE_SHIFT) | (uintptr_t)version_code[next],
+        };
+        psu_switch(&item, 1);
+        if (current != 0)
+            pending[current] = true;
+        current = next;
+        if (rng() % 4 == 0)
+            spin(rng() % 2000);
+        /* The unload decision: reclaim what the scan says is idle. */
+        for (int v = 1; v < VERSIONS; v++) {
+            if (pending[v] && psu_active_calls((unsigned)v) == 0) {
+                atomic_store_explicit(&poisoned[v], 1, memory_order_relaxed);
+                pending[v] = false;
+                reclaims++;
+            }
+        }
+    }
+    pthread_mutex_unlock(&psu_update_lock);
+    atomic_store(&updater_done, 1);
+    for (int i = 0; i < callers; i++)
+        pthread_join(threads[i], NULL);
+
+    /* Counts must be back at zero, and the module accounting consistent:
+     * exactly the current version's module has one function. */
+    unsigned long leftover = 0;
+    for (unsigned v = 0; v < VERSIONS; v++)
+        leftover += psu_active_calls(v);
+    unsigned long accounting_errors = 0;
+    for (int v = 0; v < VERSIONS; v++)
+        if (psu_modules[v].functions_current != (v == current ? 1u : 0u))
+            accounting_errors++;
+    printf("switches=%lu calls=%lu reclaims=%lu failures=%lu leftover=%lu accounting_errors=%lu membarrier=%d\n",
+           it, atomic_load(&calls_made), reclaims, atomic_load(&failures), leftover,
+           accounting_errors, psu_membarrier_ready);
+    return 0;
+}

@@ -1,0 +1,76 @@
+"""The call path and the unload decision under stress (tests/c/stress.c).
+
+Each run is bounded by an iteration count; assertions are on counts of
+failures, never on time."""
+import os
+import re
+import subprocess
+
+import pytest
+
+import cbuild
+
+STRESS = cbuild.TESTS_C / "stress.c"
+
+
+def build(tmp_path, name, flags):
+    return cbuild.build_executable([STRESS], tmp_path / name, flags=flags)
+
+
+def run(exe, iterations, callers, window, *extra, env_extra=None):
+    env = dict(os.environ, PSU_DISABLE="1", PSU_QUIET="1", STRESS_MAX_SECONDS="5")
+    env.update(env_extra or {})
+    proc = subprocess.run([str(exe), str(iterations), str(callers), str(window), *extra],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    m = re.search(r"switches=(\d+) calls=(\d+) reclaims=(\d+) failures=(\d+) "
+                  r"leftover=(\d+) accounting_errors=(\d+) membarrier=(\d)", proc.stdout)
+    assert m, proc.stdout
+    keys = ["switches", "calls", "reclaims", "failures", "leftover", "accounting_errors",
+            "membarrier"]
+    return dict(zip(keys, map(int, m.groups()))), proc.stderr
+
+
+def assert_clean(result):
+    assert result["failures"] == 0, result
+    assert result["leftover"] == 0, result
+    assert result["accounting_errors"] == 0, result
+    assert result["reclaims"] > 0, result
+
+
+@pytest.mark.parametrize("window", [0, 3000])
+def test_stress_membarrier(tmp_path, window):
+    exe = build(tmp_path, "stress", ["-O2"])
+    result, _ = run(exe, 30000, 2, window)
+    assert result["membarrier"] == 1
+    assert_clean(result)
+
+
+def test_stress_fallback_fence(tmp_path):
+    exe = build(tmp_path, "stress", ["-O2"])
+    result, _ = run(exe, 30000, 2, 3000, "fallback")
+    assert result["membarrier"] == 0
+    assert_clean(result)
+
+
+def test_stress_three_callers_unoptimised(tmp_path):
+    exe = build(tmp_path, "stress", ["-O0", "-g"])
+    assert_clean(run(exe, 5000, 3, 1000)[0])
+
+
+@pytest.mark.parametrize("mode", [(), ("fallback",)])
+def test_stress_thread_sanitizer(tmp_path, mode):
+    exe = build(tmp_path, "stress-tsan", ["-O1", "-g", "-fsanitize=thread"])
+    result, stderr = run(exe, 2000, 2, 300, *mode,
+                         env_extra={"TSAN_OPTIONS": "halt_on_error=1 exitcode=66"})
+    assert "ThreadSanitizer" not in stderr, stderr
+    assert_clean(result)
+
+
+def test_stress_has_teeth_without_recheck(tmp_path):
+    """Without psu_enter's re-check, a caller that read the old slot before a
+    switch and publishes its count after the scan runs reclaimed code: the
+    test must see it."""
+    exe = build(tmp_path, "stress-broken", ["-O2", "-DPSU_TEST_BROKEN_NO_RECHECK"])
+    result, _ = run(exe, 8000, 2, 3000)
+    assert result["failures"] > 0, result
