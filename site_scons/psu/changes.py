@@ -121,7 +121,7 @@ def _compare_unit(changes, path, before, after):
         if was is None:
             if now["direct"] is None:
                 changes.added[q] = path
-            elif not now["variadic"]:
+            elif not now["variadic"] and now["direct"] != "state transformer":
                 changed_direct.add(now["name"])
             continue
         if (was["direct"] is None) != (now["direct"] is None):

@@ -1,0 +1,228 @@
+"""Issue 4: state across updates and change analysis, each on a running process.
+
+The program (tests/corpus/stateful) runs commands read from stdin on the main
+thread or on one of two worker threads; its DSU unit keeps every kind of state.
+Revisions are made from v1 by text edits and tagged in a git repository.
+"""
+import json
+import shutil
+
+import pytest
+
+from projects import REPO, Process, Project, psu, run
+
+CORPUS = REPO / "tests" / "corpus" / "stateful"
+STATE_C = "src/state.c"
+
+
+def edit(project, path, *replacements):
+    file = project.root / path
+    text = file.read_text()
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    file.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def stateful(tmp_path_factory):
+    project = Project(tmp_path_factory.mktemp("stateful") / "repo")
+    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
+    project.commit("v1")
+    # v2: new behaviour and a variable it adds
+    edit(project, STATE_C, ('"v1"', '"v2"'),
+         ("static int counter;", "static int counter;\nstatic int added_total = 40;"),
+         ('    else\n        snprintf(out, size, "unknown',
+          '    else if (strcmp(command, "added") == 0)\n'
+          '        snprintf(out, size, "added %d", ++added_total);\n'
+          '    else\n        snprintf(out, size, "unknown'))
+    project.commit("v2")
+    # v3: a changed static inline helper; the variable v2 added is still used
+    edit(project, STATE_C, ('"v2"', '"v3"'), ("return v * 2;", "return v * 3;"))
+    project.commit("v3")
+    # v4: lines move everywhere, and count() counts the same but says so differently
+    edit(project, STATE_C, ('"v3"', '"v4"'), ("#include <stdarg.h>", "\n\n\n#include <stdarg.h>"),
+         ('snprintf(out, size, "count %d", count());', 'snprintf(out, size, "count: %d", count());'))
+    project.commit("v4")
+    project.checkout("v1")
+    project.build()
+    for old, new in (("v1", "v2"), ("v2", "v3"), ("v3", "v4"), ("v2", "v1")):
+        project.patch(old, new)
+    return project
+
+
+class Program:
+    def __init__(self, project, tmp_path):
+        self.process = Process([project.root / "stateful"], project.root, tmp_path / "run",
+                               stdin=True)
+        assert self.process.read_line() == "ready"
+        self.process.wait_for_socket()
+
+    def __call__(self, command):
+        self.process.process.stdin.write(command + "\n")
+        self.process.process.stdin.flush()
+        return self.process.read_line()
+
+    def apply(self, bundle):
+        done = self.process.psu("apply", self.process.pid, bundle)
+        assert done.returncode == 0, done.stderr
+        return done
+
+    def stop(self):
+        self.process.process.stdin.close()
+        self.process.stop()
+
+
+@pytest.fixture
+def program(stateful, tmp_path):
+    running = Program(stateful, tmp_path)
+    yield running
+    running.stop()
+
+
+def test_function_local_static_keeps_counting_across_three_updates(stateful, program):
+    assert [program("count") for _ in range(3)] == ["count 1", "count 2", "count 3"]
+    for old, new in (("v1", "v2"), ("v2", "v3"), ("v3", "v4")):
+        program.apply(stateful.bundle("stateful", old, new))
+        assert program("version") == new
+    assert program("count") == "count: 4"
+
+
+def test_thread_locals_keep_per_thread_values(stateful, program):
+    assert program("T1 tls") == "tls 1" and program("T1 tls") == "tls 2"
+    assert program("T2 tls") == "tls 1"
+    assert program("tls") == "tls 1"
+    program.apply(stateful.bundle("stateful", "v1", "v2"))
+    assert program("T1 tls") == "tls 3"
+    assert program("T2 tls") == "tls 2"
+    assert program("tls") == "tls 2"
+
+
+def test_statics_are_bound_and_added_variables_stay_bound(stateful, program):
+    assert program("bump") == "counter 1"
+    program.apply(stateful.bundle("stateful", "v1", "v2"))
+    assert program("bump") == "counter 2"
+    assert program("added") == "added 41"          # initialised when the bundle loaded
+    assert program("added") == "added 42"
+    program.apply(stateful.bundle("stateful", "v2", "v3"))
+    assert program("added") == "added 43"          # v3 binds to the variable v2 added
+    assert program("bump") == "counter 3"
+
+
+def test_changed_static_inline_helper_changes_its_dsu_callers(stateful, program):
+    assert program("calc") == "calc 11"
+    program.apply(stateful.bundle("stateful", "v1", "v2"))
+    assert program("calc") == "calc 11"
+    program.apply(stateful.bundle("stateful", "v2", "v3"))
+    assert program("calc") == "calc 16"
+    manifest = json.loads(psu("inspect", "--json", stateful.bundle("stateful", "v2", "v3")).stdout)
+    changes = manifest["manifest"]["changes"]["functions"]
+    assert changes["pulled_in"] == {"src/state.c:calc": ["scale"]}
+
+
+def test_moved_lines_are_not_changes(stateful):
+    manifest = json.loads(psu("inspect", "--json", stateful.bundle("stateful", "v3", "v4")).stdout)
+    assert manifest["manifest"]["changes"]["functions"]["replaced"] == ["handle"]
+
+
+def test_rollback_keeps_state(stateful, program):
+    program("bump")
+    program.apply(stateful.bundle("stateful", "v1", "v2"))
+    program.apply(stateful.bundle("stateful", "v2", "v3"))
+    assert program("added") == "added 41" and program("calc") == "calc 16"
+    assert program.process.psu("rollback", program.process.pid).returncode == 0
+    assert program("version") == "v2" and program("calc") == "calc 11"
+    assert program("added") == "added 42" and program("bump") == "counter 2"
+
+
+def test_revert_bundle(stateful, program):
+    program.apply(stateful.bundle("stateful", "v1", "v2"))
+    assert program("added") == "added 41"
+    program.apply(stateful.bundle("stateful", "v2", "v1"))
+    assert program("version") == "v1" and program("added") == "unknown added"
+
+
+# -- refusals ------------------------------------------------------------------
+
+REFUSALS = {
+    "signature": ([("static int calc(int v)", "static long calc(int v)")],
+                  "src/state.c:13: signature: src/state.c:calc: signature changed from "
+                  "'int calc(int v)' to 'long calc(int v)'"),
+    "state-type": ([("static int counter;", "static long counter;")],
+                   "src/state.c:7: state-type: src/state.c:counter: type of existing state changed "
+                   "from 'int' to 'long'; define psu_transform_counter() to convert it"),
+    "struct-layout": ([("struct tally { int hits; int misses; };",
+                        "struct tally { int hits; int misses; int extra; };")],
+                      "src/state.c:9: state-type: src/state.c:tally: type of existing state changed"),
+    "variadic": ([("vfprintf(stderr, fmt, ap);", "vfprintf(stdout, fmt, ap);")],
+                 "src/state.c:15: variadic: log_line: variadic functions are called directly"),
+    "outside": ([], "src/main.c: outside-dsu: src/main.c: changed, but it is not a DSU unit"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSALS))
+def test_refused_changes_name_the_place(stateful, kind):
+    replacements, expected = REFUSALS[kind]
+    stateful.checkout("v1")
+    if kind == "struct-layout":
+        edit(stateful, "src/state.h", *replacements)
+    elif kind == "outside":
+        edit(stateful, "src/main.c", ('printf("ready\\n");', 'printf("ready\\n"); fflush(stderr);'))
+    else:
+        edit(stateful, STATE_C, *replacements)
+    try:
+        explained = stateful.patch("v1", "WORKTREE", check=False)
+        assert explained.returncode != 0
+        assert expected in explained.stdout + explained.stderr
+        assert "cannot be applied live" in explained.stderr
+        diff = psu("diff", "--config", ".psu-build/stateful/build.json", "v1", "WORKTREE",
+                   cwd=stateful.root)
+        assert diff.returncode == 3 and expected in diff.stdout + diff.stderr
+        assert not stateful.bundle("stateful", "v1", "WORKTREE").exists()
+    finally:
+        stateful.git("checkout", "--", ".")
+
+
+def test_all_refusals_are_reported_together(stateful):
+    stateful.checkout("v1")
+    edit(stateful, STATE_C, *REFUSALS["signature"][0], *REFUSALS["state-type"][0])
+    try:
+        done = stateful.patch("v1", "WORKTREE", check=False)
+        assert "2 change(s) cannot be applied live" in done.stderr
+    finally:
+        stateful.git("checkout", "--", ".")
+
+
+def test_a_state_transformer_converts_a_changed_type(stateful, tmp_path):
+    stateful.checkout("v1")
+    edit(stateful, STATE_C,
+         ("static int counter;", "static long long counter;\n"
+          "int psu_transform_counter(void *old) { counter = 1000 + *(int *)old; return 0; }"),
+         ('"counter %d", ++counter', '"counter %lld", ++counter'))
+    stateful.git("commit", "-qam", "transform")
+    stateful.git("tag", "-f", "transform")
+    stateful.checkout("v1")
+    try:
+        report = stateful.patch("v1", "transform").stdout
+        assert "src/state.c:counter  (converted by psu_transform_counter)" in report
+        running = Program(stateful, tmp_path)
+        try:
+            assert running("bump") == "counter 1" and running("bump") == "counter 2"
+            running.apply(stateful.bundle("stateful", "v1", "transform"))
+            assert running("bump") == "counter 1003"
+        finally:
+            running.stop()
+    finally:
+        stateful.checkout("v1")
+
+
+def test_explain_prints_the_change_set_without_building(stateful):
+    done = stateful.patch("v2", "v3", extra=["PSU_EXPLAIN=1"])
+    assert "replaced:" in done.stdout and "src/state.c:calc  (pulled in by scale)" in done.stdout
+    assert "state bound:" in done.stdout and "src/state.c:added_total" in done.stdout
+    assert "bundle written" not in done.stdout
+
+
+def test_no_change_is_reported_as_such(stateful):
+    diff = psu("diff", "--config", ".psu-build/stateful/build.json", "v1", "v1", cwd=stateful.root)
+    assert diff.returncode == 6 and "nothing to patch" in diff.stderr
