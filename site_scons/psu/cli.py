@@ -191,6 +191,51 @@ def command_patch(arguments):
     return EXIT_OK
 
 
+def command_unit(arguments):
+    """One unit of the release build (for Meson's custom_target and other build systems)."""
+    from . import build
+    root = os.path.abspath(arguments.root)
+    build.analyse_unit(arguments.unit, arguments.cc, arguments.flags, root, not arguments.plain,
+                       arguments.analysis, cache_dir=arguments.cache)
+    if arguments.output:
+        if arguments.plain:
+            raise UsageError("psu: --output makes no sense for a --plain unit")
+        build.generate_unit(arguments.analysis, os.path.join(root, arguments.unit),
+                            arguments.exclude, arguments.output)
+    if arguments.depfile:
+        build.depfile(arguments.unit, arguments.cc, arguments.flags, root,
+                      arguments.output or arguments.analysis, arguments.depfile)
+    return EXIT_OK
+
+
+def command_program(arguments):
+    """The manifest, the identity C file and the build description of a program."""
+    from . import build, patch
+    root = os.path.abspath(arguments.root)
+    label = arguments.label or build.git_label(root)
+    result = build.describe_program(arguments.name, label, arguments.analyses, arguments.cc,
+                                    arguments.flags, arguments.exclude, arguments.manifest,
+                                    arguments.info)
+    if arguments.config:
+        config = patch.BuildConfig(
+            program=arguments.name, top=root, sources=sorted(arguments.sources),
+            dsu_units=sorted(arguments.dsu), cc=arguments.cc, flags=list(arguments.flags),
+            exclude=list(arguments.exclude), work_dir=arguments.work_dir)
+        build.write_json(arguments.config, config.__dict__)
+    if not arguments.quiet:
+        print(f"psu: {result['program']} {result['label']} {result['build_id'][:12]}")
+    return EXIT_OK
+
+
+def command_runtime(arguments):
+    from . import resources
+    if arguments.sources:
+        print("\n".join(resources.runtime_sources()))
+    else:
+        print(resources.runtime_dir())
+    return EXIT_OK
+
+
 def parser():
     top = argparse.ArgumentParser(prog="psu", description="Live updates for C programs.")
     top.add_argument("--version", action="version", version=f"psu {__version__}")
@@ -229,11 +274,47 @@ def parser():
             sub.add_argument("-o", "--output", help="bundle file to write")
         else:
             sub.add_argument("--json", action="store_true")
+
+    sub = add("unit", command_unit, "analyse one unit and generate its DSU source "
+              "(build systems other than SCons; flags follow --)")
+    sub.add_argument("unit", help="the unit, relative to --root")
+    sub.add_argument("--root", default=".", help="project root (default: here)")
+    sub.add_argument("--cc", default="cc")
+    sub.add_argument("--plain", action="store_true", help="not a DSU unit: analysis only")
+    sub.add_argument("--exclude", action="append", default=[], help="function kept direct")
+    sub.add_argument("--analysis", required=True, help="analysis JSON to write")
+    sub.add_argument("--output", help="generated C to write (DSU units)")
+    sub.add_argument("--depfile", help="Make-style dependency file to write")
+    sub.add_argument("--cache", help="folder caching analyses")
+
+    sub = add("program", command_program, "describe a program from its unit analyses: manifest, "
+              "identity C file, build description (flags follow --)")
+    sub.add_argument("--name", required=True)
+    sub.add_argument("--label", help="version label (default: git describe)")
+    sub.add_argument("--root", default=".")
+    sub.add_argument("--cc", default="cc")
+    sub.add_argument("--exclude", action="append", default=[])
+    sub.add_argument("--analyses", nargs="+", required=True, help="analysis JSON of every unit")
+    sub.add_argument("--manifest", required=True)
+    sub.add_argument("--info", required=True, help="C file with the build id to compile in")
+    sub.add_argument("--config", help="build description to write, for psu patch / psu diff")
+    sub.add_argument("--sources", nargs="*", default=[], help="every unit (for --config)")
+    sub.add_argument("--dsu", nargs="*", default=[], help="the DSU units (for --config)")
+    sub.add_argument("--work-dir", default=".psu-build", help="psu patch's work folder")
+    sub.add_argument("--quiet", action="store_true")
+
+    sub = add("runtime", command_runtime, "where the C runtime is (to compile it in)")
+    sub.add_argument("--sources", action="store_true", help="list its .c files")
     return top
 
 
 def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # compile flags follow `--` verbatim (they look like options to argparse)
+    flags = argv[argv.index("--") + 1:] if "--" in argv else []
+    argv = argv[:argv.index("--")] if "--" in argv else argv
     arguments = parser().parse_args(argv)
+    arguments.flags = flags
     if not getattr(arguments, "function", None):
         parser().print_help()
         return 2

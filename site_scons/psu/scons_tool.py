@@ -13,7 +13,6 @@ Construction variables (defaults in `generate`):
 """
 import json
 import os
-import subprocess
 import sys
 
 import SCons.Action
@@ -22,9 +21,8 @@ import SCons.Node.Python
 import SCons.Scanner.C
 import SCons.Script
 
-from . import codegen, manifest, patch, resources
+from . import build, patch, resources
 from .errors import PsuError
-from .model import Unit
 
 _FLAGS = "$CCFLAGS $CFLAGS $_CCCOMCOM"
 
@@ -42,15 +40,6 @@ def code_flags(env):
     return [str(f) for f in env.subst_list(_FLAGS)[0]]
 
 
-def _git_label(top):
-    try:
-        done = subprocess.run(["git", "describe", "--tags", "--always", "--dirty"],
-                              cwd=top, capture_output=True, text=True)
-    except FileNotFoundError:
-        return "unversioned"
-    return done.stdout.strip() or "unversioned"
-
-
 def _relative(node):
     return node.srcnode().get_path().replace(os.sep, "/")
 
@@ -58,49 +47,32 @@ def _relative(node):
 # -- actions -----------------------------------------------------------------------
 
 def _analyse(target, source, env):
-    from . import frontend
     try:
-        unit = frontend.analyse(env["PSU_UNIT_PATH"], env.subst("$CC"), code_flags(env),
-                                env.Dir("#").abspath, dsu=env["PSU_UNIT_DSU"],
-                                cache_dir=env.Dir("$PSU_BUILD_DIR").Dir("cache").abspath)
+        build.analyse_unit(env["PSU_UNIT_PATH"], env.subst("$CC"), code_flags(env),
+                           env.Dir("#").abspath, env["PSU_UNIT_DSU"], target[0].abspath,
+                           cache_dir=env.Dir("$PSU_BUILD_DIR").Dir("cache").abspath)
     except PsuError as error:
         return _report(error)
-    with open(target[0].abspath, "w", newline="\n") as f:
-        json.dump(unit.to_json(), f, sort_keys=True, indent=1)
-        f.write("\n")
     return 0
 
 
 def _transform(target, source, env):
     try:
-        with open(source[1].abspath) as f:
-            unit = Unit.from_json(json.load(f))
-        with open(source[0].srcnode().abspath, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-        dsu = manifest.dsu_names(unit, env["PSU_EXCLUDE"])
-        output = codegen.transform(unit, text, "program", dsu, target[0].get_path())
+        build.generate_unit(source[1].abspath, source[0].srcnode().abspath, env["PSU_EXCLUDE"],
+                            target[0].abspath, output_name=target[0].get_path())
     except PsuError as error:
         return _report(error)
-    with open(target[0].abspath, "w", newline="\n") as f:
-        # the preprocessed text's hash makes a header change recompile this unit
-        f.write(f"/* psu: {unit.path}, preprocessed text {unit.source_hash} */\n" + output)
     return 0
 
 
 def _manifest(target, source, env):
     try:
-        units = []
-        for node in source:
-            with open(node.abspath) as f:
-                units.append(Unit.from_json(json.load(f)))
-        result = manifest.build(env["PSU_PROGRAM"], env.subst("$PSU_VERSION"), units,
-                                manifest.compiler_identity(env.subst("$CC")), code_flags(env),
-                                env["PSU_EXCLUDE"])
+        build.describe_program(env["PSU_PROGRAM"], env.subst("$PSU_VERSION"),
+                               [node.abspath for node in source], env.subst("$CC"),
+                               code_flags(env), env["PSU_EXCLUDE"],
+                               target[0].abspath, target[1].abspath)
     except PsuError as error:
         return _report(error)
-    manifest.write(result, target[0].abspath)
-    with open(target[1].abspath, "w", newline="\n") as f:
-        f.write(codegen.program_info(result["program"], result["build_id"], result["label"]))
     return 0
 
 
@@ -242,7 +214,7 @@ def generate(env):
     top = env.Dir("#").abspath
     env.SetDefault(
         PSU_UNITS=[], PSU_EXCLUDE=[], PSU_BUILD_DIR="#.psu-build", PSU_PATCH_DIR="#psu-patches",
-        PSU_VERSION=_git_label(top))
+        PSU_VERSION=build.git_label(top))
     actions = _actions()
     c_scanner = SCons.Scanner.C.CScanner()
     env["BUILDERS"]["_PSUAnalyse"] = SCons.Builder.Builder(
