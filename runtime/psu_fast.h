@@ -35,7 +35,11 @@
 #define PSU_MAX_MODULES 256
 #define PSU_CODE_MASK ((UINT64_C(1) << PSU_MODULE_SHIFT) - 1)
 
+/* Initial-exec TLS: one %fs-relative access.  Only a runtime built into a
+ * shared object (the in-process tests) overrides it with -DPSU_TLS= . */
+#ifndef PSU_TLS
 #define PSU_TLS __attribute__((tls_model("initial-exec")))
+#endif
 
 /* One per DSU function.  Records of the executable live in the section
  * "psu_functions" (found through __start_/__stop_psu_functions); records of

@@ -1,6 +1,7 @@
 """Bundle files (`*.psu`): write, read and verify them (format: docs/bundle-format.md)."""
 import hashlib
 import json
+import re
 import struct
 
 from .errors import BundleError
@@ -11,6 +12,7 @@ SECTION = struct.Struct("<16sQQ")
 TRAILER_SIZE = 32
 MAX_SECTIONS = 32
 REQUIRED = ("manifest", "program", "base", "target", "label", "code")
+_BUILD_ID = re.compile(rb"[0-9a-f]{64}")
 
 
 def pack(sections):
@@ -62,13 +64,20 @@ def unpack(data, source="bundle"):
     sections = {}
     for index in range(count):
         raw_name, offset, size = SECTION.unpack_from(body, HEADER.size + SECTION.size * index)
-        name = raw_name.rstrip(b"\0").decode("ascii", "replace")
+        name = raw_name.split(b"\0")[0].decode("ascii", "replace")
         if offset < table_end or offset + size > len(body):
             raise BundleError(f"{source}: section '{name}' lies outside the file")
+        if name in sections:
+            raise BundleError(f"{source}: section '{name}' appears twice")
         sections[name] = body[offset:offset + size]
     missing = [n for n in REQUIRED if n not in sections]
     if missing:
         raise BundleError(f"{source}: missing section(s) {', '.join(missing)}")
+    if b"\0" in sections["program"] or b"\0" in sections["label"] or len(sections["label"]) > 255:
+        raise BundleError(f"{source}: section 'program' or 'label' is not text")
+    for name in ("base", "target"):
+        if not _BUILD_ID.fullmatch(sections[name]):
+            raise BundleError(f"{source}: section '{name}' is not a build id (64 hex digits)")
     return sections
 
 
