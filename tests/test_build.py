@@ -122,6 +122,8 @@ def test_manifest_is_deterministic_across_checkouts(constructs, tmp_path):
     assert manifest["build_id"].encode() in (constructs.root / "constructs").read_bytes()
     calc = manifest["units"]["src/calc.c"]
     assert calc["functions"]["src/calc.c:is_even"]["static"] is True
+    # static by an earlier declaration though its definition does not say so
+    assert calc["functions"]["src/calc.c:twice_static"]["static"] is True
     assert "src/calc.c:fib:entered" in calc["variables"]
     assert calc["variables"]["src/calc.c:per_thread"]["thread_local"] is True
 

@@ -352,12 +352,15 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
 
     file_vars = {}       # name -> (Decl, Variable) for variables of the unit
     functions_known = set()
+    # `static int f(int);` then `int f(int x) {...}`: the definition has internal
+    # linkage too (C11 6.2.2p5), though its own declaration says nothing.
+    declared_static = set()
     for ext in ast.ext:
         decl = ext.decl if isinstance(ext, c_ast.FuncDef) else ext
         if isinstance(decl, c_ast.Decl) and isinstance(decl.type, c_ast.FuncDecl):
             functions_known.add(decl.name)
-        elif isinstance(ext, c_ast.FuncDef):
-            functions_known.add(ext.decl.name)
+            if "static" in (decl.storage or []):
+                declared_static.add(decl.name)
 
     def var_facts(decl):
         return (canon.type_text(decl.type), canon.type_hash(decl.type),
@@ -400,7 +403,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
                                        "callees": sorted(facts.ids & functions_known)}
             continue
         storage = decl.storage or []
-        static = "static" in storage
+        static = "static" in storage or decl.name in declared_static
         func_type = decl.type
         params = func_type.args.params if func_type.args else []
         variadic = any(isinstance(p, c_ast.EllipsisParam) for p in params)
@@ -466,7 +469,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "1"
+ANALYSIS_VERSION = "2"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):

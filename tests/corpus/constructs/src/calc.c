@@ -14,6 +14,7 @@ static const long weights[] = { 1, 2, 3 };     /* constant data */
 static inline long square(long v) { return v * v; }
 
 static int is_odd(long n);
+static long twice_static(long v);
 
 static int is_even(long n)                     /* mutual recursion between statics */
 {
@@ -25,7 +26,9 @@ static int is_odd(long n)
     return n == 0 ? 0 : is_even(n - 1);
 }
 
-long even_odd(long n) { return is_even(n) * 10 + is_odd(n); }
+long even_odd(long n) { return is_even(n) * 10 + is_odd(n) + twice_static(0); }
+
+long twice_static(long v) { return 2 * v; }  /* static by its earlier declaration */
 
 long fib(int n)
 {
