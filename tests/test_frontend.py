@@ -111,3 +111,20 @@ def test_analysis_is_cached_by_preprocessed_text(tmp_path):
     third = frontend.analyse("unit.c", "gcc", [], str(tmp_path), cache_dir=str(cache))
     assert third.functions[0].body_hash != first.functions[0].body_hash
     assert len(list(cache.rglob("*.json"))) == 2
+
+
+def test_missing_compiler_is_a_clear_error(tmp_path):
+    from psu.errors import ToolError
+    (tmp_path / "unit.c").write_text("int f(void) { return 0; }\n")
+    with pytest.raises(ToolError) as caught:
+        frontend.analyse("unit.c", "no-such-cc", [], str(tmp_path))
+    assert str(caught.value) == "psu: compiler 'no-such-cc' not found"
+    project = Project(tmp_path / "p")
+    project.commit("v1", {
+        "SConstruct": "env = Environment(tools=['default', 'psu'], CC='no-such-cc')\n"
+                      "env.PSUProgram('p', ['u.c'], PSU_UNITS=['u.c'])\n",
+        "u.c": "int main(void) { return 0; }\n"})
+    failed = project.build(check=False)
+    assert failed.returncode != 0
+    assert "psu: compiler 'no-such-cc' not found" in failed.stderr
+    assert "Traceback" not in failed.stderr
