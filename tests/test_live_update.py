@@ -254,3 +254,17 @@ def test_a_socket_that_is_not_ours_is_refused(tmp_path):
     assert refused.returncode == 8 and "owned by uid 65534" in refused.stderr
     listener.close()
     listener2.close()
+
+
+def test_dsu_build_answers_like_the_plain_build(kvd, tmp_path):
+    """A deterministic workload in batch mode: byte-identical replies."""
+    workload = run(["python3", kvd.root / "tools" / "mkworkload.py", "-n", "20000", "-s", "5"],
+                   kvd.root).stdout
+    plain = tmp_path / "kvd-plain"
+    run(["gcc", "-std=gnu11", "-O2", "-pthread", "-o", plain,
+         *sorted(str(p) for p in (kvd.root / "src").glob("*.c"))], kvd.root)
+    dsu_replies = run([kvd.root / "kvd", "--batch", "--cycle-every", "500"], kvd.root,
+                      input=workload, env={"PSU_DISABLE": "1"}).stdout
+    plain_replies = run([plain, "--batch", "--cycle-every", "500"], kvd.root, input=workload).stdout
+    assert dsu_replies == plain_replies
+    assert dsu_replies.count("\n") >= 20000 and "VALUE" in dsu_replies
