@@ -165,7 +165,8 @@ def _bind_local(source, local, role, plan):
     if storage is None or source.tokens[storage].text != "static":
         raise CSourceError(local.location.file, local.location.line, local.location.column,
                            f"cannot find 'static' of '{local.name}'")
-    _make_extern(source, storage, name_index, var_symbol(local.qualname, local.type_hash))
+    _make_extern(source, storage, name_index, var_symbol(local.qualname, local.type_hash),
+                 local.length)
 
 
 def _bind_file_variable(source, variable, location, define):
@@ -184,12 +185,15 @@ def _bind_file_variable(source, variable, location, define):
         source.insert_before(start, "extern ")
     elif source.tokens[storage].text == "static":
         source.replace(storage, "extern")
-    _make_extern(source, None, name_index, label)
+    _make_extern(source, None, name_index, label, variable.length)
 
 
-def _make_extern(source, storage, name_index, label):
+def _make_extern(source, storage, name_index, label, length=None):
     if storage is not None:
         source.replace(storage, "extern")
+    tokens = source.tokens
+    if length is not None and tokens[name_index + 1].text == "[" and tokens[name_index + 2].text == "]":
+        source.insert_before(name_index + 2, str(length))   # `x[]` keeps the size its initializer gave
     end = source.declarator_end(name_index)
     if label and not source.existing_label(name_index):
         source.insert_before(end, f' __asm__("{label}")')

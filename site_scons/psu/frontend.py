@@ -297,6 +297,30 @@ def _declaration_text(decl, name, storage=(), param_names=()):
         return c_generator.CGenerator().visit(decl)
 
 
+def _array_length(decl):
+    """Elements of `T x[] = {...}`: a bound `extern T x[]` keeps its size (so
+    `sizeof x` still compiles in a patch).  None when the type has its size or it
+    cannot be counted simply."""
+    if not isinstance(decl.type, c_ast.ArrayDecl) or decl.type.dim is not None or decl.init is None:
+        return None
+    if isinstance(decl.init, c_ast.InitList):
+        index = longest = 0
+        for item in decl.init.exprs:
+            if isinstance(item, c_ast.NamedInitializer):
+                designator = item.name[0]
+                if not (isinstance(designator, c_ast.Constant) and designator.type == "int"):
+                    return None
+                index = int(designator.value.rstrip("uUlL"), 0)
+            index += 1
+            longest = max(longest, index)
+        return longest
+    if isinstance(decl.init, c_ast.Constant) and decl.init.type == "string":
+        text = decl.init.value
+        if text.startswith('"') and text.endswith('"') and "\\" not in text and '"' not in text[1:-1]:
+            return len(text) - 1      # the characters and the terminating NUL
+    return None
+
+
 def _is_const(type_node):
     if isinstance(type_node, c_ast.TypeDecl):
         return "const" in (type_node.quals or [])
@@ -380,6 +404,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
                 var.definition = True
                 if ext.init is not None:
                     var.init_hash = sha256(canon.expr_text(ext.init))
+                    var.length = _array_length(ext)
             continue
         static = "static" in storage
         type_text, type_hash, init_hash = var_facts(ext)
@@ -387,7 +412,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
             name=ext.name, qualname=_qualname(unit_path, ext.name, static), static=static,
             thread_local="_Thread_local" in storage, const=_is_const(ext.type),
             definition="extern" not in storage, type=type_text, type_hash=type_hash,
-            init_hash=init_hash, locations=[location])
+            init_hash=init_hash, locations=[location], length=_array_length(ext))
         file_vars[ext.name] = (ext, var)
         unit.variables.append(var)
 
@@ -456,7 +481,8 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
                 name=local.name, qualname=local_qual, type=type_text, type_hash=type_hash,
                 init_hash=init_hash, decl=hoisted,
                 thread_local="_Thread_local" in local.storage, const=_is_const(local.type),
-                location=Location(unit_path, local.coord.line, local.coord.column)))
+                location=Location(unit_path, local.coord.line, local.coord.column),
+                length=_array_length(local)))
 
         unit.functions.append(Function(
             name=decl.name, qualname=qualname, static=static,
@@ -469,7 +495,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "2"
+ANALYSIS_VERSION = "3"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):

@@ -28,6 +28,7 @@ class LocalStatic:
     thread_local: bool
     const: bool
     location: Location
+    length: int = None   # element count of an array sized by its initializer
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Variable:
     type_hash: str
     init_hash: str
     locations: list = field(default_factory=list)  # every declaration of it in the unit
+    length: int = None   # element count of an array sized by its initializer
 
 
 @dataclass

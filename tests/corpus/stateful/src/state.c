@@ -7,6 +7,7 @@
 static int counter;                         /* file-scope static */
 static _Thread_local long per_thread;       /* thread-local */
 static struct tally tally;                  /* a struct that existing state uses */
+static int history[] = { 1, 2, 3, 4 };      /* sized by its initializer */
 
 static inline int scale(int v) { return v * 2; }
 
@@ -39,6 +40,8 @@ void handle(const char *command, char *out, unsigned long size)
         snprintf(out, size, "calc %d", calc(5));
     else if (strcmp(command, "bump") == 0)
         snprintf(out, size, "counter %d", ++counter);
+    else if (strcmp(command, "history") == 0)
+        snprintf(out, size, "history %d of %d", history[0]++, (int)(sizeof history / sizeof history[0]));
     else if (strcmp(command, "tally") == 0)
         snprintf(out, size, "tally %d", ++tally.hits);
     else
