@@ -159,6 +159,10 @@ REFUSALS = {
     "variadic": ([("vfprintf(stderr, fmt, ap);", "vfprintf(stdout, fmt, ap);")],
                  "src/state.c:16: variadic: log_line: variadic functions are called directly"),
     "outside": ([], "src/main.c: outside-dsu: src/main.c: changed, but it is not a DSU unit"),
+    "header-static": ([('"v1"', '"v1+"')],
+                      "state-binding: handle: uses mutable static state defined in a header, "
+                      "which a patch cannot bind (the patch would get its own copy): "
+                      "header_level (src/state.h)"),
 }
 
 
@@ -168,21 +172,29 @@ def test_refused_changes_name_the_place(stateful, kind):
     stateful.checkout("v1")
     if kind == "struct-layout":
         edit(stateful, "src/state.h", *replacements)
+    elif kind == "header-static":
+        edit(stateful, "src/state.h", ("#endif", "static int header_level;\n#endif"))
+        edit(stateful, STATE_C, ('"v1"', '"v1+"'), ('++counter);', '++counter + header_level);'))
+        stateful.git("commit", "-qam", "header static")
+        stateful.git("tag", "-f", "header-static-base")
+        edit(stateful, STATE_C, ('"v1+"', '"v1++"'))
     elif kind == "outside":
         edit(stateful, "src/main.c", ('printf("ready\\n");', 'printf("ready\\n"); fflush(stderr);'))
     else:
         edit(stateful, STATE_C, *replacements)
     try:
-        explained = stateful.patch("v1", "WORKTREE", check=False)
+        base = "header-static-base" if kind == "header-static" else "v1"
+        explained = stateful.patch(base, "WORKTREE", check=False)
         assert explained.returncode != 0
         assert expected in explained.stdout + explained.stderr
         assert "cannot be applied live" in explained.stderr
-        diff = psu("diff", "--config", ".psu-build/stateful/build.json", "v1", "WORKTREE",
+        diff = psu("diff", "--config", ".psu-build/stateful/build.json", base, "WORKTREE",
                    cwd=stateful.root)
         assert diff.returncode == 3 and expected in diff.stdout + diff.stderr
-        assert not stateful.bundle("stateful", "v1", "WORKTREE").exists()
+        assert not stateful.bundle("stateful", base, "WORKTREE").exists()
     finally:
         stateful.git("checkout", "--", ".")
+        stateful.checkout("v1")
 
 
 def test_all_refusals_are_reported_together(stateful):

@@ -158,6 +158,13 @@ def _compare_unit(changes, path, before, after):
 
     _pull_in_callers(changes, path, after, changed_direct)
     _compare_variables(changes, path, before, after)
+    for q in sorted(q for q in new_functions if q in changes.replaced or q in changes.added):
+        if new_functions[q].get("header_statics"):
+            changes.refusals.append(Refusal(
+                "state-binding", f"{path}:{new_functions[q]['line']}", q,
+                "uses mutable static state defined in a header, which a patch cannot bind "
+                f"(the patch would get its own copy): {', '.join(new_functions[q]['header_statics'])}; "
+                "define it in a .c file and declare it extern in the header"))
 
 
 def _pull_in_callers(changes, path, unit, changed_direct):

@@ -375,6 +375,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
         return unit
 
     file_vars = {}       # name -> (Decl, Variable) for variables of the unit
+    header_statics = {}  # name -> header: mutable statics a header defines in this unit
     functions_known = set()
     # `static int f(int);` then `int f(int x) {...}`: the definition has internal
     # linkage too (C11 6.2.2p5), though its own declaration says nothing.
@@ -393,7 +394,11 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
     for ext in ast.ext:
         if not isinstance(ext, c_ast.Decl) or isinstance(ext.type, c_ast.FuncDecl) or not ext.name:
             continue
-        if "typedef" in (ext.storage or []) or ext.coord.file != unit_path:
+        if "typedef" in (ext.storage or []):
+            continue
+        if ext.coord.file != unit_path:
+            if "static" in (ext.storage or []) and not _is_const(ext.type):
+                header_statics[ext.name] = ext.coord.file
             continue
         storage = ext.storage or []
         location = Location(unit_path, ext.coord.line, ext.coord.column)
@@ -490,12 +495,14 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
             signature=_declaration_text(decl, "@NAME@"), head=head, arity=len(params),
             returns_void=returns_void, result=result, signature_hash=canon.type_hash(func_type),
             body_hash=body_hash, callees=sorted((facts.ids & functions_known) - facts.local_names),
+            header_statics=sorted(f"{n} ({header_statics[n]})" for n in
+                                  (facts.ids & set(header_statics)) - facts.local_names),
             locals=locals_, location=Location(unit_path, decl.coord.line, decl.coord.column)))
     return unit
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "3"
+ANALYSIS_VERSION = "4"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):

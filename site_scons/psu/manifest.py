@@ -57,6 +57,8 @@ def _unit_entry(unit, exclude):
             "signature_hash": f.signature_hash, "body_hash": f.body_hash,
             "callees": f.callees,
         }
+        if f.header_statics:
+            functions[f.qualname]["header_statics"] = f.header_statics
         for local in f.locals:
             variables[local.qualname] = {
                 "name": local.name, "scope": "function", "function": f.name,

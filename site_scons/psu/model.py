@@ -49,6 +49,7 @@ class Function:
     callees: list        # names referenced as functions, sorted
     locals: list = field(default_factory=list)  # [LocalStatic]
     location: Location = None
+    header_statics: list = field(default_factory=list)  # mutable statics of headers it uses
 
 
 @dataclass
