@@ -142,9 +142,9 @@ def main():
     print()
     print(f"requests served  {final.get('ok', 0)}")
     print(f"requests failed  {final.get('failed', '?')}")
-    print(f"replies by version  " + ", ".join(f"{k}: {v}" for k, v in sorted(versions.items())))
+    print("replies by version  " + ", ".join(f"{k}: {v}" for k, v in sorted(versions.items())))
     print(f"now at           {status['label']} ({status['build_id'][:12]}) after {status['updates']} updates")
-    print(f"modules loaded   " + ", ".join(f"{m['index']}:{m.get('label')}" for m in status["modules"]))
+    print("modules loaded   " + ", ".join(f"{m['index']}:{m.get('label')}" for m in status["modules"]))
     print(f"modules unloaded {status.get('unloaded', 0)}  (v2 code still mapped: {'yes' if v2_mapped else 'no'})")
     latency = final.get("latency_us", {})
     print(f"latency          p50 {latency.get('p50')} us, p99 {latency.get('p99')} us, "

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from projects import REPO, Process, Project, psu, run
+from projects import REPO, Process, Project, psu
 
 CORPUS = REPO / "tests" / "corpus" / "stateful"
 STATE_C = "src/state.c"

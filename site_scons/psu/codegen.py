@@ -14,7 +14,6 @@ Three roles share one set of edits (see docs/architecture.md):
 """
 import functools
 import hashlib
-import os
 import re
 
 import jinja2
@@ -84,7 +83,7 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
 
     for function in unit.functions:
         for local in function.locals:
-            _bind_local(source, local, role, plan)
+            _bind_local(source, local)
         if function.name not in dsu_names:
             continue
         name_index = source.find_name(function.name, function.location.line, function.location.column)
@@ -155,7 +154,7 @@ def _function_entry(function, role, plan):
     return entry
 
 
-def _bind_local(source, local, role, plan):
+def _bind_local(source, local):
     """A function-local static becomes a block-scope `extern` bound to its global name."""
     if local.const:
         return
@@ -228,7 +227,3 @@ def bundle_main(label, base, target, functions, transformed=None, carried=()):
 def state_main(label, added_functions):
     entries = [{"record": record_symbol(q)} for q in sorted(added_functions)]
     return render("state_main.c.j2", label=label, entries=entries)
-
-
-def relative_output(path):
-    return path.replace(os.sep, "/")

@@ -227,9 +227,10 @@ def generate(env):
 
 
 def exists(env):
+    """The tool works wherever its Python dependencies import and a C compiler is found."""
     try:
         import jinja2  # noqa: F401
         import pycparser  # noqa: F401
     except ImportError:
         return False
-    return bool(env.Detect(env.get("CC", "cc")) or True)
+    return bool(env.Detect(env.subst("$CC") or "cc"))
