@@ -168,3 +168,21 @@ def test_gdb_shows_the_users_source_line(constructs):
 def _env(**extra):
     from projects import environment
     return environment(**extra)
+
+
+def test_variant_dir_and_parallel_build(tmp_path):
+    project = Project(tmp_path / "variant")
+    shutil.copytree(CORPUS / "src", project.root / "src")
+    project.commit("v1", {
+        "SConstruct": "SConscript('src/SConscript', variant_dir='build', duplicate=0)\n",
+        "src/SConscript": "env = Environment(tools=['default', 'psu'])\n"
+                          "env.Append(CCFLAGS=['-O2'], LIBS=['pthread'])\n"
+                          "env.PSUProgram('constructs', Glob('*.c'), PSU_UNITS=['calc.c'])\n"})
+    project.build("-j2")
+    assert sorted(p.name for p in (project.root / "src").iterdir()) == \
+        ["SConscript", "calc.c", "main.c", "shapes.h"]          # nothing generated in the sources
+    output = run([project.root / "build" / "constructs"], project.root, env={"PSU_DISABLE": "1"})
+    assert "fib(20)=6765" in output.stdout
+    manifest = json.loads((project.root / "build" / "constructs.psu.json").read_text())
+    assert set(manifest["units"]) == {"src/calc.c", "src/main.c"}
+    assert "is up to date" in project.build("-j2").stdout

@@ -41,7 +41,14 @@ def code_flags(env):
 
 
 def _relative(node):
-    return node.srcnode().get_path().replace(os.sep, "/")
+    """The unit's path from the project root (as in the manifest), whatever the variant dir."""
+    top = node.fs.Dir("#").abspath
+    return os.path.relpath(node.srcnode().abspath, top).replace(os.sep, "/")
+
+
+def _inside(relative):
+    """`relative` as a path under the work folder, even for a source outside the project."""
+    return "/".join("_up_" if part == ".." else part for part in relative.split("/"))
 
 
 # -- actions -----------------------------------------------------------------------
@@ -142,14 +149,15 @@ def PSUProgram(env, target, source=None, **overrides):
     for node in sources:
         relative = _relative(node)
         dsu = relative in units
-        analysis = env._PSUAnalyse(work.File(relative + ".unit.json"), node,
+        analysis = env._PSUAnalyse(work.File(_inside(relative) + ".unit.json"), node,
                                    PSU_UNIT_PATH=relative, PSU_UNIT_DSU=dsu)
         env.Depends(analysis, generator_files)
         analyses += analysis
         if not dsu:
             objects += env.Object(node)
             continue
-        transformed = env._PSUTransform(work.File(relative[:-2] + ".psu.c"), [node, analysis])
+        transformed = env._PSUTransform(work.File(_inside(relative)[:-2] + ".psu.c"),
+                                        [node, analysis])
         env.Depends(transformed, generator_files)
         directory = os.path.dirname(node.srcnode().abspath)
         objects += env.Object(transformed, CCFLAGS=env["CCFLAGS"] + ["-iquote", directory],
