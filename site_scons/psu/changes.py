@@ -221,6 +221,13 @@ def _compare_variables(changes, path, before, after):
             continue
         if now["const"]:
             continue  # constant data is private to each version
+        if now.get("unbound"):
+            patched_here = {q.rsplit(":", 1)[-1] for q, unit in changes.replaced.items()
+                            if unit == path}
+            if now["scope"] == "function" and now["function"] in patched_here:
+                changes.notes.append(f"{where}: {q} is not bound ({now['unbound']}): "
+                                     "the new version has its own")
+            continue
         if was is None or was["const"]:
             changes.added_variables[q] = path
             continue

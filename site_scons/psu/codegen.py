@@ -98,7 +98,7 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
         entries.append(_function_entry(function, role, plan))
 
     for variable in unit.variables:
-        if variable.const or not variable.definition:
+        if variable.const or not variable.definition or variable.unbound:
             continue
         if role == "program":
             # a static gets a global name patches bind to; a global has one already
@@ -113,7 +113,7 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
     hoisted = []
     for function in unit.functions:
         for local in function.locals:
-            if local.const:
+            if local.const or local.unbound:
                 continue
             if role == "program" or (role == "state" and local.qualname in plan.added_variables):
                 hoisted.append({"qualname": local.qualname,
@@ -156,7 +156,7 @@ def _function_entry(function, role, plan):
 
 def _bind_local(source, local):
     """A function-local static becomes a block-scope `extern` bound to its global name."""
-    if local.const:
+    if local.const or local.unbound:
         return
     name_index = source.find_name(local.name, local.location.line, local.location.column)
     start = source.declaration_start(name_index)

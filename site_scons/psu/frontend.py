@@ -337,6 +337,7 @@ class _BodyFacts(c_ast.NodeVisitor):
     def __init__(self):
         self.ids, self.typenames, self.tags, self.statics = set(), set(), set(), []
         self.local_names = set()
+        self.local_types = set()    # tags and typedef names the body itself declares
 
     def visit_ID(self, node):
         self.ids.add(node.name)
@@ -347,11 +348,26 @@ class _BodyFacts(c_ast.NodeVisitor):
     def visit_Struct(self, node):
         if node.name:
             self.tags.add(("struct", node.name))
+            if node.decls is not None:
+                self.local_types.add(("struct", node.name))
         self.generic_visit(node)
 
     def visit_Union(self, node):
         if node.name:
             self.tags.add(("union", node.name))
+            if node.decls is not None:
+                self.local_types.add(("union", node.name))
+        self.generic_visit(node)
+
+    def visit_Enum(self, node):
+        if node.values is not None:
+            self.local_names.update(e.name for e in node.values.enumerators)
+            if node.name:
+                self.local_types.add(("enum", node.name))
+        self.generic_visit(node)
+
+    def visit_Typedef(self, node):
+        self.local_types.add(("typedef", node.name))
         self.generic_visit(node)
 
     def visit_Decl(self, node):
@@ -362,12 +378,29 @@ class _BodyFacts(c_ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def _names_in(node):
+    """Named types (as (kind, name)) and identifiers that appear in `node`."""
+    found = _BodyFacts()
+    found.visit(node)
+    return found.tags | {("typedef", n) for n in found.typenames}, found.ids
+
+
+def _written_on(lines, name, line):
+    """Whether the identifier `name` is spelled on source line `line` (not made by a macro)."""
+    if lines is None:
+        return True
+    return 0 < line <= len(lines) and re.search(rf"\b{re.escape(name)}\b", lines[line - 1]) is not None
+
+
 def _qualname(unit_path, name, static):
     return f"{unit_path}:{name}" if static else name
 
 
-def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
-    """Build the model of one unit from its AST (only what the unit itself defines)."""
+def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=None):
+    """Build the model of one unit from its AST (only what the unit itself defines).
+    With the unit's `original_text`, names a macro made are recognised: such
+    functions stay direct and such variables unbound."""
+    lines = original_text.splitlines() if original_text is not None else None
     canon = _Canon(ast)
     generator = c_generator.CGenerator()
     unit = Unit(path=unit_path, text_hash=text_hash, dsu=dsu, source_hash=source_hash)
@@ -414,6 +447,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
         static = "static" in storage
         type_text, type_hash, init_hash = var_facts(ext)
         var = Variable(
+            unbound="" if _written_on(lines, ext.name, ext.coord.line) else "made by a macro",
             name=ext.name, qualname=_qualname(unit_path, ext.name, static), static=static,
             thread_local="_Thread_local" in storage, const=_is_const(ext.type),
             definition="extern" not in storage, type=type_text, type_hash=type_hash,
@@ -478,6 +512,17 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
             local_qual = f"{unit_path}:{decl.name}:{local.name}" + (f"#{count}" if count > 1 else "")
             local_storage = [s for s in local.storage if s != "static"]
             type_text, type_hash, init_hash = var_facts(local)
+            type_names, init_ids = _names_in(local.type)
+            if local.init is not None:
+                init_types, init_ids = _names_in(local.init)
+                type_names |= init_types
+            unbound = ""
+            if type_names & facts.local_types:
+                unbound = "its type is declared inside the function"
+            elif (init_ids & facts.local_names) - {local.name}:
+                unbound = "its initializer names something declared inside the function"
+            elif not _written_on(lines, local.name, local.coord.line):
+                unbound = "made by a macro"
             with _temporarily([(local, "name", "@NAME@"),
                                (_innermost_typedecl(local.type), "declname", "@NAME@"),
                                (local, "storage", local_storage), (local, "funcspec", [])]):
@@ -487,11 +532,12 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
                 init_hash=init_hash, decl=hoisted,
                 thread_local="_Thread_local" in local.storage, const=_is_const(local.type),
                 location=Location(unit_path, local.coord.line, local.coord.column),
-                length=_array_length(local)))
+                length=_array_length(local), unbound=unbound))
 
         unit.functions.append(Function(
             name=decl.name, qualname=qualname, static=static,
             inline="inline" in (decl.funcspec or []), variadic=variadic, kr_style=kr_style,
+            macro_made=not _written_on(lines, decl.name, decl.coord.line),
             signature=_declaration_text(decl, "@NAME@"), head=head, arity=len(params),
             returns_void=returns_void, result=result, signature_hash=canon.type_hash(func_type),
             body_hash=body_hash, callees=sorted((facts.ids & functions_known) - facts.local_names),
@@ -502,7 +548,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash=""):
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "4"
+ANALYSIS_VERSION = "5"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
@@ -521,7 +567,8 @@ def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
                 return Unit.from_json(json.load(f))
     with open(os.path.join(cwd, path), encoding="utf-8", errors="surrogateescape") as f:
         original = f.read()
-    unit = describe(parse(preprocessed, path, original), path, text_hash, source_hash=source_hash)
+    unit = describe(parse(preprocessed, path, original), path, text_hash, source_hash=source_hash,
+                    original_text=original)
     if cache_file:
         os.makedirs(os.path.dirname(cache_file), exist_ok=True)
         temporary = cache_file + f".{os.getpid()}"

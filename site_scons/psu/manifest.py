@@ -25,6 +25,8 @@ def direct_reason(function, exclude=()):
         return "variadic"
     if function.kr_style:
         return "K&R definition"
+    if function.macro_made:
+        return "defined by a macro"
     if function.inline:
         return "inline"
     if function.name in exclude or function.qualname in exclude:
@@ -66,6 +68,8 @@ def _unit_entry(unit, exclude):
                 "line": local.location.line, "type": local.type,
                 "type_hash": local.type_hash, "init_hash": local.init_hash,
             }
+            if local.unbound:
+                variables[local.qualname]["unbound"] = local.unbound
     for v in unit.variables:
         if not v.definition:
             continue
@@ -74,6 +78,8 @@ def _unit_entry(unit, exclude):
             "thread_local": v.thread_local, "const": v.const, "line": v.locations[0].line,
             "type": v.type, "type_hash": v.type_hash, "init_hash": v.init_hash,
         }
+        if v.unbound:
+            variables[v.qualname]["unbound"] = v.unbound
     return {"dsu": True, "text_hash": unit.text_hash, "functions": functions,
             "variables": variables, "helpers": unit.helpers}
 

@@ -29,6 +29,7 @@ class LocalStatic:
     const: bool
     location: Location
     length: int = None   # element count of an array sized by its initializer
+    unbound: str = ""    # why it cannot be bound (then each version has its own), or ""
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Function:
     inline: bool
     variadic: bool
     kr_style: bool
+    macro_made: bool     # its name is made by a macro: it cannot be renamed, stays direct
     signature: str       # prototype text with the placeholder @NAME@ for the declarator name
     head: str            # prototype with parameters named psu_a0.. (for trampolines)
     arity: int
@@ -65,6 +67,7 @@ class Variable:
     init_hash: str
     locations: list = field(default_factory=list)  # every declaration of it in the unit
     length: int = None   # element count of an array sized by its initializer
+    unbound: str = ""    # why it cannot be bound, or ""
 
 
 @dataclass

@@ -40,6 +40,7 @@ class SourceText:
         self.path, self.text = path, text
         self.tokens = []
         self._edits = []
+        self._by_line_and_name = None
         self._tokenise()
 
     def _tokenise(self):
@@ -65,17 +66,23 @@ class SourceText:
                 at_line_start = False
                 continue
             at_line_start = False
-            if in_directive:
-                continue
-            self.tokens.append(Token(kind, text, start, match.end(), line, start - line_start + 1))
+            if not in_directive:
+                self.tokens.append(Token(kind, text, start, match.end(), line, start - line_start + 1))
+            if "\n" in text:   # a string continued with backslash-newline
+                line += text.count("\n")
+                line_start = start + text.rfind("\n") + 1
 
     # -- finding places ------------------------------------------------------------
 
     def find_name(self, name, line, column):
         """Index of the identifier `name` on `line`, nearest `column` (columns are
         approximate inside macro expansions and after folded whitespace)."""
-        candidates = [i for i, t in enumerate(self.tokens)
-                      if t.line == line and t.kind == "ident" and t.text == name]
+        if self._by_line_and_name is None:
+            self._by_line_and_name = {}
+            for i, t in enumerate(self.tokens):
+                if t.kind == "ident":
+                    self._by_line_and_name.setdefault((t.line, t.text), []).append(i)
+        candidates = self._by_line_and_name.get((line, name), [])
         if not candidates:
             raise CSourceError(self.path, line, column,
                                f"cannot transform '{name}': its name is not written on this line "
@@ -180,10 +187,17 @@ class SourceText:
         self._edits.append((token.start, token.start, "\n" + text + restore))
 
     def delete_range(self, first, last_exclusive):
-        """Delete tokens [first, last_exclusive) keeping their newlines (lines stay put)."""
+        """Delete tokens [first, last_exclusive) keeping their newlines (lines stay
+        put) and the preprocessor directives among them (SQLite defines macros in
+        the middle of an initializer)."""
         start, end = self.tokens[first].start, self.tokens[last_exclusive].start
-        kept = "\n" * self.text.count("\n", start, end)
-        self._edits.append((start, end, kept))
+        lines = self.text[start:end].split("\n")
+        kept, continued = [""], False
+        for text in lines[1:]:
+            directive = continued or text.lstrip().startswith("#")
+            kept.append(text if directive else "")
+            continued = directive and text.endswith("\\")
+        self._edits.append((start, end, "\n".join(kept)))
 
     def edited(self):
         # Applied back to front; insertions at one offset keep the order they were made.
