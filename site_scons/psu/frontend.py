@@ -392,6 +392,32 @@ def _written_on(lines, name, line):
     return 0 < line <= len(lines) and re.search(rf"\b{re.escape(name)}\b", lines[line - 1]) is not None
 
 
+class _References(c_ast.NodeVisitor):
+    """Names used other than as the callee of a direct call: functions whose
+    address is taken (they must stay DSU functions: pointers reach trampolines)."""
+
+    def __init__(self):
+        self.referenced = set()
+
+    def visit_FuncCall(self, node):
+        if not isinstance(node.name, c_ast.ID):
+            self.visit(node.name)
+        if node.args is not None:
+            self.visit(node.args)
+
+    def visit_ID(self, node):
+        self.referenced.add(node.name)
+
+
+class _Size(c_ast.NodeVisitor):
+    def __init__(self):
+        self.nodes = 0
+
+    def generic_visit(self, node):
+        self.nodes += 1
+        super().generic_visit(node)
+
+
 def _qualname(unit_path, name, static):
     return f"{unit_path}:{name}" if static else name
 
@@ -423,6 +449,11 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
     def var_facts(decl):
         return (canon.type_text(decl.type), canon.type_hash(decl.type),
                 sha256(canon.expr_text(decl.init)))
+
+    references = _References()
+    for ext in ast.ext:
+        if ext.coord is not None and ext.coord.file == unit_path:
+            references.visit(ext)
 
     for ext in ast.ext:
         if not isinstance(ext, c_ast.Decl) or isinstance(ext.type, c_ast.FuncDecl) or not ext.name:
@@ -462,6 +493,9 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
         facts = _BodyFacts()
         facts.visit(ext.body)
         body_text = generator.visit(ext.body)
+        counter = _Size()
+        counter.visit(ext.body)
+        size = counter.nodes
         if ext.coord.file != unit_path:
             unit.helpers[decl.name] = {"body_hash": sha256(body_text),
                                        "callees": sorted(facts.ids & functions_known)}
@@ -538,6 +572,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
             name=decl.name, qualname=qualname, static=static,
             inline="inline" in (decl.funcspec or []), variadic=variadic, kr_style=kr_style,
             macro_made=not _written_on(lines, decl.name, decl.coord.line),
+            size=size, address_taken=decl.name in references.referenced,
             signature=_declaration_text(decl, "@NAME@"), head=head, arity=len(params),
             returns_void=returns_void, result=result, signature_hash=canon.type_hash(func_type),
             body_hash=body_hash, callees=sorted((facts.ids & functions_known) - facts.local_names),
@@ -548,7 +583,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "5"
+ANALYSIS_VERSION = "6"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):

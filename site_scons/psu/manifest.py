@@ -13,10 +13,18 @@ from .errors import ToolError
 FORMAT = "psu-manifest/1"
 ENTRY_POINTS = {"main"}
 TRANSFORMER_PREFIX = "psu_transform_"
+# Default of PSU_DIRECT_BELOW (see direct_reason); bench/sqlite_bench.py measures it.
+DEFAULT_DIRECT_BELOW = 0
 
 
-def direct_reason(function, exclude=()):
-    """Why `function` is called directly rather than through the runtime, or None."""
+def direct_reason(function, exclude=(), direct_below=0):
+    """Why `function` is called directly rather than through the runtime, or None.
+
+    `direct_below`: a static function whose body has fewer AST nodes, and whose
+    address is never taken, stays direct: the compiler can inline it as it would
+    in the plain build, and since a changed direct function pulls every DSU
+    function that calls it into the patch (SPEC 4.4), it costs no updatability.
+    """
     if function.name in ENTRY_POINTS:
         return "entry point"
     if function.name.startswith(TRANSFORMER_PREFIX):
@@ -31,11 +39,13 @@ def direct_reason(function, exclude=()):
         return "inline"
     if function.name in exclude or function.qualname in exclude:
         return "excluded"
+    if function.static and not function.address_taken and function.size < direct_below:
+        return "small"
     return None
 
 
-def dsu_names(unit, exclude=()):
-    return {f.name for f in unit.functions if direct_reason(f, exclude) is None}
+def dsu_names(unit, exclude=(), direct_below=0):
+    return {f.name for f in unit.functions if direct_reason(f, exclude, direct_below) is None}
 
 
 def compiler_identity(cc):
@@ -47,14 +57,14 @@ def compiler_identity(cc):
     return first.strip()
 
 
-def _unit_entry(unit, exclude):
+def _unit_entry(unit, exclude, direct_below):
     if not unit.dsu:
         return {"dsu": False, "text_hash": unit.text_hash}
     functions, variables = {}, {}
     for f in unit.functions:
         functions[f.qualname] = {
             "name": f.name, "static": f.static, "line": f.location.line,
-            "direct": direct_reason(f, exclude), "variadic": f.variadic,
+            "direct": direct_reason(f, exclude, direct_below), "variadic": f.variadic,
             "signature": f.signature.replace("@NAME@", f.name),
             "signature_hash": f.signature_hash, "body_hash": f.body_hash,
             "callees": f.callees,
@@ -84,12 +94,13 @@ def _unit_entry(unit, exclude):
             "variables": variables, "helpers": unit.helpers}
 
 
-def build(program, label, units, compiler, flags, exclude=()):
+def build(program, label, units, compiler, flags, exclude=(), direct_below=0):
     """The manifest of a program built from `units` (model.Unit, DSU and plain)."""
     body = {
         "format": FORMAT, "program": program, "compiler": compiler,
-        "flags": list(flags), "exclude": sorted(exclude),
-        "units": {u.path: _unit_entry(u, exclude) for u in sorted(units, key=lambda u: u.path)},
+        "flags": list(flags), "exclude": sorted(exclude), "direct_below": direct_below,
+        "units": {u.path: _unit_entry(u, exclude, direct_below)
+                  for u in sorted(units, key=lambda u: u.path)},
     }
     manifest = dict(body, label=label, build_id=build_id(body))
     return manifest

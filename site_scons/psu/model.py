@@ -41,6 +41,8 @@ class Function:
     variadic: bool
     kr_style: bool
     macro_made: bool     # its name is made by a macro: it cannot be renamed, stays direct
+    size: int            # AST nodes of its body
+    address_taken: bool  # named other than as the callee of a call
     signature: str       # prototype text with the placeholder @NAME@ for the declarator name
     head: str            # prototype with parameters named psu_a0.. (for trampolines)
     arity: int
