@@ -217,12 +217,14 @@ def test_scons_patch_usage_errors(kvd):
 def test_inspect_bundle_and_program(kvd):
     shown = psu("inspect", kvd.bundle("kvd", "v1", "v2"), cwd=kvd.root)
     assert shown.returncode == 0
-    assert "src/protocol.c:cmd_len" in shown.stdout and "sha256" in shown.stdout
+    assert "src/protocol.c:compare_keys" in shown.stdout and "sha256" in shown.stdout
     program = psu("inspect", kvd.root / "kvd", cwd=kvd.root)
     assert program.returncode == 0 and "(embedded in the binary)" in program.stdout
     data = json.loads(psu("inspect", "--json", kvd.bundle("kvd", "v1", "v2"), cwd=kvd.root).stdout)
-    assert data["manifest"]["changes"]["functions"]["added"] == \
-        ["src/protocol.c:cmd_len", "src/protocol.c:compare_keys"]
+    # compare_keys goes to qsort, so it is a DSU function; cmd_len, static and called
+    # by name only, is direct: it came with protocol_handle, which reaches it
+    assert data["manifest"]["changes"]["functions"]["added"] == ["src/protocol.c:compare_keys"]
+    assert "protocol_handle" in data["manifest"]["changes"]["functions"]["pulled_in"]
 
 
 def test_ps_lists_running_dsu_processes(kvd, tmp_path):

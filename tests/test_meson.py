@@ -29,7 +29,7 @@ def test_meson_project_is_built_and_updated_live(tmp_path):
     bundle = tmp_path / "v1-v2.psu"
     made = psu("patch", "--config", "build/build.json", "v1", "v2", "-o", bundle, cwd=project.root)
     assert made.returncode == 0, made.stderr
-    assert "src/state.c:calc  (pulled in by scale)" in made.stdout
+    assert "handle  (pulled in by scale)" in made.stdout
 
     process = Process([project.root / "build" / "stateful"], project.root, tmp_path / "run", stdin=True)
     try:

@@ -119,7 +119,9 @@ def test_changed_static_inline_helper_changes_its_dsu_callers(stateful, program)
     assert program("calc") == "calc 16"
     manifest = json.loads(psu("inspect", "--json", stateful.bundle("stateful", "v2", "v3")).stdout)
     changes = manifest["manifest"]["changes"]["functions"]
-    assert changes["pulled_in"] == {"src/state.c:calc": ["scale"]}
+    # calc and scale are static and called by name: both direct (PSU_DIRECT_STATICS
+    # defaults to all), so the change reaches handle, the DSU function above them
+    assert changes["pulled_in"] == {"handle": ["scale"]}
 
 
 def test_moved_lines_are_not_changes(stateful):
@@ -147,9 +149,10 @@ def test_revert_bundle(stateful, program):
 # -- refusals ------------------------------------------------------------------
 
 REFUSALS = {
-    "signature": ([("static int calc(int v)", "static long calc(int v)")],
-                  "src/state.c:14: signature: src/state.c:calc: signature changed from "
-                  "'int calc(int v)' to 'long calc(int v)'"),
+    "signature": ([("unsigned long size)\n{", "unsigned int size)\n{")],
+                  "src/state.c:31: signature: handle: signature changed from "
+                  "'void handle(const char *command, char *out, unsigned long size)' to "
+                  "'void handle(const char *command, char *out, unsigned int size)'"),
     "state-type": ([("static int counter;", "static long counter;")],
                    "src/state.c:7: state-type: src/state.c:counter: type of existing state changed "
                    "from 'int' to 'long'; define psu_transform_counter() to convert it"),
@@ -232,7 +235,7 @@ def test_a_state_transformer_converts_a_changed_type(stateful, tmp_path):
 
 def test_explain_prints_the_change_set_without_building(stateful):
     done = stateful.patch("v2", "v3", extra=["PSU_EXPLAIN=1"])
-    assert "replaced:" in done.stdout and "src/state.c:calc  (pulled in by scale)" in done.stdout
+    assert "replaced:" in done.stdout and "handle  (pulled in by scale)" in done.stdout
     assert "state bound:" in done.stdout and "src/state.c:added_total" in done.stdout
     assert "bundle written" not in done.stdout
 

@@ -202,7 +202,7 @@ def command_unit(arguments):
             raise UsageError("psu: --output makes no sense for a --plain unit")
         build.generate_unit(arguments.analysis, os.path.join(root, arguments.unit),
                             arguments.exclude, arguments.output,
-                            direct_below=arguments.direct_below)
+                            direct_statics=arguments.direct_statics)
     if arguments.depfile:
         build.depfile(arguments.unit, arguments.cc, arguments.flags, root,
                       arguments.output or arguments.analysis, arguments.depfile)
@@ -216,12 +216,12 @@ def command_program(arguments):
     label = arguments.label or build.git_label(root)
     result = build.describe_program(arguments.name, label, arguments.analyses, arguments.cc,
                                     arguments.flags, arguments.exclude, arguments.manifest,
-                                    arguments.info, direct_below=arguments.direct_below)
+                                    arguments.info, direct_statics=arguments.direct_statics)
     if arguments.config:
         config = patch.BuildConfig(
             program=arguments.name, top=root, sources=sorted(arguments.sources),
             dsu_units=sorted(arguments.dsu), cc=arguments.cc, flags=list(arguments.flags),
-            exclude=list(arguments.exclude), direct_below=arguments.direct_below,
+            exclude=list(arguments.exclude), direct_statics=arguments.direct_statics,
             work_dir=arguments.work_dir)
         build.write_json(arguments.config, config.__dict__)
     if not arguments.quiet:
@@ -239,8 +239,8 @@ def command_runtime(arguments):
 
 
 def manifest_default():
-    from .manifest import DEFAULT_DIRECT_BELOW
-    return DEFAULT_DIRECT_BELOW
+    from .manifest import DEFAULT_DIRECT_STATICS
+    return DEFAULT_DIRECT_STATICS
 
 
 def parser():
@@ -289,8 +289,9 @@ def parser():
     sub.add_argument("--cc", default="cc")
     sub.add_argument("--plain", action="store_true", help="not a DSU unit: analysis only")
     sub.add_argument("--exclude", action="append", default=[], help="function kept direct")
-    sub.add_argument("--direct-below", type=int, default=manifest_default(),
-                     help="static functions smaller than this (AST nodes) stay direct")
+    sub.add_argument("--direct-statics", default=manifest_default(),
+                     help="static functions called only by name stay direct: all, none, "
+                          "or those under N AST nodes")
     sub.add_argument("--analysis", required=True, help="analysis JSON to write")
     sub.add_argument("--output", help="generated C to write (DSU units)")
     sub.add_argument("--depfile", help="Make-style dependency file to write")
@@ -303,7 +304,7 @@ def parser():
     sub.add_argument("--root", default=".")
     sub.add_argument("--cc", default="cc")
     sub.add_argument("--exclude", action="append", default=[])
-    sub.add_argument("--direct-below", type=int, default=manifest_default())
+    sub.add_argument("--direct-statics", default=manifest_default())
     sub.add_argument("--analyses", nargs="+", required=True, help="analysis JSON of every unit")
     sub.add_argument("--manifest", required=True)
     sub.add_argument("--info", required=True, help="C file with the build id to compile in")

@@ -26,7 +26,7 @@ class BuildConfig:
     cc: str = "cc"
     flags: list = field(default_factory=list)    # flags that change code, as on the command line
     exclude: list = field(default_factory=list)
-    direct_below: int = 0                        # see manifest.direct_reason
+    direct_statics: str = manifest.DEFAULT_DIRECT_STATICS   # see manifest.direct_reason
     work_dir: str = ".psu-build"                 # absolute or relative to top
     jobs: int = 1
 
@@ -96,7 +96,7 @@ def analyse_tree(config, root, label):
                                       cache_dir=config.path("cache")))
     compiler = manifest.compiler_identity(config.cc)
     return units, manifest.build(config.program, label, units, compiler, config.flags,
-                                 config.exclude, config.direct_below)
+                                 config.exclude, config.direct_statics)
 
 
 @dataclass
@@ -165,7 +165,7 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
         unit = by_path[path]
         with open(os.path.join(new_root, path), encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
-        dsu = manifest.dsu_names(unit, config.exclude, config.direct_below)
+        dsu = manifest.dsu_names(unit, config.exclude, config.direct_statics)
         unit_carried = [f.qualname for f in unit.functions
                         if f.name in dsu and f.qualname not in switched]
         carried += unit_carried

@@ -7,8 +7,8 @@ what must be rebuilt.
 Construction variables (defaults in `generate`):
   PSU_UNITS       sources whose functions are updatable (DSU units)
   PSU_EXCLUDE     function names (or `unit:name`) kept direct
-  PSU_DIRECT_BELOW  static functions smaller than this (AST nodes), address never
-                  taken, stay direct (manifest.direct_reason); 0: none
+  PSU_DIRECT_STATICS  static functions whose address is never taken stay direct:
+                  'all' (default), 'none', or those under N AST nodes (manifest.direct_reason)
   PSU_VERSION     label of the version built (default: `git describe --tags --always --dirty`)
   PSU_BUILD_DIR   where generated sources, analyses and patch work go ('#.psu-build')
   PSU_PATCH_DIR   where `scons patch` writes bundles ('#psu-patches')
@@ -27,7 +27,7 @@ from . import build, manifest, patch, resources
 from .errors import PsuError
 
 _FLAGS = "$CCFLAGS $CFLAGS $_CCCOMCOM"
-DEFAULT_DIRECT_BELOW = manifest.DEFAULT_DIRECT_BELOW
+DEFAULT_DIRECT_STATICS = manifest.DEFAULT_DIRECT_STATICS
 
 
 def _report(error):
@@ -70,7 +70,7 @@ def _transform(target, source, env):
     try:
         build.generate_unit(source[1].abspath, source[0].srcnode().abspath, env["PSU_EXCLUDE"],
                             target[0].abspath, output_name=target[0].get_path(),
-                            direct_below=env["PSU_DIRECT_BELOW"])
+                            direct_statics=env["PSU_DIRECT_STATICS"])
     except PsuError as error:
         return _report(error)
     return 0
@@ -82,7 +82,7 @@ def _manifest(target, source, env):
                                [node.abspath for node in source], env.subst("$CC"),
                                code_flags(env), env["PSU_EXCLUDE"],
                                target[0].abspath, target[1].abspath,
-                               direct_below=env["PSU_DIRECT_BELOW"])
+                               direct_statics=env["PSU_DIRECT_STATICS"])
     except PsuError as error:
         return _report(error)
     return 0
@@ -122,10 +122,10 @@ def _actions():
         "analyse": SCons.Action.Action(_analyse, "psu: analysing $SOURCE",
                                        varlist=common + ["PSU_UNIT_PATH", "PSU_UNIT_DSU"]),
         "transform": SCons.Action.Action(_transform, "psu: generating $TARGET",
-                                         varlist=["PSU_EXCLUDE", "PSU_DIRECT_BELOW"]),
+                                         varlist=["PSU_EXCLUDE", "PSU_DIRECT_STATICS"]),
         "manifest": SCons.Action.Action(_manifest, "psu: describing $PSU_PROGRAM in $TARGET",
                                         varlist=common + ["PSU_VERSION", "PSU_EXCLUDE", "PSU_PROGRAM",
-                                                          "PSU_DIRECT_BELOW"]),
+                                                          "PSU_DIRECT_STATICS"]),
         "bundle": SCons.Action.Action(_bundle, "psu: making $TARGET",
                                       varlist=["PSU_PATCH_CONFIG", "PSU_FROM", "PSU_TO"]),
     }
@@ -188,7 +188,7 @@ def PSUProgram(env, target, source=None, **overrides):
     config = patch.BuildConfig(
         program=name, top=top, sources=sorted(known), dsu_units=sorted(units),
         cc=env.subst("$CC"), flags=code_flags(env), exclude=list(env["PSU_EXCLUDE"]),
-        direct_below=int(env["PSU_DIRECT_BELOW"]),
+        direct_statics=str(env["PSU_DIRECT_STATICS"]),
         work_dir=os.path.relpath(env.Dir("$PSU_BUILD_DIR").abspath, top))
     config_json = json.dumps(config.__dict__, sort_keys=True, indent=1) + "\n"
     description = env.Textfile(work.File("build.json"), [env.Value(config_json)])
@@ -228,7 +228,7 @@ def _patch_target(env, config, config_json):
 def generate(env):
     top = env.Dir("#").abspath
     env.SetDefault(
-        PSU_UNITS=[], PSU_EXCLUDE=[], PSU_DIRECT_BELOW=DEFAULT_DIRECT_BELOW,
+        PSU_UNITS=[], PSU_EXCLUDE=[], PSU_DIRECT_STATICS=DEFAULT_DIRECT_STATICS,
         PSU_BUILD_DIR="#.psu-build", PSU_PATCH_DIR="#psu-patches",
         PSU_VERSION=build.git_label(top))
     actions = _actions()
