@@ -128,3 +128,21 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
     assert failed.returncode != 0
     assert "psu: compiler 'no-such-cc' not found" in failed.stderr
     assert "Traceback" not in failed.stderr
+
+
+def test_storage_class_behind_a_macro_is_edited_like_the_keyword(tmp_path):
+    """SQLite writes `SQLITE_PRIVATE int x;` with SQLITE_PRIVATE defined as static."""
+    source = ("#define PRIVATE static\nPRIVATE int counter = 3;\n"
+              "PRIVATE const char *names[] = { \"a\", \"b\" };\n"
+              "int bump(void) { return ++counter + (int)sizeof names; }\n")
+    unit = analyse(tmp_path, source)
+    assert unit.storage_macros == {"PRIVATE": "static"}
+    dsu = manifest.dsu_names(unit)
+    for role in ("program", "code"):
+        (tmp_path / f"{role}.c").write_text(codegen.transform(unit, source, role, dsu, f"{role}.c"))
+        run(["gcc", "-std=gnu11", "-Wall", "-Werror", "-fPIC", f"-I{REPO}/runtime", "-c",
+             f"{role}.c", "-o", f"{role}.o"], tmp_path)
+    symbols = run(["nm", "program.o"], tmp_path).stdout
+    label = codegen.var_symbol("unit.c:counter", unit.variables[0].type_hash)
+    assert f" D {label}" in symbols          # a global name the patch binds to
+    assert "extern int counter" in (tmp_path / "code.c").read_text()

@@ -78,7 +78,7 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
     if role not in ROLES:
         raise ValueError(role)
     plan = plan or UnitPlan()
-    source = SourceText(unit.path, text)
+    source = SourceText(unit.path, text, unit.storage_macros)
     entries = []
 
     for function in unit.functions:
@@ -161,7 +161,7 @@ def _bind_local(source, local):
     name_index = source.find_name(local.name, local.location.line, local.location.column)
     start = source.declaration_start(name_index)
     storage = source.storage_token(start, name_index)
-    if storage is None or source.tokens[storage].text != "static":
+    if storage is None or source.storage_class(storage) != "static":
         raise CSourceError(local.location.file, local.location.line, local.location.column,
                            f"cannot find 'static' of '{local.name}'")
     _make_extern(source, storage, name_index, var_symbol(local.qualname, local.type_hash),
@@ -175,14 +175,14 @@ def _bind_file_variable(source, variable, location, define):
     label = var_symbol(variable.qualname, variable.type_hash) if variable.static else None
     if define:
         # An added variable: defined here, under its global name.
-        if storage is not None and source.tokens[storage].text == "static":
+        if storage is not None and source.storage_class(storage) == "static":
             source.replace(storage, "")
         if label and not source.existing_label(name_index):
             source.insert_before(source.declarator_end(name_index), f' __asm__("{label}")')
         return
     if storage is None:
         source.insert_before(start, "extern ")
-    elif source.tokens[storage].text == "static":
+    elif source.storage_class(storage) == "static":
         source.replace(storage, "extern")
     _make_extern(source, None, name_index, label, variable.length)
 

@@ -91,6 +91,22 @@ def preprocess(path, cc, flags, cwd):
     return done.stdout
 
 
+_STORAGE_MACRO = re.compile(r"^#define ([A-Za-z_]\w*) (static|extern)\s*$")
+
+
+def storage_macros(path, cc, flags, cwd):
+    """Object-like macros that expand to exactly `static` or `extern` (SQLite's
+    SQLITE_PRIVATE): the text edits treat them as the storage class they are."""
+    command = [cc, "-E", "-dM", *preprocessing_flags(flags), *PARSE_ONLY_DEFINES, path]
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    found = {}
+    for line in done.stdout.splitlines():
+        match = _STORAGE_MACRO.match(line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found
+
+
 def normalised_text(preprocessed):
     """Preprocessed text without line markers and blank lines, whitespace folded."""
     out = []
@@ -583,7 +599,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "6"
+ANALYSIS_VERSION = "7"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
@@ -604,6 +620,7 @@ def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
         original = f.read()
     unit = describe(parse(preprocessed, path, original), path, text_hash, source_hash=source_hash,
                     original_text=original)
+    unit.storage_macros = storage_macros(path, cc, flags, cwd)
     if cache_file:
         os.makedirs(os.path.dirname(cache_file), exist_ok=True)
         temporary = cache_file + f".{os.getpid()}"

@@ -81,6 +81,7 @@ class Unit:
     functions: list = field(default_factory=list)  # [Function], in source order
     variables: list = field(default_factory=list)  # [Variable], in source order
     helpers: dict = field(default_factory=dict)    # name -> body hash of functions defined in headers
+    storage_macros: dict = field(default_factory=dict)  # macro -> "static"/"extern" it expands to
 
     def to_json(self):
         return asdict(self)
@@ -103,4 +104,5 @@ class Unit:
             variables.append(Variable(**v))
         return cls(path=data["path"], text_hash=data["text_hash"], dsu=data["dsu"],
                    source_hash=data.get("source_hash", ""),
-                   functions=functions, variables=variables, helpers=dict(data["helpers"]))
+                   functions=functions, variables=variables, helpers=dict(data["helpers"]),
+                   storage_macros=dict(data.get("storage_macros", {})))

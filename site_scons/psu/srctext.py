@@ -36,8 +36,10 @@ class Token:
 
 
 class SourceText:
-    def __init__(self, path, text):
+    def __init__(self, path, text, storage_macros=None):
         self.path, self.text = path, text
+        # object-like macros that expand to a storage class (SQLITE_PRIVATE -> static)
+        self.storage_macros = dict(storage_macros or {})
         self.tokens = []
         self._edits = []
         self._by_line_and_name = None
@@ -131,11 +133,17 @@ class SourceText:
                            f"unbalanced '{closing}'")
 
     def storage_token(self, start, name_index):
-        """Index of `static`/`extern` in the specifiers of a declaration, or None."""
+        """Index of the storage class (`static`, `extern`, or a macro expanding to
+        one) in the specifiers of a declaration, or None."""
         for i in range(start, name_index):
-            if self.tokens[i].text in _STORAGE:
+            if self.storage_class(i) is not None:
                 return i
         return None
+
+    def storage_class(self, index):
+        """`static` or `extern` if token `index` is (or expands to) that storage class."""
+        text = self.tokens[index].text
+        return text if text in _STORAGE else self.storage_macros.get(text)
 
     def declarator_end(self, name_index):
         """Index of the first token after the declarator whose name is at `name_index`."""
