@@ -28,7 +28,6 @@ class BuildConfig:
     exclude: list = field(default_factory=list)
     direct_statics: str = manifest.DEFAULT_DIRECT_STATICS   # see manifest.direct_reason
     work_dir: str = ".psu-build"                 # absolute or relative to top
-    jobs: int = 1
 
     def path(self, *parts):
         return os.path.join(self.top, self.work_dir, *parts)
@@ -140,9 +139,8 @@ def _link(config, root, objects, output, extra=()):
 def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     """Build the bundle `output` updating FROM to TO; returns (bundle manifest, report)."""
     comparison = compare(config, from_ref, to_ref, from_sha, to_sha)
-    old, new, new_units, new_root, change_set = (
-        comparison.old, comparison.new, comparison.new_units, comparison.new_root, comparison.changes)
-    to_sha = comparison.to_sha
+    old, new, change_set = comparison.old, comparison.new, comparison.changes
+    root = comparison.new_root
     text_report = changes.report(change_set, old, new)
     full_report = changes.report(change_set, old, new, verbose=True)
 
@@ -150,10 +148,9 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     work = config.path("patches", f"{config.program}-{key}")
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
-    by_path = {u.path: u for u in new_units}
+    by_path = {u.path: u for u in comparison.new_units}
     added_functions = set(change_set.added)
     added_variables = set(change_set.added_variables)
-    needs_state = bool(added_functions or added_variables)
     include = ["-I" + resources.runtime_dir(), "-Wno-unused-function", "-Wno-unused-variable",
                "-Wno-unused-but-set-variable"]
 
@@ -163,7 +160,8 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     switched = set(change_set.switched)
     for path in sorted(p for p, u in new["units"].items() if u["dsu"]):
         unit = by_path[path]
-        with open(os.path.join(new_root, path), encoding="utf-8", errors="surrogateescape") as f:
+        with open(os.path.join(root, path), encoding="utf-8",
+                  errors="surrogateescape") as f:
             text = f.read()
         dsu = manifest.dsu_names(unit, config.exclude, config.direct_statics)
         unit_carried = [f.qualname for f in unit.functions
@@ -176,32 +174,32 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
             carried=unit_carried)
         quote = ["-iquote", os.path.dirname(path) or "."]
         for role, objects in (("code", code_objects), ("state", state_objects)):
-            if role == "state" and not (needs_state and path in change_set.units):
+            if role == "state" and not (plan.added_functions or plan.added_variables):
                 continue
             generated = os.path.join(work, role, path)
             os.makedirs(os.path.dirname(generated), exist_ok=True)
             with open(generated, "w") as f:
                 f.write(codegen.transform(unit, text, role, dsu, generated, plan))
             obj = generated + ".o"
-            _compile(config, new_root, generated, obj, quote + include)
+            _compile(config, root, generated, obj, quote + include)
             objects.append(obj)
 
-    label = to_ref if to_sha != "WORKTREE" else new["label"]
+    label = to_ref if comparison.to_sha != "WORKTREE" else new["label"]
     main = os.path.join(work, "bundle_main.c")
     with open(main, "w") as f:
         f.write(codegen.bundle_main(label, old["build_id"], new["build_id"], change_set.switched,
                                     change_set.transformed, carried))
-    _compile(config, new_root, main, main + ".o", include)
+    _compile(config, root, main, main + ".o", include)
     code_so = os.path.join(work, "code.so")
-    _link(config, new_root, code_objects + [main + ".o"], code_so, ["-Wl,-Bsymbolic-functions"])
+    _link(config, root, code_objects + [main + ".o"], code_so, ["-Wl,-Bsymbolic-functions"])
     state_bytes = None
-    if needs_state:
+    if state_objects:
         state_c = os.path.join(work, "state_main.c")
         with open(state_c, "w") as f:
             f.write(codegen.state_main(label, added_functions))
-        _compile(config, new_root, state_c, state_c + ".o", include)
+        _compile(config, root, state_c, state_c + ".o", include)
         state_so = os.path.join(work, "state.so")
-        _link(config, new_root, state_objects + [state_c + ".o"], state_so)
+        _link(config, root, state_objects + [state_c + ".o"], state_so)
         with open(state_so, "rb") as f:
             state_bytes = f.read()
 
