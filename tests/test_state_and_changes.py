@@ -243,3 +243,30 @@ def test_explain_prints_the_change_set_without_building(stateful):
 def test_no_change_is_reported_as_such(stateful):
     diff = psu("diff", "--config", ".psu-build/stateful/build.json", "v1", "v1", cwd=stateful.root)
     assert diff.returncode == 6 and "nothing to patch" in diff.stderr
+
+
+def test_a_direct_static_whose_address_becomes_taken_becomes_a_dsu_function(stateful, tmp_path):
+    """count() is static and called by name in v1, so it is direct; v1-ptr passes its
+    address around: it gets a slot and trampoline as an added function would."""
+    stateful.checkout("v1")
+    edit(stateful, STATE_C, ('snprintf(out, size, "count %d", count());',
+                             '{ int (*volatile counter_fn)(void) = count;\n'
+                             '        snprintf(out, size, "count via pointer %d", counter_fn()); }'))
+    stateful.git("commit", "-qam", "address taken")
+    stateful.git("tag", "-f", "v1-ptr")
+    stateful.checkout("v1")
+    try:
+        stateful.patch("v1", "v1-ptr")
+        manifest = json.loads(psu("inspect", "--json", stateful.bundle("stateful", "v1", "v1-ptr")).stdout)
+        functions = manifest["manifest"]["changes"]["functions"]
+        assert functions["added"] == ["src/state.c:count"]
+        assert functions["replaced"] == ["handle"]
+        running = Program(stateful, tmp_path)
+        try:
+            assert running("count") == "count 1"
+            running.apply(stateful.bundle("stateful", "v1", "v1-ptr"))
+            assert running("count") == "count via pointer 2"      # its static kept counting
+        finally:
+            running.stop()
+    finally:
+        stateful.checkout("v1")

@@ -124,6 +124,14 @@ def _compare_unit(changes, path, before, after):
             elif not now["variadic"] and now["direct"] != "state transformer":
                 changed_direct.add(now["name"])
             continue
+        if was["direct"] is not None and now["direct"] is None \
+                and was["signature_hash"] == now["signature_hash"]:
+            # Direct before (e.g. its address is taken now): it gets a slot and a
+            # trampoline like an added function, and its callers, which called
+            # the old direct copy, come into the patch.
+            changes.added[q] = path
+            changed_direct.add(now["name"])
+            continue
         if (was["direct"] is None) != (now["direct"] is None):
             changes.refusals.append(Refusal(
                 "dsu-status", where, q,
