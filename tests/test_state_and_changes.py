@@ -13,6 +13,8 @@ from projects import REPO, Process, Project, psu
 
 CORPUS = REPO / "tests" / "corpus" / "stateful"
 STATE_C = "src/state.c"
+HANDLE_LINE = next(i + 1 for i, line in enumerate((CORPUS / STATE_C).read_text().splitlines())
+                   if line.startswith("void handle("))
 
 
 def edit(project, path, *replacements):
@@ -150,7 +152,7 @@ def test_revert_bundle(stateful, program):
 
 REFUSALS = {
     "signature": ([("unsigned long size)\n{", "unsigned int size)\n{")],
-                  "src/state.c:31: signature: handle: signature changed from "
+                  f"src/state.c:{HANDLE_LINE}: signature: handle: signature changed from "
                   "'void handle(const char *command, char *out, unsigned long size)' to "
                   "'void handle(const char *command, char *out, unsigned int size)'"),
     "state-type": ([("static int counter;", "static long counter;")],
@@ -162,6 +164,9 @@ REFUSALS = {
     "variadic": ([("vfprintf(stderr, fmt, ap);", "vfprintf(stdout, fmt, ap);")],
                  "src/state.c:16: variadic: log_line: variadic functions are called directly"),
     "outside": ([], "src/main.c: outside-dsu: src/main.c: changed, but it is not a DSU unit"),
+    "direct-global": ([("return 2 * v;", "return v + v;")],
+                      "direct-global: twice: changed, but it is called directly (inline) and "
+                      "has external linkage"),
     "header-static": ([('"v1"', '"v1+"')],
                       "state-binding: handle: uses mutable static state defined in a header, "
                       "which a patch cannot bind (the patch would get its own copy): "

@@ -206,9 +206,17 @@ def _pull_in_callers(changes, path, unit, changed_direct):
             if q not in changes.added:
                 changes.replaced[q] = path
                 changes.pulled_in[q] = sorted(hits)
+    for name in sorted(changed_direct):
+        own = direct_by_name.get(name)
+        if own is not None and not own["static"]:
+            changes.refusals.append(Refusal(
+                "direct-global", f"{path}:{own['line']}", name,
+                f"changed, but it is called directly ({own['direct']}) and has external "
+                "linkage: code outside the patch would go on calling the old copy; make it "
+                "a DSU function (not excluded, not inline) or static"))
     for name in sorted(changed_direct - reached_any):
         own = direct_by_name.get(name)
-        if own is not None:
+        if own is not None and own["static"]:
             changes.refusals.append(Refusal(
                 "direct-unreachable", f"{path}:{own['line']}", name,
                 f"changed, but it is called directly ({own['direct']}) and no DSU function "

@@ -21,6 +21,8 @@ void log_line(const char *fmt, ...)
     va_end(ap);
 }
 
+extern inline int twice(int v) { return 2 * v; }   /* direct (inline), external linkage */
+
 static int count(void)
 {
     static int calls;                       /* function-local static */
@@ -42,6 +44,8 @@ void handle(const char *command, char *out, unsigned long size)
         snprintf(out, size, "counter %d", ++counter);
     else if (strcmp(command, "history") == 0)
         snprintf(out, size, "history %d of %d", history[0]++, (int)(sizeof history / sizeof history[0]));
+    else if (strcmp(command, "twice") == 0)
+        snprintf(out, size, "twice %d", twice(21));
     else if (strcmp(command, "tally") == 0)
         snprintf(out, size, "tally %d", ++tally.hits);
     else
