@@ -27,6 +27,7 @@ class BuildConfig:
     flags: list = field(default_factory=list)    # flags that change code, as on the command line
     exclude: list = field(default_factory=list)
     direct_statics: str = manifest.DEFAULT_DIRECT_STATICS   # see manifest.direct_reason
+    libraries: list = field(default_factory=list)  # what the program links: a bundle may need them too
     work_dir: str = ".psu-build"                 # absolute or relative to top
 
     def path(self, *parts):
@@ -191,7 +192,9 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
                                     change_set.transformed, carried))
     _compile(config, root, main, main + ".o", include)
     code_so = os.path.join(work, "code.so")
-    _link(config, root, code_objects + [main + ".o"], code_so, ["-Wl,-Bsymbolic-functions"])
+    libraries = [f"-l{name}" for name in config.libraries]
+    _link(config, root, code_objects + [main + ".o"], code_so,
+          ["-Wl,-Bsymbolic-functions", *libraries])
     state_bytes = None
     if state_objects:
         state_c = os.path.join(work, "state_main.c")
@@ -199,7 +202,7 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
             f.write(codegen.state_main(label, added_functions))
         _compile(config, root, state_c, state_c + ".o", include)
         state_so = os.path.join(work, "state.so")
-        _link(config, root, state_objects + [state_c + ".o"], state_so)
+        _link(config, root, state_objects + [state_c + ".o"], state_so, libraries)
         with open(state_so, "rb") as f:
             state_bytes = f.read()
 

@@ -189,6 +189,7 @@ def PSUProgram(env, target, source=None, **overrides):
         program=name, top=top, sources=sorted(known), dsu_units=sorted(units),
         cc=env.subst("$CC"), flags=code_flags(env), exclude=list(env["PSU_EXCLUDE"]),
         direct_statics=str(env["PSU_DIRECT_STATICS"]),
+        libraries=[str(lib) for lib in env.Flatten([env.get("LIBS", [])]) if str(lib)],
         work_dir=os.path.relpath(env.Dir("$PSU_BUILD_DIR").abspath, top))
     config_json = json.dumps(config.__dict__, sort_keys=True, indent=1) + "\n"
     description = env.Textfile(work.File("build.json"), [env.Value(config_json)])
