@@ -442,82 +442,90 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
     """Build the model of one unit from its AST (only what the unit itself defines).
     With the unit's `original_text`, names a macro made are recognised: such
     functions stay direct and such variables unbound."""
-    lines = original_text.splitlines() if original_text is not None else None
-    canon = _Canon(ast)
-    generator = c_generator.CGenerator()
     unit = Unit(path=unit_path, text_hash=text_hash, dsu=dsu, source_hash=source_hash)
-    if not dsu:
-        return unit
+    if dsu:
+        _Describer(ast, unit, original_text).run()
+    return unit
 
-    file_vars = {}       # name -> (Decl, Variable) for variables of the unit
-    header_statics = {}  # name -> header: mutable statics a header defines in this unit
-    functions_known = set()
-    # `static int f(int);` then `int f(int x) {...}`: the definition has internal
-    # linkage too (C11 6.2.2p5), though its own declaration says nothing.
-    declared_static = set()
-    for ext in ast.ext:
-        decl = ext.decl if isinstance(ext, c_ast.FuncDef) else ext
-        if isinstance(decl, c_ast.Decl) and isinstance(decl.type, c_ast.FuncDecl):
-            functions_known.add(decl.name)
-            if "static" in (decl.storage or []):
-                declared_static.add(decl.name)
 
-    def var_facts(decl):
-        return (canon.type_text(decl.type), canon.type_hash(decl.type),
-                sha256(canon.expr_text(decl.init)))
+class _Describer:
+    """One pass over a unit's AST: its variables, then its functions."""
 
-    references = _References()
-    for ext in ast.ext:
-        if ext.coord is not None and ext.coord.file == unit_path:
-            references.visit(ext)
+    def __init__(self, ast, unit, original_text):
+        self.ast, self.unit, self.path = ast, unit, unit.path
+        self.lines = original_text.splitlines() if original_text is not None else None
+        self.canon = _Canon(ast)
+        self.generator = c_generator.CGenerator()
+        self.file_vars = {}       # name -> Variable, for variables of the unit
+        self.header_statics = {}  # name -> header: mutable statics a header defines here
+        self.functions_known = set()
+        # `static int f(int);` then `int f(int x) {...}`: the definition has internal
+        # linkage too (C11 6.2.2p5), though its own declaration says nothing.
+        self.declared_static = set()
+        for ext in ast.ext:
+            decl = ext.decl if isinstance(ext, c_ast.FuncDef) else ext
+            if isinstance(decl, c_ast.Decl) and isinstance(decl.type, c_ast.FuncDecl):
+                self.functions_known.add(decl.name)
+                if "static" in (decl.storage or []):
+                    self.declared_static.add(decl.name)
+        self.references = _References()
+        for ext in ast.ext:
+            if ext.coord is not None and ext.coord.file == self.path:
+                self.references.visit(ext)
 
-    for ext in ast.ext:
-        if not isinstance(ext, c_ast.Decl) or isinstance(ext.type, c_ast.FuncDecl) or not ext.name:
-            continue
-        if "typedef" in (ext.storage or []):
-            continue
-        if ext.coord.file != unit_path:
-            if "static" in (ext.storage or []) and not _is_const(ext.type):
-                header_statics[ext.name] = ext.coord.file
-            continue
+    def run(self):
+        for ext in self.ast.ext:
+            if isinstance(ext, c_ast.Decl) and ext.name and \
+                    not isinstance(ext.type, c_ast.FuncDecl) and "typedef" not in (ext.storage or []):
+                self.variable(ext)
+        for ext in self.ast.ext:
+            if isinstance(ext, c_ast.FuncDef):
+                self.function(ext)
+
+    def facts(self, decl):
+        """Type text, type hash, initializer hash of a variable declaration."""
+        return (self.canon.type_text(decl.type), self.canon.type_hash(decl.type),
+                sha256(self.canon.expr_text(decl.init)))
+
+    def variable(self, ext):
         storage = ext.storage or []
-        location = Location(unit_path, ext.coord.line, ext.coord.column)
-        if ext.name in file_vars:
-            var = file_vars[ext.name][1]
-            var.locations.append(location)
+        if ext.coord.file != self.path:
+            if "static" in storage and not _is_const(ext.type):
+                self.header_statics[ext.name] = ext.coord.file
+            return
+        location = Location(self.path, ext.coord.line, ext.coord.column)
+        known = self.file_vars.get(ext.name)
+        if known is not None:                     # another declaration of it
+            known.locations.append(location)
             if "extern" not in storage:
-                var.definition = True
+                known.definition = True
                 if ext.init is not None:
-                    var.init_hash = sha256(canon.expr_text(ext.init))
-                    var.length = _array_length(ext)
-            continue
+                    known.init_hash = sha256(self.canon.expr_text(ext.init))
+                    known.length = _array_length(ext)
+            return
         static = "static" in storage
-        type_text, type_hash, init_hash = var_facts(ext)
-        var = Variable(
-            unbound="" if _written_on(lines, ext.name, ext.coord.line) else "made by a macro",
-            name=ext.name, qualname=_qualname(unit_path, ext.name, static), static=static,
+        type_text, type_hash, init_hash = self.facts(ext)
+        variable = Variable(
+            unbound="" if _written_on(self.lines, ext.name, ext.coord.line) else "made by a macro",
+            name=ext.name, qualname=_qualname(self.path, ext.name, static), static=static,
             thread_local="_Thread_local" in storage, const=_is_const(ext.type),
             definition="extern" not in storage, type=type_text, type_hash=type_hash,
             init_hash=init_hash, locations=[location], length=_array_length(ext))
-        file_vars[ext.name] = (ext, var)
-        unit.variables.append(var)
+        self.file_vars[ext.name] = variable
+        self.unit.variables.append(variable)
 
-    for ext in ast.ext:
-        if not isinstance(ext, c_ast.FuncDef):
-            continue
-        decl = ext.decl
+    def function(self, ext):
+        decl, canon = ext.decl, self.canon
         facts = _BodyFacts()
         facts.visit(ext.body)
-        body_text = generator.visit(ext.body)
-        counter = _Size()
-        counter.visit(ext.body)
-        size = counter.nodes
-        if ext.coord.file != unit_path:
-            unit.helpers[decl.name] = {"body_hash": sha256(body_text),
-                                       "callees": sorted(facts.ids & functions_known)}
-            continue
-        storage = decl.storage or []
-        static = "static" in storage or decl.name in declared_static
+        body_text = self.generator.visit(ext.body)
+        if ext.coord.file != self.path:
+            self.unit.helpers[decl.name] = {"body_hash": sha256(body_text),
+                                            "callees": sorted(facts.ids & self.functions_known)}
+            return
+        size = _Size()
+        size.visit(ext.body)
+        static = "static" in (decl.storage or []) or decl.name in self.declared_static
         func_type = decl.type
         params = func_type.args.params if func_type.args else []
         variadic = any(isinstance(p, c_ast.EllipsisParam) for p in params)
@@ -530,8 +538,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
             head = _declaration_text(decl, "@NAME@", param_names=[
                 (param, f"psu_a{index}") for index, param in enumerate(params)])
         returns = func_type.type
-        returns_void = isinstance(returns, c_ast.TypeDecl) and \
-            canon.type_text(returns) == "void"
+        returns_void = isinstance(returns, c_ast.TypeDecl) and canon.type_text(returns) == "void"
         result = ""
         if not returns_void:
             holder = c_ast.Decl(name="psu_result", quals=[], align=[], storage=[], funcspec=[],
@@ -540,62 +547,61 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
 
         # The body hash covers the body text and the layout of every type and the
         # type of every file-scope variable the body names: a struct change shows.
-        named = {k for k in facts.tags} | {("typedef", n) for n in facts.typenames}
+        named = set(facts.tags) | {("typedef", n) for n in facts.typenames}
         named |= {("enum", canon.enum_of_constant[n].name) for n in facts.ids
                   if n in canon.enum_of_constant and canon.enum_of_constant[n].name}
         touched = canon.names_hash(named)
         touched += sorted(canon.expr_text(canon.enum_of_constant[n]) for n in facts.ids
                           if n in canon.enum_of_constant and not canon.enum_of_constant[n].name)
         # Constant data is private to each version, so its value is part of the code.
-        touched += sorted(f"{n}:{file_vars[n][1].type_hash}" +
-                          (f"={file_vars[n][1].init_hash}" if file_vars[n][1].const else "")
-                          for n in facts.ids if n in file_vars and n not in facts.local_names)
+        touched += sorted(f"{n}:{self.file_vars[n].type_hash}" +
+                          (f"={self.file_vars[n].init_hash}" if self.file_vars[n].const else "")
+                          for n in facts.ids if n in self.file_vars and n not in facts.local_names)
         touched.append(canon.type_hash(func_type))
-        body_hash = sha256(body_text + "\n" + "\n".join(touched))
 
-        qualname = _qualname(unit_path, decl.name, static)
-        locals_ = []
-        seen_names = {}
-        for local in facts.statics:
-            count = seen_names.get(local.name, 0) + 1
-            seen_names[local.name] = count
-            local_qual = f"{unit_path}:{decl.name}:{local.name}" + (f"#{count}" if count > 1 else "")
-            local_storage = [s for s in local.storage if s != "static"]
-            type_text, type_hash, init_hash = var_facts(local)
-            type_names, init_ids = _names_in(local.type)
-            if local.init is not None:
-                init_types, init_ids = _names_in(local.init)
-                type_names |= init_types
-            unbound = ""
-            if type_names & facts.local_types:
-                unbound = "its type is declared inside the function"
-            elif (init_ids & facts.local_names) - {local.name}:
-                unbound = "its initializer names something declared inside the function"
-            elif not _written_on(lines, local.name, local.coord.line):
-                unbound = "made by a macro"
-            with _temporarily([(local, "name", "@NAME@"),
-                               (_innermost_typedecl(local.type), "declname", "@NAME@"),
-                               (local, "storage", local_storage), (local, "funcspec", [])]):
-                hoisted = generator.visit(local)
-            locals_.append(LocalStatic(
-                name=local.name, qualname=local_qual, type=type_text, type_hash=type_hash,
-                init_hash=init_hash, decl=hoisted,
-                thread_local="_Thread_local" in local.storage, const=_is_const(local.type),
-                location=Location(unit_path, local.coord.line, local.coord.column),
-                length=_array_length(local), unbound=unbound))
-
-        unit.functions.append(Function(
-            name=decl.name, qualname=qualname, static=static,
+        seen = {}
+        locals_ = [self.local_static(decl.name, local, facts, seen) for local in facts.statics]
+        self.unit.functions.append(Function(
+            name=decl.name, qualname=_qualname(self.path, decl.name, static), static=static,
             inline="inline" in (decl.funcspec or []), variadic=variadic, kr_style=kr_style,
-            macro_made=not _written_on(lines, decl.name, decl.coord.line),
-            size=size, address_taken=decl.name in references.referenced,
+            macro_made=not _written_on(self.lines, decl.name, decl.coord.line),
+            size=size.nodes, address_taken=decl.name in self.references.referenced,
             signature=_declaration_text(decl, "@NAME@"), head=head, arity=len(params),
             returns_void=returns_void, result=result, signature_hash=canon.type_hash(func_type),
-            body_hash=body_hash, callees=sorted((facts.ids & functions_known) - facts.local_names),
-            header_statics=sorted(f"{n} ({header_statics[n]})" for n in
-                                  (facts.ids & set(header_statics)) - facts.local_names),
-            locals=locals_, location=Location(unit_path, decl.coord.line, decl.coord.column)))
-    return unit
+            body_hash=sha256(body_text + "\n" + "\n".join(touched)),
+            callees=sorted((facts.ids & self.functions_known) - facts.local_names),
+            header_statics=sorted(f"{n} ({self.header_statics[n]})" for n in
+                                  (facts.ids & set(self.header_statics)) - facts.local_names),
+            locals=locals_, location=Location(self.path, decl.coord.line, decl.coord.column)))
+
+    def local_static(self, function, local, facts, seen):
+        """A function-local static: its model, and whether it can be bound."""
+        seen[local.name] = seen.get(local.name, 0) + 1
+        qualname = f"{self.path}:{function}:{local.name}" + \
+            (f"#{seen[local.name]}" if seen[local.name] > 1 else "")
+        type_text, type_hash, init_hash = self.facts(local)
+        type_names, init_ids = _names_in(local.type)
+        if local.init is not None:
+            init_types, init_ids = _names_in(local.init)
+            type_names |= init_types
+        unbound = ""
+        if type_names & facts.local_types:
+            unbound = "its type is declared inside the function"
+        elif (init_ids & facts.local_names) - {local.name}:
+            unbound = "its initializer names something declared inside the function"
+        elif not _written_on(self.lines, local.name, local.coord.line):
+            unbound = "made by a macro"
+        storage = [s for s in local.storage if s != "static"]
+        with _temporarily([(local, "name", "@NAME@"),
+                           (_innermost_typedecl(local.type), "declname", "@NAME@"),
+                           (local, "storage", storage), (local, "funcspec", [])]):
+            hoisted = self.generator.visit(local)
+        return LocalStatic(
+            name=local.name, qualname=qualname, type=type_text, type_hash=type_hash,
+            init_hash=init_hash, decl=hoisted,
+            thread_local="_Thread_local" in local.storage, const=_is_const(local.type),
+            location=Location(self.path, local.coord.line, local.coord.column),
+            length=_array_length(local), unbound=unbound)
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
@@ -611,7 +617,9 @@ def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
         return Unit(path=path, text_hash=text_hash, dsu=False, source_hash=source_hash)
     cache_file = None
     if cache_dir:
-        key = sha256(f"{ANALYSIS_VERSION}\n{path}\n{preprocessed}")
+        with open(os.path.join(cwd, path), "rb") as f:
+            original_hash = hashlib.sha256(f.read()).hexdigest()
+        key = sha256(f"{ANALYSIS_VERSION}\n{path}\n{original_hash}\n{preprocessed}")
         cache_file = os.path.join(cache_dir, key[:2], key + ".json")
         if os.path.exists(cache_file):
             with open(cache_file) as f:
