@@ -33,10 +33,11 @@ def stateful(tmp_path_factory):
     project.commit("v1")
     # v2: new behaviour and a variable it adds
     edit(project, STATE_C, ('"v1"', '"v2"'),
-         ("static int counter;", "static int counter;\nstatic int added_total = 40;"),
+         ("static int counter;", "static int counter;\nstatic int added_total = 40;\n"
+                                 "int next_added(void) { return ++added_total; }"),
          ('    else\n        snprintf(out, size, "unknown',
           '    else if (strcmp(command, "added") == 0)\n'
-          '        snprintf(out, size, "added %d", ++added_total);\n'
+          '        snprintf(out, size, "added %d", next_added());\n'
           '    else\n        snprintf(out, size, "unknown'))
     project.commit("v2")
     # v3: a changed static inline helper; the variable v2 added is still used
@@ -98,6 +99,12 @@ def test_thread_locals_keep_per_thread_values(stateful, program):
     assert program("T1 tls") == "tls 3"
     assert program("T2 tls") == "tls 2"
     assert program("tls") == "tls 2"
+
+
+def test_added_global_function_gets_a_slot_in_the_state_object(stateful):
+    shown = json.loads(psu("inspect", "--json", stateful.bundle("stateful", "v1", "v2")).stdout)
+    assert shown["manifest"]["changes"]["functions"]["added"] == ["next_added"]
+    assert "state" in shown["sections"]
 
 
 def test_statics_are_bound_and_added_variables_stay_bound(stateful, program):
