@@ -26,7 +26,7 @@ BENCHMARKS = {                       # name -> module
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="smaller runs (whole run ~3 minutes)")
+    p.add_argument("--quick", action="store_true", help="smaller runs (whole run ~6 minutes from scratch)")
     p.add_argument("--only", help="comma-separated names: " + ", ".join(BENCHMARKS))
     a = p.parse_args()
     names = a.only.split(",") if a.only else list(BENCHMARKS)
