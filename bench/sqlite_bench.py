@@ -178,8 +178,8 @@ def main(quick=False, live=True):
     exes = {"plain": plain}
     exes.update({k: root / "sqlite3" for k, (root, _) in projects.items()})
     env = common.runtime_env()
-    scale = 1 if quick else 3
-    runs = 3 if quick else 5
+    scale = 1 if quick else 6     # a longer workload: the machine is noisy
+    runs = 3 if quick else 7
     sql = workload(scale)
     times = {k: [] for k in exes}
     outputs = {}
