@@ -60,16 +60,23 @@ def test_unparsable_construct_is_a_located_error(tmp_path, construct, code, line
     assert f"psu: cannot parse {construct}" in str(caught.value)
 
 
-def test_bad_c_fails_the_build_with_the_location_and_no_traceback(tmp_path):
-    project = Project(tmp_path / "bad")
+def failed_build(root, unit, text, environment=""):
+    """Builds a one-unit DSU program expected to fail; returns the SCons run."""
+    project = Project(root)
     project.commit("v1", {
-        "SConstruct": "env = Environment(tools=['default', 'psu'])\n"
-                      "env.PSUProgram('bad', ['src/bad.c'], PSU_UNITS=['src/bad.c'])\n",
-        "src/bad.c": "int main(void)\n{\n    typeof(1) x = 0;\n    return x;\n}\n"})
+        "SConstruct": f"env = Environment(tools=['default', 'psu']{environment})\n"
+                      f"env.PSUProgram('p', [{unit!r}], PSU_UNITS=[{unit!r}])\n",
+        unit: text})
     failed = project.build(check=False)
     assert failed.returncode != 0
-    assert "src/bad.c:3:" in failed.stderr and "psu: cannot parse typeof" in failed.stderr
     assert "Traceback" not in failed.stderr + failed.stdout
+    return failed
+
+
+def test_bad_c_fails_the_build_with_the_location_and_no_traceback(tmp_path):
+    failed = failed_build(tmp_path / "bad", "src/bad.c",
+                          "int main(void)\n{\n    typeof(1) x = 0;\n    return x;\n}\n")
+    assert "src/bad.c:3:" in failed.stderr and "psu: cannot parse typeof" in failed.stderr
 
 
 def test_model_round_trips_through_json(tmp_path):
@@ -119,15 +126,9 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
     with pytest.raises(ToolError) as caught:
         frontend.analyse("unit.c", "no-such-cc", [], str(tmp_path))
     assert str(caught.value) == "psu: compiler 'no-such-cc' not found"
-    project = Project(tmp_path / "p")
-    project.commit("v1", {
-        "SConstruct": "env = Environment(tools=['default', 'psu'], CC='no-such-cc')\n"
-                      "env.PSUProgram('p', ['u.c'], PSU_UNITS=['u.c'])\n",
-        "u.c": "int main(void) { return 0; }\n"})
-    failed = project.build(check=False)
-    assert failed.returncode != 0
+    failed = failed_build(tmp_path / "p", "u.c", "int main(void) { return 0; }\n",
+                          environment=", CC='no-such-cc'")
     assert "psu: compiler 'no-such-cc' not found" in failed.stderr
-    assert "Traceback" not in failed.stderr
 
 
 def test_storage_class_behind_a_macro_is_edited_like_the_keyword(tmp_path):

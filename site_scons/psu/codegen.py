@@ -25,10 +25,12 @@ from .srctext import SourceText
 ROLES = ("program", "code", "state")
 
 
-def mangle(qualname):
-    """A readable, unique C identifier fragment for a qualified name."""
+def mangle(qualname, *distinguishing):
+    """A readable, unique C identifier fragment for a qualified name (and anything
+    else that must tell two symbols of the same name apart)."""
     readable = re.sub(r"[^A-Za-z0-9]+", "_", qualname).strip("_")
-    return f"{readable}_{hashlib.sha256(qualname.encode()).hexdigest()[:8]}"
+    key = "\0".join((qualname, *distinguishing))
+    return f"{readable}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 def tramp_symbol(qualname):
@@ -39,9 +41,7 @@ def var_symbol(qualname, type_hash):
     """The global name state is bound by.  It carries the type, so a variable whose
     type a transformer changed is a new object, and a patch never binds new code
     to storage of the old type."""
-    readable = re.sub(r"[^A-Za-z0-9]+", "_", qualname).strip("_")
-    digest = hashlib.sha256(f"{qualname}\0{type_hash}".encode()).hexdigest()[:8]
-    return f"psu_var_{readable}_{digest}"
+    return "psu_var_" + mangle(qualname, type_hash)
 
 
 def patch_symbol(qualname):
