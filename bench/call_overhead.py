@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-VARIANTS = ["direct", "pointer", "dsu", "naive"]
+VARIANTS = ["direct", "pointer", "dsu", "dsu-bundle", "naive"]
 CALLEES = {"triv": "trivial callee", "work": "~50 ns callee", "rec": "recursion, depth 10"}
 THREADS = [1, 2]
 
@@ -86,12 +86,13 @@ def plot(table):
     if not plt:
         return
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    colors = {"direct": "#4c72b0", "pointer": "#55a868", "dsu": "#c44e52", "naive": "#8172b2"}
+    colors = {"direct": "#4c72b0", "pointer": "#55a868", "dsu": "#c44e52", "dsu-bundle": "#dd8452",
+              "naive": "#8172b2"}
     for ax, c in zip(axes, CALLEES):
-        width = 0.2
+        width = 0.16
         for i, v in enumerate(VARIANTS):
             ys = [table[f"{c}/{t}"][v]["ns_per_call"] for t in THREADS]
-            xs = [j + (i - 1.5) * width for j in range(len(THREADS))]
+            xs = [j + (i - 2) * width for j in range(len(THREADS))]
             bars = ax.bar(xs, ys, width, label=v, color=colors[v])
             for b, y in zip(bars, ys):
                 ax.annotate(f"{y:.1f}", (b.get_x() + b.get_width() / 2, y), ha="center",

@@ -18,6 +18,14 @@
  * Where membarrier is unavailable the caller's increment is a locked RMW,
  * itself a full barrier, and the updater uses a seq_cst fence instead of (B).
  *
+ * Only calls that could otherwise run unloaded code count.  A call needs no
+ * reference when the code it runs is pinned already: the executable's code
+ * (module 0) is never unloaded, and a module this thread holds (a call into
+ * it is further down this thread's stack) stays loaded until that call
+ * returns, which is after any call it makes.  So while the executable's
+ * version is current, a trampoline is one compare and a direct call the
+ * compiler may inline; nested calls inside a bundle skip the count too.
+ *
  * Every counter is written only by its own thread (so no cache line is
  * written by two threads on the fast path); the update thread only reads.
  */
@@ -65,23 +73,71 @@ extern int psu_membarrier_ready;
 void psu_thread_register(void);
 
 /* Test hooks: the runtime stress test widens the race window with
- * PSU_TEST_RACE_WINDOW() and proves it has teeth by building a variant with
- * PSU_TEST_BROKEN_NO_RECHECK.  Production builds define neither. */
+ * PSU_TEST_RACE_WINDOW() and proves it has teeth by building variants with
+ * PSU_TEST_BROKEN_NO_RECHECK or PSU_TEST_BROKEN_NESTED.  Production builds
+ * define none of them. */
 #ifndef PSU_TEST_RACE_WINDOW
 #define PSU_TEST_RACE_WINDOW() ((void)0)
 #endif
+/* test_build.py traces every slot read: which DSU functions were called. */
+#ifndef PSU_TEST_SLOT_READ
+#define PSU_TEST_SLOT_READ(fn) ((void)0)
+#endif
+
+static inline __attribute__((always_inline)) uintptr_t
+psu_current(struct psu_function *fn)
+{
+    PSU_TEST_SLOT_READ(fn);
+    /* Acquire: the code a slot names was mapped before the slot was written. */
+    return atomic_load_explicit(&fn->current, memory_order_acquire);
+}
+
+static inline __attribute__((always_inline)) void *
+psu_code(uintptr_t word)
+{
+    return (void *)(word & PSU_CODE_MASK);
+}
+
+/* The executable is module 0: its slots start as the bare code address. */
+#define PSU_EXECUTABLE_MODULE 0u
+
+/* Non-zero when a call of this thread already holds the module `word` names.
+ * That call is further down this thread's stack and returns only after any
+ * call made now.  Unregistered threads have all counters at zero. */
+static inline __attribute__((always_inline)) int
+psu_thread_holds(uintptr_t word)
+{
+#ifdef PSU_TEST_BROKEN_NESTED
+    (void)word;     /* the bug the stress test must catch: a hold not checked */
+    return 1;
+#else
+    return atomic_load_explicit(&psu_thread_calls[word >> PSU_MODULE_SHIFT],
+                                memory_order_relaxed) != 0;
+#endif
+}
+
+/* Non-zero when a call may run the code `word` names without publishing a
+ * reference: the executable is never unloaded, and a module this thread holds
+ * stays loaded until after the call returns (docs/memory-ordering.md,
+ * "Calls that count nothing"). */
+static inline __attribute__((always_inline)) int
+psu_call_is_pinned(uintptr_t word)
+{
+    return (word >> PSU_MODULE_SHIFT) == PSU_EXECUTABLE_MODULE || psu_thread_holds(word);
+}
 
 struct psu_call {
     void *code;
     _Atomic(unsigned long) *calls;
 };
 
+/* Publishes this thread's reference to the module of `fn`'s current version;
+ * `word` is the slot as the caller just read it. */
 static inline __attribute__((always_inline)) struct psu_call
-psu_enter(struct psu_function *fn)
+psu_enter_from(struct psu_function *fn, uintptr_t word)
 {
     if (__builtin_expect(!psu_thread_registered, 0))
         psu_thread_register();
-    uintptr_t word = atomic_load_explicit(&fn->current, memory_order_acquire);
     for (;;) {
         _Atomic(unsigned long) *calls = &psu_thread_calls[word >> PSU_MODULE_SHIFT];
         /* Window 1: slot read, reference not yet published.  An update may
@@ -102,6 +158,7 @@ psu_enter(struct psu_function *fn)
         /* Window 2: reference published, slot not yet re-checked. */
         PSU_TEST_RACE_WINDOW();
 #ifdef PSU_TEST_BROKEN_NO_RECHECK
+        (void)fn;
         uintptr_t again = word;
 #else
         uintptr_t again = atomic_load_explicit(&fn->current, memory_order_seq_cst);
@@ -114,6 +171,12 @@ psu_enter(struct psu_function *fn)
             memory_order_release);
         word = again;
     }
+}
+
+static inline __attribute__((always_inline)) struct psu_call
+psu_enter(struct psu_function *fn)
+{
+    return psu_enter_from(fn, psu_current(fn));
 }
 
 static inline __attribute__((always_inline)) void

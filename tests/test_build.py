@@ -48,7 +48,7 @@ def test_every_dsu_function_is_entered_through_the_runtime(constructs, tmp_path)
     dsu = {q for q, f in functions.items() if f["direct"] is None}
     direct = {q: f["direct"] for q, f in functions.items() if f["direct"] is not None}
     # the program calls every DSU function of calc.c (tally_thread through
-    # pthread_create): each was entered through psu_enter, and nothing else was
+    # pthread_create): each read its slot (through its trampoline), and nothing else did
     assert entered == dsu
     assert {"fib", "ackermann", "midpoint", "grow", "add", "mul", "fold",
             "src/calc.c:is_even", "src/calc.c:is_odd"} <= entered

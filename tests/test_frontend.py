@@ -97,11 +97,12 @@ def test_generated_units_reparse(tmp_path):
         generated = codegen.transform(unit, source, role, dsu, f"gen_{role}.c", plan)
         (tmp_path / f"gen_{role}.c").write_text(generated)
         reparsed = frontend.analyse(f"gen_{role}.c", "gcc", [f"-I{REPO}/runtime"], str(tmp_path))
-        # the generated trailer's functions: trampolines (program), forwarders to
-        # the program's trampolines for statics (code, state)
+        # the generated trailer's functions: trampolines and their general paths
+        # (program), forwarders to the program's trampolines for statics (code, state)
         names = {f.name for f in reparsed.functions}
         statics = {f.name for f in unit.functions if f.static and f.name in dsu}
-        assert names == (dsu if role == "program" else statics | {"add"} if role == "state"
+        trampolines = dsu | {f"psu_general_{name}" for name in dsu}
+        assert names == (trampolines if role == "program" else statics | {"add"} if role == "state"
                          else statics)
         run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
              "-fPIC", f"-I{REPO}/runtime", "-c", f"gen_{role}.c", "-o", f"gen_{role}.o"], tmp_path)

@@ -24,6 +24,7 @@ def runtime(tmp_path_factory):
     ffi.cdef("""
         void psu_sha256(const void *data, size_t n, unsigned char out[32]);
         const char *test_apply(const char *path, char *message, size_t size);
+        int test_holds(unsigned held_module, unsigned long held, unsigned slot_module);
     """)
     ffi.set_source("psu_runtime_under_test", f"""
         #include <stdio.h>
@@ -42,6 +43,16 @@ def runtime(tmp_path_factory):
             psu_unlock(&psu_update_lock);
             snprintf(message, size, "%s", ok ? "" : error.message);
             return ok ? NULL : error.class;
+        }}
+
+        /* psu_thread_holds for a slot naming `slot_module`, while this thread
+         * holds `held` calls of `held_module`. */
+        int test_holds(unsigned held_module, unsigned long held, unsigned slot_module)
+        {{
+            atomic_fetch_add(&psu_thread_calls[held_module], held);
+            int holds = psu_thread_holds(((uintptr_t)slot_module << PSU_MODULE_SHIFT) | 0x401000);
+            atomic_fetch_sub(&psu_thread_calls[held_module], held);
+            return holds;
         }}
         """,
         sources=sorted(str(p) for p in (REPO / "runtime").glob("*.c")),
@@ -127,3 +138,16 @@ def test_program_and_base_are_checked_before_loading(runtime, tmp_path):
         path.write_bytes(data)
         refusal = lib.test_apply(str(path).encode(), message, 800)
         assert ffi.string(refusal).decode() == expected, ffi.string(message)
+
+
+def test_nested_shortcut_asks_about_the_module_it_will_run(runtime):
+    """The uncounted nested call (psu_fast.h) is taken only when this thread
+    holds the very module the slot names, whichever others it is inside."""
+    _, lib = runtime
+    assert lib.test_holds(0, 1, 0) == 1
+    assert lib.test_holds(7, 3, 7) == 1
+    assert lib.test_holds(255, 1, 255) == 1
+    assert lib.test_holds(0, 1, 7) == 0          # inside the executable, calling into a bundle
+    assert lib.test_holds(7, 1, 0) == 0
+    assert lib.test_holds(7, 1, 8) == 0
+    assert lib.test_holds(3, 0, 3) == 0          # held nothing

@@ -74,3 +74,13 @@ def test_stress_has_teeth_without_recheck(tmp_path):
     exe = build(tmp_path, "stress-broken", ["-O2", "-DPSU_TEST_BROKEN_NO_RECHECK"])
     result, _ = run(exe, 8000, 2, 3000)
     assert result["failures"] > 0, result
+
+
+def test_stress_has_teeth_with_an_unheld_nested_shortcut(tmp_path):
+    """A nested call may skip counting only while this thread holds the module
+    it is about to run; a shortcut taken without that hold lets reclaimed
+    versions run, and the test must see it.  (Which module is asked about is
+    checked exactly in test_runtime_cffi.)"""
+    exe = build(tmp_path, "stress-broken-nested", ["-O2", "-DPSU_TEST_BROKEN_NESTED"])
+    result, _ = run(exe, 8000, 2, 3000)
+    assert result["failures"] > 0, result

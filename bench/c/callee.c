@@ -41,6 +41,14 @@ __attribute__((noinline)) int rec_dsu_impl(int n)
     __asm__ volatile("" : "+r"(r));   /* no tail-recursion elimination */
     return r + 1;
 }
+__attribute__((noinline)) int rec_bundle_impl(int n)
+{
+    if (n <= 0)
+        return 0;
+    int r = rec_bdsu(n - 1);
+    __asm__ volatile("" : "+r"(r));   /* no tail-recursion elimination */
+    return r + 1;
+}
 __attribute__((noinline)) int rec_naive_impl(int n)
 {
     if (n <= 0)

@@ -145,10 +145,12 @@ def _function_entry(function, role, plan):
     }
     added = function.qualname in plan.added_functions
     if role == "program":
-        entry["kind"] = "trampoline"
+        # the executable's version is compiled here: the trampoline calls it directly
+        entry.update(kind="trampoline", own_impl=True,
+                     general_head=function.head.replace("@NAME@", f"psu_general_{function.name}"))
     elif role == "state" and added:
         entry.update(kind="trampoline", record=record_symbol(function.qualname),
-                     record_static=False, initial="0")
+                     record_static=False, initial="0", own_impl=False, general_head=entry["head"])
     elif function.static:
         entry["kind"] = "forwarder"
     return entry

@@ -78,13 +78,29 @@ static long work_v0(int depth);
 static struct psu_function work_record = { (uintptr_t)work_v0, "stress.c:work" };
 static struct psu_function *work_record_ptr __attribute__((used, section("psu_functions"))) = &work_record;
 
-/* The trampoline, as generated. */
-static long work(int depth)
+/* The trampoline, as templates/unit_trailer.c.j2 generates it for the
+ * executable: the general call, with its shortcut for pinned modules ... */
+static __attribute__((noinline)) long work_counted(int depth)
 {
-    struct psu_call c = psu_enter(&work_record);
+    uintptr_t word = psu_current(&work_record);
+    if (psu_call_is_pinned(word)) {
+        /* the window the shortcut must survive: nothing published, and the
+         * updater may switch, scan and reclaim meanwhile */
+        race_window();
+        return ((work_fn)psu_code(word))(depth);
+    }
+    struct psu_call c = psu_enter_from(&work_record, word);
     long r = ((work_fn)c.code)(depth);
     psu_leave(c);
     return r;
+}
+
+/* ... and the trampoline proper, which knows the executable's version. */
+static long work(int depth)
+{
+    if (__builtin_expect(psu_current(&work_record) == (uintptr_t)&work_v0, 1))
+        return work_v0(depth);
+    return work_counted(depth);
 }
 
 static inline __attribute__((always_inline)) long version_body(int version, int depth)
