@@ -19,12 +19,13 @@
  * itself a full barrier, and the updater uses a seq_cst fence instead of (B).
  *
  * Only calls that could otherwise run unloaded code count.  A call needs no
- * reference when the code it runs is pinned already: the executable's code
- * (module 0) is never unloaded, and a module this thread holds (a call into
- * it is further down this thread's stack) stays loaded until that call
- * returns, which is after any call it makes.  So while the executable's
- * version is current, a trampoline is one compare and a direct call the
- * compiler may inline; nested calls inside a bundle skip the count too.
+ * reference when its code cannot be unloaded before it returns: the
+ * executable's code (module 0) is never unloaded, and a module this thread
+ * holds (a call into it is further down this thread's stack) stays loaded
+ * until that call returns, which is after any call it makes.  So while the
+ * executable's version is current (slot == PSU_EXECUTABLE_VERSION) a
+ * trampoline is one compare and a direct call the compiler may inline;
+ * nested calls inside a bundle skip the count too.
  *
  * Every counter is written only by its own thread (so no cache line is
  * written by two threads on the fast path); the update thread only reads.
@@ -33,6 +34,7 @@
 #define PSU_FAST_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #if UINTPTR_MAX != UINT64_MAX
@@ -98,8 +100,12 @@ psu_code(uintptr_t word)
     return (void *)(word & PSU_CODE_MASK);
 }
 
-/* The executable is module 0: its slots start as the bare code address. */
-#define PSU_EXECUTABLE_MODULE 0u
+/* The slot word of a function whose current version is the executable's own:
+ * module 0, which is never unloaded, and no address -- the executable's
+ * trampoline calls that version by name, so comparing the slot with this
+ * constant is its whole fast path (docs/memory-ordering.md, "Calls that
+ * count nothing"). */
+#define PSU_EXECUTABLE_VERSION ((uintptr_t)1)
 
 /* Non-zero when a call of this thread already holds the module `word` names.
  * That call is further down this thread's stack and returns only after any
@@ -116,29 +122,23 @@ psu_thread_holds(uintptr_t word)
 #endif
 }
 
-/* Non-zero when a call may run the code `word` names without publishing a
- * reference: the executable is never unloaded, and a module this thread holds
- * stays loaded until after the call returns (docs/memory-ordering.md,
- * "Calls that count nothing"). */
-static inline __attribute__((always_inline)) int
-psu_call_is_pinned(uintptr_t word)
-{
-    return (word >> PSU_MODULE_SHIFT) == PSU_EXECUTABLE_MODULE || psu_thread_holds(word);
-}
-
 struct psu_call {
     void *code;
     _Atomic(unsigned long) *calls;
 };
 
 /* Publishes this thread's reference to the module of `fn`'s current version;
- * `word` is the slot as the caller just read it. */
+ * `word` is the slot as the caller just read it.  Returns no code (NULL) when
+ * that version is, or has become, the executable's: nothing to count, and the
+ * caller calls it by name. */
 static inline __attribute__((always_inline)) struct psu_call
 psu_enter_from(struct psu_function *fn, uintptr_t word)
 {
     if (__builtin_expect(!psu_thread_registered, 0))
         psu_thread_register();
     for (;;) {
+        if (word == PSU_EXECUTABLE_VERSION)
+            return (struct psu_call){ NULL, NULL };
         _Atomic(unsigned long) *calls = &psu_thread_calls[word >> PSU_MODULE_SHIFT];
         /* Window 1: slot read, reference not yet published.  An update may
          * switch, scan and unload here; the re-check below is what saves us. */

@@ -32,9 +32,9 @@ const char psu_program_name[] = "call_bench";
 const char psu_version_label[] = "v1";
 
 /* ---- DSU records and trampolines, as the psu generator writes them ---- */
-struct psu_function triv_record = { (uintptr_t)triv_impl, "callee.c:triv" };
-struct psu_function work_record = { (uintptr_t)work_impl, "callee.c:work" };
-struct psu_function rec_record = { (uintptr_t)rec_dsu_impl, "callee.c:rec" };
+struct psu_function triv_record = { PSU_EXECUTABLE_VERSION, "callee.c:triv" };
+struct psu_function work_record = { PSU_EXECUTABLE_VERSION, "callee.c:work" };
+struct psu_function rec_record = { PSU_EXECUTABLE_VERSION, "callee.c:rec" };
 static struct psu_function *records[] __attribute__((used, section("psu_functions"))) = {
     &triv_record, &work_record, &rec_record,
 };
@@ -46,22 +46,27 @@ struct psu_function triv_bundle_record = { IN_BUNDLE(triv_impl), "bundle:triv" }
 struct psu_function work_bundle_record = { IN_BUNDLE(work_impl), "bundle:work" };
 struct psu_function rec_bundle_record = { IN_BUNDLE(rec_bundle_impl), "bundle:rec" };
 
-/* The two functions of templates/unit_trailer.c.j2: the general call, and
- * the trampoline proper that knows the executable's version. */
+/* The two functions of templates/unit_trailer.c.j2: the general path, and
+ * the trampoline proper that calls the executable's version by name. */
 #define TRAMPOLINE(name, record, executable_version)                            \
     static __attribute__((noinline)) int name##_general(int x)                 \
     {                                                                           \
         uintptr_t word = psu_current(&record);                                  \
-        if (psu_call_is_pinned(word))                                           \
-            return ((int (*)(int))psu_code(word))(x);                           \
-        struct psu_call c = psu_enter_from(&record, word);                      \
-        int r = ((int (*)(int))c.code)(x);                                      \
-        psu_leave(c);                                                           \
-        return r;                                                               \
+        if (word != PSU_EXECUTABLE_VERSION) {                                   \
+            if (psu_thread_holds(word))                                         \
+                return ((int (*)(int))psu_code(word))(x);                       \
+            struct psu_call c = psu_enter_from(&record, word);                  \
+            if (c.code) {                                                       \
+                int r = ((int (*)(int))c.code)(x);                              \
+                psu_leave(c);                                                   \
+                return r;                                                       \
+            }                                                                   \
+        }                                                                       \
+        return executable_version(x);                                           \
     }                                                                           \
     __attribute__((noinline)) int name(int x)                                   \
     {                                                                           \
-        if (__builtin_expect(psu_current(&record) == (uintptr_t)&executable_version, 1)) \
+        if (__builtin_expect(psu_current(&record) == PSU_EXECUTABLE_VERSION, 1)) \
             return executable_version(x);                                       \
         return name##_general(x);                                               \
     }

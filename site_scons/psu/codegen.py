@@ -141,7 +141,7 @@ def _function_entry(function, role, plan):
         "patch_declaration": function.signature.replace("@NAME@", patch_symbol(function.qualname)),
         "exported": role == "code" and function.qualname in plan.patched | plan.carried,
         "kind": None, "record": f"psu_fn_{function.name}", "record_static": True,
-        "initial": f"(uintptr_t)&psu_impl_{function.name}",
+        "initial": "PSU_EXECUTABLE_VERSION",
     }
     added = function.qualname in plan.added_functions
     if role == "program":

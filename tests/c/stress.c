@@ -75,32 +75,37 @@ typedef long (*work_fn)(int depth);
 
 /* The function's record, in the section the runtime reads at start-up. */
 static long work_v0(int depth);
-static struct psu_function work_record = { (uintptr_t)work_v0, "stress.c:work" };
+static struct psu_function work_record = { PSU_EXECUTABLE_VERSION, "stress.c:work" };
 static struct psu_function *work_record_ptr __attribute__((used, section("psu_functions"))) = &work_record;
 
 /* The trampoline, as templates/unit_trailer.c.j2 generates it for the
- * executable: the general call, with its shortcut for pinned modules ... */
-static __attribute__((noinline)) long work_counted(int depth)
+ * executable: the general path, with its uncounted nested calls ... */
+static __attribute__((noinline)) long work_general(int depth)
 {
     uintptr_t word = psu_current(&work_record);
-    if (psu_call_is_pinned(word)) {
-        /* the window the shortcut must survive: nothing published, and the
-         * updater may switch, scan and reclaim meanwhile */
-        race_window();
-        return ((work_fn)psu_code(word))(depth);
+    if (word != PSU_EXECUTABLE_VERSION) {
+        if (psu_thread_holds(word)) {
+            /* the window the shortcut must survive: nothing published, and
+             * the updater may switch, scan and reclaim meanwhile */
+            race_window();
+            return ((work_fn)psu_code(word))(depth);
+        }
+        struct psu_call c = psu_enter_from(&work_record, word);
+        if (c.code) {
+            long r = ((work_fn)c.code)(depth);
+            psu_leave(c);
+            return r;
+        }
     }
-    struct psu_call c = psu_enter_from(&work_record, word);
-    long r = ((work_fn)c.code)(depth);
-    psu_leave(c);
-    return r;
+    return work_v0(depth);
 }
 
-/* ... and the trampoline proper, which knows the executable's version. */
+/* ... and the trampoline proper, which calls the executable's version by name. */
 static long work(int depth)
 {
-    if (__builtin_expect(psu_current(&work_record) == (uintptr_t)&work_v0, 1))
+    if (__builtin_expect(psu_current(&work_record) == PSU_EXECUTABLE_VERSION, 1))
         return work_v0(depth);
-    return work_counted(depth);
+    return work_general(depth);
 }
 
 static inline __attribute__((always_inline)) long version_body(int version, int depth)
@@ -190,7 +195,8 @@ int main(int argc, char **argv)
         pending[next] = false;
         struct psu_switch_item item = {
             .fn = &work_record,
-            .new_word = ((uintptr_t)next << PSU_MODULE_SHIFT) | (uintptr_t)version_code[next],
+            .new_word = next == 0 ? PSU_EXECUTABLE_VERSION
+                                  : ((uintptr_t)next << PSU_MODULE_SHIFT) | (uintptr_t)version_code[next],
         };
         psu_switch(&item, 1);
         if (current != 0)

@@ -1,5 +1,6 @@
-/* Test-only: collects the names psu_enter() reports through PSU_TEST_RACE_WINDOW
- * and writes them, one per line, to $PSU_TEST_TRACE when the program exits. */
+/* Test-only: collects the names of the DSU functions whose slot a call read
+ * (psu_fast.h reports them through PSU_TEST_SLOT_READ) and writes them, one per
+ * line, to $PSU_TEST_TRACE when the program exits. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
