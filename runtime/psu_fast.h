@@ -94,18 +94,18 @@ psu_current(struct psu_function *fn)
     return atomic_load_explicit(&fn->current, memory_order_acquire);
 }
 
-static inline __attribute__((always_inline)) void *
-psu_code(uintptr_t word)
-{
-    return (void *)(word & PSU_CODE_MASK);
-}
-
 /* The slot word of a function whose current version is the executable's own:
  * module 0, which is never unloaded, and no address -- the executable's
  * trampoline calls that version by name, so comparing the slot with this
  * constant is its whole fast path (docs/memory-ordering.md, "Calls that
  * count nothing"). */
 #define PSU_EXECUTABLE_VERSION ((uintptr_t)1)
+
+static inline __attribute__((always_inline)) void *
+psu_code(uintptr_t word)
+{
+    return (void *)(word & PSU_CODE_MASK);
+}
 
 /* Non-zero when a call of this thread already holds the module `word` names.
  * That call is further down this thread's stack and returns only after any

@@ -90,9 +90,13 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
         source.replace(name_index, f"psu_impl_{function.name}")
         prototype = ("static " if function.static else "") + function.signature.replace("@NAME@", function.name)
         if not function.static:
-            # the implementation keeps the function's linkage for the user's code, but
-            # only the trampoline is a name the dynamic linker should ever see
-            prototype += ";\n__attribute__((visibility(\"hidden\"))) " + \
+            # Only the trampoline is a name the linker should see.  In the program the
+            # implementation is internal (a prior `static` declaration gives the
+            # definition internal linkage) and called from the trampoline alone, so
+            # the compiler can fold it into the trampoline as into a plain function;
+            # a bundle exports some implementations by alias and compiles the rest
+            # unused, so there they stay hidden globals.
+            prototype += ";\n" + ("static " if role == "program" else "__attribute__((visibility(\"hidden\"))) ") + \
                 function.signature.replace("@NAME@", f"psu_impl_{function.name}")
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
         entries.append(_function_entry(function, role, plan))
