@@ -6,6 +6,8 @@ import json
 import os
 import pathlib
 import platform
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -168,12 +170,24 @@ def proc_sample(pid):
 
 # ---- the kvd example project -----------------------------------------------
 
+def psu_fingerprint():
+    """Hash of psu's own sources (package, templates, runtime): cached benchmark
+    builds are reused only while it is unchanged."""
+    import hashlib
+    h = hashlib.sha256()
+    for folder in ("site_scons/psu", "templates", "runtime"):
+        for path in sorted((REPO / folder).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                h.update(str(path.relative_to(REPO)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def kvd_project(rebuild=False):
     """bench/results/work/kvd: git repository of example_project with tags v1..v3,
     built (v1, DSU), bundles v1->v2 and v2->v1, and a plain (non-DSU) kvd."""
     root = WORK / "kvd"
     marker = root / ".bench-ready"
-    if marker.exists() and not rebuild:
+    if marker.exists() and marker.read_text().strip() == psu_fingerprint() and not rebuild:
         return root
     if root.exists():
         import shutil
@@ -187,7 +201,7 @@ def kvd_project(rebuild=False):
         run(SCONS + ["patch", f"FROM={a}", f"TO={b}"], cwd=root)
     srcs = sorted(str(p) for p in (root / "src").glob("*.c"))
     run(["gcc", "-std=gnu11", "-O2", "-g", "-pthread", *srcs, "-o", root / "kvd-plain", "-pthread"])
-    marker.write_text("ok\n")
+    marker.write_text(psu_fingerprint() + "\n")
     return root
 
 
@@ -197,6 +211,27 @@ def start_kvd(root, binary="kvd", workers=4, env=None):
     line = proc.stdout.readline()
     port = line.split()[-1]
     return proc, port
+
+
+def process_cpu_seconds(pid):
+    """User + system CPU seconds a running process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def instructions_executed(args, stdin_text, env=None):
+    """Instructions a run executes, counted by valgrind's cachegrind (exact and
+    unaffected by the machine's noise); None when valgrind is not installed."""
+    if not shutil.which("valgrind"):
+        return None
+    done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
+                           "--cachegrind-out-file=/dev/null", *map(str, args)],
+                          input=stdin_text, capture_output=True, text=True, env=env)
+    m = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    if done.returncode != 0 or not m:
+        raise RuntimeError(f"valgrind {args[0]}: {done.returncode} {done.stderr[-2000:]}")
+    return int(m.group(1).replace(",", ""))
 
 
 def stop(proc):

@@ -20,34 +20,47 @@ def main(quick=False):
     seconds = 3 if quick else 5
     rps = {v: [] for v in VARIANTS}
     lat = {v: [] for v in VARIANTS}
+    cpu_us = {v: [] for v in VARIANTS}     # server CPU per request
     for rep in range(runs):
         order = list(VARIANTS) if rep % 2 == 0 else list(VARIANTS)[::-1]
         for v in order:
             server, port = common.start_kvd(root, VARIANTS[v], workers=4, env=env)
             try:
+                cpu_before = common.process_cpu_seconds(server.pid)
                 _, final = common.kvload(root, port, threads=2, seconds=seconds)
+                cpu_used = common.process_cpu_seconds(server.pid) - cpu_before
             finally:
                 common.stop(server)
             if final.get("failed"):
                 common.log(f"{v}: {final['failed']} failed requests")
             rps[v].append(final["ok"] / final["t"])
+            cpu_us[v].append(cpu_used * 1e6 / final["ok"])
             lat[v].append(final.get("latency_us", {}).get("p50"))
             common.log(f"example_throughput run {rep + 1} {v}: {rps[v][-1]:.0f} req/s")
     med = {v: common.median(rps[v]) for v in VARIANTS}
     ratio = med["dsu"] / med["plain"]
     pair_ratios = [d / p for d, p in zip(rps["dsu"], rps["plain"])]
+    cpu_med = {v: common.median(cpu_us[v]) for v in VARIANTS}
+    cpu_ratio = cpu_med["plain"] / cpu_med["dsu"]
     common.write_result("example_throughput", {
         "description": __doc__.split("\n\n")[0],
         "load": f"kvload -t 2 -d {seconds} against kvd -w 4, fresh server per run",
         "runs": runs, "requests_per_s": rps, "p50_latency_us": lat,
         "median_requests_per_s": med, "ratio_dsu_to_plain": round(ratio, 4),
         "per_pair_ratios": [round(r, 4) for r in pair_ratios],
+        "server_cpu_us_per_request": cpu_us,
+        "server_cpu_ratio_plain_to_dsu": round(cpu_ratio, 4),
+        "server_cpu_note": "server user+system CPU per request served (from /proc/PID/stat, "
+                           "10 ms ticks): steadier than throughput where client and server "
+                           "share 2 cores; > 1 would mean the DSU build is cheaper",
         "target": "DSU >= 98 % of plain", "met": ratio >= 0.98})
     plot(rps, ratio)
     print(f"\nexample_throughput: DSU {med['dsu']:.0f} req/s, plain {med['plain']:.0f} req/s, "
           f"ratio {ratio * 100:.1f} % (per-pair ratios "
           f"{', '.join(f'{r * 100:.0f}%' for r in pair_ratios)})")
-    return {"ratio_dsu_to_plain": round(ratio, 4)}
+    print(f"  server CPU per request: DSU {cpu_med['dsu']:.1f} us, plain {cpu_med['plain']:.1f} us "
+          f"(plain / DSU {cpu_ratio * 100:.1f} %)")
+    return {"ratio_dsu_to_plain": round(ratio, 4), "server_cpu_ratio_plain_to_dsu": round(cpu_ratio, 4)}
 
 
 def plot(rps, ratio):
