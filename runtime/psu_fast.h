@@ -107,30 +107,20 @@ psu_code(uintptr_t word)
     return (void *)(word & PSU_CODE_MASK);
 }
 
-/* Non-zero when a call of this thread already holds the module `word` names.
- * That call is further down this thread's stack and returns only after any
- * call made now.  Unregistered threads have all counters at zero. */
-static inline __attribute__((always_inline)) int
-psu_thread_holds(uintptr_t word)
-{
-#ifdef PSU_TEST_BROKEN_NESTED
-    (void)word;     /* the bug the stress test must catch: a hold not checked */
-    return 1;
-#else
-    return atomic_load_explicit(&psu_thread_calls[word >> PSU_MODULE_SHIFT],
-                                memory_order_relaxed) != 0;
-#endif
-}
-
+/* What psu_enter_from decided for one call:
+ *   code == NULL            the executable's version is current: the caller
+ *                           calls it by name, nothing is counted;
+ *   code, calls == NULL     a nested call: this thread already holds the
+ *                           module (a call into it is further down its stack
+ *                           and returns only after this one), so the code
+ *                           stays loaded without a reference of its own;
+ *   code, calls             a reference published on *calls: psu_leave. */
 struct psu_call {
     void *code;
     _Atomic(unsigned long) *calls;
 };
 
-/* Publishes this thread's reference to the module of `fn`'s current version;
- * `word` is the slot as the caller just read it.  Returns no code (NULL) when
- * that version is, or has become, the executable's: nothing to count, and the
- * caller calls it by name. */
+/* `word` is the slot as the caller just read it. */
 static inline __attribute__((always_inline)) struct psu_call
 psu_enter_from(struct psu_function *fn, uintptr_t word)
 {
@@ -140,14 +130,22 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
         if (word == PSU_EXECUTABLE_VERSION)
             return (struct psu_call){ NULL, NULL };
         _Atomic(unsigned long) *calls = &psu_thread_calls[word >> PSU_MODULE_SHIFT];
+        /* Own counter, so exact (an unregistered thread's are all zero). */
+        unsigned long held = atomic_load_explicit(calls, memory_order_relaxed);
+#ifdef PSU_TEST_BROKEN_NESTED
+        held = 1;       /* the bug the stress test must catch: a hold not checked */
+#endif
+        if (held != 0) {
+            /* Window 0: nothing published; updates may switch, scan and
+             * unload meanwhile, but never this module (memory-ordering.md). */
+            PSU_TEST_RACE_WINDOW();
+            return (struct psu_call){ (void *)(word & PSU_CODE_MASK), NULL };
+        }
         /* Window 1: slot read, reference not yet published.  An update may
          * switch, scan and unload here; the re-check below is what saves us. */
         PSU_TEST_RACE_WINDOW();
         if (__builtin_expect(psu_membarrier_ready, 1)) {
-            /* Own counter: a plain load+store is not a lost update. */
-            atomic_store_explicit(calls,
-                atomic_load_explicit(calls, memory_order_relaxed) + 1,
-                memory_order_relaxed);
+            atomic_store_explicit(calls, held + 1, memory_order_relaxed);
             /* (A) compiler-only barrier; pairs with the updater's membarrier (B). */
             atomic_signal_fence(memory_order_seq_cst);
         } else {
@@ -182,6 +180,8 @@ psu_enter(struct psu_function *fn)
 static inline __attribute__((always_inline)) void
 psu_leave(struct psu_call call)
 {
+    if (!call.calls)
+        return;     /* nothing was counted */
     /* Release: everything this call did in the module happens-before the
      * update thread's acquire load that finds the count back at zero. */
     atomic_store_explicit(call.calls,

@@ -24,7 +24,7 @@ def runtime(tmp_path_factory):
     ffi.cdef("""
         void psu_sha256(const void *data, size_t n, unsigned char out[32]);
         const char *test_apply(const char *path, char *message, size_t size);
-        int test_holds(unsigned held_module, unsigned long held, unsigned slot_module);
+        int test_enter(unsigned held_module, unsigned long held, unsigned slot_module);
     """)
     ffi.set_source("psu_runtime_under_test", f"""
         #include <stdio.h>
@@ -45,14 +45,22 @@ def runtime(tmp_path_factory):
             return ok ? NULL : error.class;
         }}
 
-        /* psu_thread_holds for a slot naming `slot_module`, while this thread
-         * holds `held` calls of `held_module`. */
-        int test_holds(unsigned held_module, unsigned long held, unsigned slot_module)
+        /* psu_enter_from for a slot naming `slot_module` (or, for 256, holding
+         * the executable's version) while this thread holds `held` calls of
+         * `held_module`: 0 = no code (call the executable's version by name),
+         * 1 = nested (uncounted), 2 = counted. */
+        int test_enter(unsigned held_module, unsigned long held, unsigned slot_module)
         {{
+            static struct psu_function fn = {{ 0, "cffi:fn" }};
+            uintptr_t word = slot_module == 256 ? PSU_EXECUTABLE_VERSION
+                : ((uintptr_t)slot_module << PSU_MODULE_SHIFT) | 0x401000;
+            atomic_store(&fn.current, word);
             atomic_fetch_add(&psu_thread_calls[held_module], held);
-            int holds = psu_thread_holds(((uintptr_t)slot_module << PSU_MODULE_SHIFT) | 0x401000);
+            struct psu_call call = psu_enter_from(&fn, word);
+            int decision = !call.code ? 0 : !call.calls ? 1 : 2;
+            psu_leave(call);
             atomic_fetch_sub(&psu_thread_calls[held_module], held);
-            return holds;
+            return decision;
         }}
         """,
         sources=sorted(str(p) for p in (REPO / "runtime").glob("*.c")),
@@ -140,14 +148,17 @@ def test_program_and_base_are_checked_before_loading(runtime, tmp_path):
         assert ffi.string(refusal).decode() == expected, ffi.string(message)
 
 
-def test_nested_shortcut_asks_about_the_module_it_will_run(runtime):
-    """The uncounted nested call (psu_fast.h) is taken only when this thread
-    holds the very module the slot names, whichever others it is inside."""
+def test_a_call_counts_unless_its_code_cannot_be_unloaded(runtime):
+    """psu_enter_from (psu_fast.h) counts nothing for the executable's version,
+    nor for a nested call into the very module this thread holds, whichever
+    others it is inside; every other call is counted."""
     _, lib = runtime
-    assert lib.test_holds(0, 1, 0) == 1
-    assert lib.test_holds(7, 3, 7) == 1
-    assert lib.test_holds(255, 1, 255) == 1
-    assert lib.test_holds(0, 1, 7) == 0          # inside the executable, calling into a bundle
-    assert lib.test_holds(7, 1, 0) == 0
-    assert lib.test_holds(7, 1, 8) == 0
-    assert lib.test_holds(3, 0, 3) == 0          # held nothing
+    executable, nested, counted = 0, 1, 2
+    assert lib.test_enter(0, 0, 256) == executable
+    assert lib.test_enter(7, 1, 256) == executable
+    assert lib.test_enter(7, 1, 7) == nested
+    assert lib.test_enter(7, 3, 7) == nested
+    assert lib.test_enter(255, 1, 255) == nested
+    assert lib.test_enter(0, 1, 7) == counted      # inside the executable, calling into a bundle
+    assert lib.test_enter(7, 1, 8) == counted
+    assert lib.test_enter(3, 0, 3) == counted      # holds nothing

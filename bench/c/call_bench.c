@@ -49,20 +49,18 @@ struct psu_function rec_bundle_record = { IN_BUNDLE(rec_bundle_impl), "bundle:re
 /* The two functions of templates/unit_trailer.c.j2: the general path, and
  * the trampoline proper that calls the executable's version by name. */
 #define TRAMPOLINE(name, record, executable_version)                            \
+    int name(int x);                                                            \
     static __attribute__((noinline)) int name##_general(int x)                 \
     {                                                                           \
-        uintptr_t word = psu_current(&record);                                  \
-        if (word != PSU_EXECUTABLE_VERSION) {                                   \
-            if (psu_thread_holds(word))                                         \
-                return ((int (*)(int))psu_code(word))(x);                       \
-            struct psu_call c = psu_enter_from(&record, word);                  \
-            if (c.code) {                                                       \
-                int r = ((int (*)(int))c.code)(x);                              \
-                psu_leave(c);                                                   \
-                return r;                                                       \
-            }                                                                   \
+        struct psu_call c = psu_enter_from(&record, psu_current(&record));      \
+        if (c.calls) {                                                          \
+            int r = ((int (*)(int))c.code)(x);                                  \
+            psu_leave(c);                                                       \
+            return r;                                                           \
         }                                                                       \
-        return executable_version(x);                                           \
+        if (c.code)                                                             \
+            return ((int (*)(int))c.code)(x);                                   \
+        return name(x);                                                         \
     }                                                                           \
     __attribute__((noinline)) int name(int x)                                   \
     {                                                                           \

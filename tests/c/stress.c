@@ -79,25 +79,19 @@ static struct psu_function work_record = { PSU_EXECUTABLE_VERSION, "stress.c:wor
 static struct psu_function *work_record_ptr __attribute__((used, section("psu_functions"))) = &work_record;
 
 /* The trampoline, as templates/unit_trailer.c.j2 generates it for the
- * executable: the general path, with its uncounted nested calls ... */
+ * executable: the general path (uncounted when nested) ... */
+static long work(int depth);
 static __attribute__((noinline)) long work_general(int depth)
 {
-    uintptr_t word = psu_current(&work_record);
-    if (word != PSU_EXECUTABLE_VERSION) {
-        if (psu_thread_holds(word)) {
-            /* the window the shortcut must survive: nothing published, and
-             * the updater may switch, scan and reclaim meanwhile */
-            race_window();
-            return ((work_fn)psu_code(word))(depth);
-        }
-        struct psu_call c = psu_enter_from(&work_record, word);
-        if (c.code) {
-            long r = ((work_fn)c.code)(depth);
-            psu_leave(c);
-            return r;
-        }
+    struct psu_call c = psu_enter_from(&work_record, psu_current(&work_record));
+    if (c.calls) {
+        long r = ((work_fn)c.code)(depth);
+        psu_leave(c);
+        return r;
     }
-    return work_v0(depth);
+    if (c.code)
+        return ((work_fn)c.code)(depth);
+    return work(depth);
 }
 
 /* ... and the trampoline proper, which calls the executable's version by name. */
