@@ -220,18 +220,32 @@ def process_cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def instructions_executed(args, stdin_text, env=None):
-    """Instructions a run executes, counted by valgrind's cachegrind (exact and
-    unaffected by the machine's noise); None when valgrind is not installed."""
+def cachegrind(out="/dev/null"):
+    """The command prefix that counts a program's instructions (valgrind's
+    cachegrind: exact, unaffected by the machine's noise); None without valgrind."""
     if not shutil.which("valgrind"):
         return None
-    done = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no",
-                           "--cachegrind-out-file=/dev/null", *map(str, args)],
-                          input=stdin_text, capture_output=True, text=True, env=env)
-    m = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
-    if done.returncode != 0 or not m:
-        raise RuntimeError(f"valgrind {args[0]}: {done.returncode} {done.stderr[-2000:]}")
+    return ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}"]
+
+
+def instructions_counted(stderr):
+    """The instruction total cachegrind printed on stderr."""
+    m = re.search(r"I\s+refs:\s+([\d,]+)", stderr)
+    if not m:
+        raise RuntimeError("no instruction count in valgrind's output: " + stderr[-2000:])
     return int(m.group(1).replace(",", ""))
+
+
+def instructions_executed(args, stdin_text, env=None):
+    """Instructions one run executes; None when valgrind is not installed."""
+    prefix = cachegrind()
+    if not prefix:
+        return None
+    done = subprocess.run([*prefix, *map(str, args)], input=stdin_text, capture_output=True,
+                          text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"valgrind {args[0]}: {done.returncode} {done.stderr[-2000:]}")
+    return instructions_counted(done.stderr)
 
 
 def stop(proc):

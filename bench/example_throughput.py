@@ -5,6 +5,7 @@ sources (gcc -O2, no psu), under the same kvload load, runs interleaved.
     python bench/example_throughput.py [--quick]"""
 import argparse
 import os
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +43,9 @@ def main(quick=False):
     pair_ratios = [d / p for d, p in zip(rps["dsu"], rps["plain"])]
     cpu_med = {v: common.median(cpu_us[v]) for v in VARIANTS}
     cpu_ratio = cpu_med["plain"] / cpu_med["dsu"]
+    instructions = {v: instructions_per_request(root, VARIANTS[v], env, seconds) for v in VARIANTS}
+    instruction_ratio = (instructions["plain"] / instructions["dsu"]
+                         if instructions["plain"] else None)
     common.write_result("example_throughput", {
         "description": __doc__.split("\n\n")[0],
         "load": f"kvload -t 2 -d {seconds} against kvd -w 4, fresh server per run",
@@ -50,6 +54,11 @@ def main(quick=False):
         "per_pair_ratios": [round(r, 4) for r in pair_ratios],
         "server_cpu_us_per_request": cpu_us,
         "server_cpu_ratio_plain_to_dsu": round(cpu_ratio, 4),
+        "instructions_per_request": instructions,
+        "instruction_ratio_plain_to_dsu": instruction_ratio and round(instruction_ratio, 4),
+        "instruction_note": "user-space instructions the server executed per request served, "
+                            "under valgrind's cachegrind (start-up included, amortised over "
+                            "the run); deterministic, unlike the figures above",
         "server_cpu_note": "server user+system CPU per request served (from /proc/PID/stat, "
                            "10 ms ticks): steadier than throughput where client and server "
                            "share 2 cores; > 1 would mean the DSU build is cheaper",
@@ -60,27 +69,27 @@ def main(quick=False):
           f"{', '.join(f'{r * 100:.0f}%' for r in pair_ratios)})")
     print(f"  server CPU per request: DSU {cpu_med['dsu']:.1f} us, plain {cpu_med['plain']:.1f} us "
           f"(plain / DSU {cpu_ratio * 100:.1f} %)")
-    return {"ratio_dsu_to_plain": round(ratio, 4), "server_cpu_ratio_plain_to_dsu": round(cpu_ratio, 4)}
+    if instruction_ratio:
+        print(f"  instructions per request: DSU {instructions['dsu']:.0f}, plain "
+              f"{instructions['plain']:.0f} (plain / DSU {instruction_ratio * 100:.1f} %)")
+    return {"ratio_dsu_to_plain": round(ratio, 4), "server_cpu_ratio_plain_to_dsu": round(cpu_ratio, 4),
+            "instruction_ratio_plain_to_dsu": instruction_ratio and round(instruction_ratio, 4)}
 
 
-def plot(rps, ratio):
-    plt = common.pyplot()
-    if not plt:
-        return
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for i, v in enumerate(VARIANTS):
-        ys = [r / 1000 for r in rps[v]]
-        ax.scatter([i] * len(ys), ys, alpha=0.6)
-        ax.hlines(common.median(ys), i - 0.25, i + 0.25, color="black")
-    ax.set_xticks(range(len(VARIANTS)))
-    ax.set_xticklabels(["kvd with psu (DSU)", "kvd plain build"])
-    ax.set_ylabel("throughput (thousand requests/s)")
-    ax.set_ylim(bottom=0)
-    ax.set_title(f"kvd throughput, same load, interleaved runs (median ratio {ratio * 100:.1f} %)")
-    common.save_plot(fig, "example_throughput")
-
-
-if __name__ == "__main__":
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true")
-    main(p.parse_args().quick)
+def instructions_per_request(root, binary, env, seconds):
+    """User-space instructions per request of a server run under cachegrind
+    (None without valgrind)."""
+    prefix = common.cachegrind(common.WORK / f"cachegrind-{binary}.out")
+    if not prefix:
+        return None
+    server = subprocess.Popen([*prefix, str(root / binary), "-p", "0", "-w", "4"], cwd=root,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = server.stdout.readline().split()[-1]
+        _, final = common.kvload(root, port, threads=2, seconds=seconds)
+    finally:
+        server.terminate()
+        _, err = server.communicate(timeout=60)
+    if not final.get("ok"):
+        raise RuntimeError(f"cachegrind of {binary}: no request served: {err[-2000:]}")
+    return common.instructions_counted(err) / final["ok"]
