@@ -203,8 +203,13 @@ def main(quick=False, live=True):
             outputs.setdefault(k, out)
         common.log(f"sqlite run {rep + 1}: " + ", ".join(
             f"{k} {cpu[k][-1]:.2f} s CPU ({times[k][-1]:.2f} s wall)" for k in exes))
+    # Noise here only ever adds time, and comes in bursts (a run lands in a slow
+    # or a fast phase of the shared host), so the fastest run of each build is
+    # the steadiest estimate of its cost; medians are reported beside it.
+    best = {k: min(v) for k, v in cpu.items()}
+    ratios = {k: round(best["plain"] / best[k], 4) for k in exes if k != "plain"}
     med = {k: common.median(v) for k, v in cpu.items()}
-    ratios = {k: round(med["plain"] / med[k], 4) for k in exes if k != "plain"}
+    median_ratios = {k: round(med["plain"] / med[k], 4) for k in exes if k != "plain"}
     wall_med = {k: common.median(v) for k, v in times.items()}
     wall_ratios = {k: round(wall_med["plain"] / wall_med[k], 4) for k in exes if k != "plain"}
     same_output = all(outputs[k] == outputs["plain"] for k in exes)
@@ -217,10 +222,11 @@ def main(quick=False, live=True):
     result = {
         "description": __doc__.split("\n\n")[0],
         "flags": FLAGS, "workload_scale": scale, "runs": runs,
-        "cpu_seconds_per_workload": cpu, "median_cpu_seconds": med,
-        "throughput_ratio_to_plain": ratios,
-        "throughput_note": "work per CPU second of the (single-threaded) shell: plain median "
-                           "CPU seconds / variant median CPU seconds",
+        "cpu_seconds_per_workload": cpu, "best_cpu_seconds": best, "median_cpu_seconds": med,
+        "throughput_ratio_to_plain": ratios, "median_throughput_ratio_to_plain": median_ratios,
+        "throughput_note": "work per CPU second of the (single-threaded) shell: plain CPU "
+                           "seconds / variant CPU seconds, fastest run of each (noise only adds "
+                           "time); the ratio of medians beside it",
         "wall_seconds_per_workload": times, "wall_ratio_to_plain": wall_ratios,
         "instructions_executed_scale_1": instructions,
         "instruction_ratio_to_plain": instruction_ratios,
@@ -244,11 +250,11 @@ def main(quick=False, live=True):
             common.log(f"sqlite live patch failed: {e!r}")
     common.write_result("sqlite", result)
     plot(cpu, result)
-    print("\nsqlite: median CPU seconds per workload: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
-    print("  throughput ratio to plain: " + ", ".join(f"{k} {v * 100:.1f} %" for k, v in ratios.items())
-          + f"; same output: {same_output}")
-    print("  (wall-clock ratio: " + ", ".join(f"{k} {v * 100:.1f} %" for k, v in wall_ratios.items())
-          + ")")
+    print("\nsqlite: CPU seconds per workload, fastest/median: " + ", ".join(
+        f"{k} {best[k]:.2f}/{med[k]:.2f}" for k in exes))
+    print("  throughput ratio to plain (fastest runs): " + ", ".join(
+        f"{k} {v * 100:.1f} %" for k, v in ratios.items()) + f"; same output: {same_output}")
+    print("  (medians: " + ", ".join(f"{k} {v * 100:.1f} %" for k, v in median_ratios.items()) + ")")
     if instruction_ratios:
         print("  instructions, plain / variant: " + ", ".join(
             f"{k} {v * 100:.1f} %" for k, v in instruction_ratios.items()))
