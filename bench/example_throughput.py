@@ -93,3 +93,26 @@ def instructions_per_request(root, binary, env, seconds):
     if not final.get("ok"):
         raise RuntimeError(f"cachegrind of {binary}: no request served: {err[-2000:]}")
     return common.instructions_counted(err) / final["ok"]
+
+
+def plot(rps, ratio):
+    plt = common.pyplot()
+    if not plt:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, v in enumerate(VARIANTS):
+        ys = [r / 1000 for r in rps[v]]
+        ax.scatter([i] * len(ys), ys, alpha=0.6)
+        ax.hlines(common.median(ys), i - 0.25, i + 0.25, color="black")
+    ax.set_xticks(range(len(VARIANTS)))
+    ax.set_xticklabels(["kvd with psu (DSU)", "kvd plain build"])
+    ax.set_ylabel("throughput (thousand requests/s)")
+    ax.set_ylim(bottom=0)
+    ax.set_title(f"kvd throughput, same load, interleaved runs (median ratio {ratio * 100:.1f} %)")
+    common.save_plot(fig, "example_throughput")
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    main(p.parse_args().quick)
