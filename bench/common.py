@@ -168,6 +168,13 @@ def proc_sample(pid):
             "fds": fds, "maps": len(maps)}
 
 
+def psu_objects(pid):
+    """Inodes of the psu objects (bundle code and state, loaded from memfds)
+    mapped in a process: an object's inode disappears when it is unloaded."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {line.split()[4] for line in f if "/memfd:psu-" in line}
+
+
 # ---- the kvd example project -----------------------------------------------
 
 def psu_fingerprint():

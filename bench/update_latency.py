@@ -3,13 +3,16 @@ the runtime's psu_switch (one batch, one membarrier), idle and with a busy
 thread calling the switched functions; (b) kvd request latency (kvload's
 p50/p99/p99.9/max) with and without a live update every ~300 ms (alternating
 the v1->v2 bundle and its revert v2->v1), same load, runs interleaved, plus the
-round-trip time of each apply request.
+round-trip time of each apply request; (c) time from the return of the last
+call running in an old module to that module's unloading.
 
     python bench/update_latency.py [--quick]"""
 import argparse
 import json
 import os
+import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
@@ -81,13 +84,80 @@ def server_part(quick):
             "summary": summary, "runs": results, "apply_round_trips_ms": apply_rtts}
 
 
+def unload_part(quick):
+    """From the return of the last call running in an old module to its
+    unloading (SPEC: within 10 ms).  The program is the loader tests' small DSU
+    program (tests/c/app.c, its versions tests/c/patch.c): a thread parks in
+    version 2, version 3 is applied, the parked call is released and prints
+    "unparked v2" as it returns; then /proc/PID/maps is polled until v2's code
+    is gone.  (Polling the control socket instead would itself trigger an
+    unload scan.)  A fresh process per measurement."""
+    sys.path.insert(0, str(common.REPO / "site_scons"))
+    from psu import bundle
+    out = common.WORK / "unload_bench"
+    out.mkdir(parents=True, exist_ok=True)
+    tests_c = common.REPO / "tests" / "c"
+    app = out / "app"
+    common.gcc_with_runtime([tests_c / "app.c"], app)
+    ids = {1: "a" * 64, 2: "b" * 64, 3: "c" * 64}
+    bundles = {}
+    for v in (2, 3):
+        code = out / f"v{v}.so"
+        common.run(["gcc", "-std=gnu11", "-O2", "-fPIC", "-shared", "-I", common.RUNTIME,
+                    f"-DVERSION={v}", tests_c / "patch.c", "-o", code])
+        bundles[v] = out / f"v{v}.psu"
+        bundle.write(bundles[v], {"program": "app", "base_build_id": ids[v - 1],
+                                  "target_build_id": ids[v], "label": f"v{v}"}, code.read_bytes())
+    env = common.runtime_env()
+    env.pop("PSU_DISABLE", None)
+    waits_ms, timeouts = [], 0
+    for _ in range(10 if quick else 30):
+        proc = subprocess.Popen([str(app)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                text=True, env=env, bufsize=1)
+        try:
+            def say(line, expect):
+                proc.stdin.write(line + "\n")
+                proc.stdin.flush()
+                while True:
+                    got = proc.stdout.readline()
+                    if not got:
+                        raise RuntimeError(f"app exited waiting for {expect!r}")
+                    if got.startswith(expect):
+                        return time.monotonic()
+            common.wait_socket(proc.pid, env)
+            for v in (2, 3):
+                if v == 3:
+                    say("park 1", "parked v2 1")          # a call running in version 2
+                answer = common.control(proc.pid, f"apply {bundles[v]}", env)
+                if answer.get("result") != "applied":
+                    raise RuntimeError(f"apply v{v}: {answer}")
+            returned = say("release 1", "unparked v2 1")
+            while "psu-v2-code" in open(f"/proc/{proc.pid}/maps").read():
+                if time.monotonic() - returned > 2.0:
+                    timeouts += 1
+                    break
+                time.sleep(0.0001)
+            else:
+                waits_ms.append((time.monotonic() - returned) * 1e3)
+        finally:
+            proc.kill()
+            proc.wait()
+    return {"measurements": len(waits_ms), "timeouts_2s": timeouts,
+            "unit": "milliseconds from the last call in the old module returning (as its "
+                    "output reached us) until its code left /proc/PID/maps",
+            "p50_ms": common.median(waits_ms), "p99_ms": common.percentile(waits_ms, 99),
+            "max_ms": max(waits_ms) if waits_ms else None, "waits_ms": [round(w, 3) for w in waits_ms]}
+
+
 def main(quick=False):
     common.log("update_latency: psu_switch of 1..1000 functions")
     sw = switch_part(quick)
     common.log("update_latency: kvd latency with and without updates every 300 ms")
     srv = server_part(quick)
+    common.log("update_latency: from an old module's last call returning to its unloading")
+    unload = unload_part(quick)
     common.write_result("update_latency", {"description": __doc__.split("\n\n")[0],
-                                           "switch": sw, "server": srv})
+                                           "switch": sw, "server": srv, "unload": unload})
     plot(sw, srv)
     print("\nupdate_latency: psu_switch (us, median of per-process p50 / p99)")
     for cond in ("idle", "busy"):
@@ -100,7 +170,11 @@ def main(quick=False):
         print(f"  {mode:<16}" + "".join(f"  {p} {s[mode][p]}" for p in PCTS) + f"  ok {s[mode]['ok']}")
     a = s["apply_round_trip_ms"]
     print(f"  apply round trip: p50 {a['p50']} ms, p99 {a['p99']} ms, max {a['max']} ms ({a['count']} applies)")
+    print(f"  old module unloaded after its last call returned: p50 {unload['p50_ms']:.2f} ms, p99 "
+          f"{unload['p99_ms']:.2f} ms, max {unload['max_ms']:.2f} ms ({unload['measurements']} "
+          f"runs, {unload['timeouts_2s']} not unloaded within 2 s)")
     return {"switch_1000_idle_p50_us": sw["table"]["idle/1000"]["p50_us"],
+            "unload_after_update_max_ms": unload["max_ms"],
             "p99_ratio_with_over_without": (s["with_updates"]["p99"] / s["without_updates"]["p99"])
             if s["without_updates"]["p99"] else None}
 
