@@ -101,6 +101,9 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
         entries.append(_function_entry(function, role, plan))
 
+    if role == "program":
+        _check_at_call_sites(source, unit, dsu_names)
+
     for variable in unit.variables:
         if variable.const or not variable.definition or variable.unbound:
             continue
@@ -151,13 +154,47 @@ def _function_entry(function, role, plan):
     if role == "program":
         # the executable's version is compiled here: the trampoline calls it directly
         entry.update(kind="trampoline", own_impl=True,
-                     general_head=function.head.replace("@NAME@", f"psu_general_{function.name}"))
+                     general_head=function.head.replace("@NAME@", f"psu_general_{function.name}"),
+                     local_head=function.head.replace("@NAME@", f"psu_local_{function.name}"))
     elif role == "state" and added:
         entry.update(kind="trampoline", record=record_symbol(function.qualname),
                      record_static=False, initial="0", own_impl=False, general_head=entry["head"])
     elif function.static:
         entry["kind"] = "forwarder"
     return entry
+
+
+def _check_at_call_sites(source, unit, dsu_names):
+    """Program role: a call written in the unit of one of its own DSU functions
+    goes to `psu_local_<name>`, the trampoline's test inlined at that call, so
+    the compiler decides whether to inline the implementation there exactly as
+    it decides for the function in the plain build.  (Uses of the name as a
+    value keep the trampoline.)  A call a macro writes goes through the
+    trampoline, as does every call when the caller's own name cannot be found."""
+    signatures = {f.name: f.signature for f in unit.functions if f.name in dsu_names}
+    for caller in unit.functions:
+        wanted = [site for site in caller.call_sites if site[0] in dsu_names]
+        if not wanted:
+            continue
+        try:
+            caller_index = source.find_name(caller.name, caller.location.line, caller.location.column)
+        except CSourceError:
+            continue
+        called = {}
+        for name, line, column in wanted:
+            try:
+                index = source.find_name(name, line, column)
+            except CSourceError:
+                continue
+            if index + 1 < len(source.tokens) and source.tokens[index + 1].text == "(":
+                source.replace(index, f"psu_local_{name}")
+                called[name] = signatures[name]
+        if called:
+            # the callee is declared before the caller (the front end checked), so
+            # the types of its signature are known here
+            source.insert_lines_before(source.declaration_start(caller_index), "\n".join(
+                "static " + signature.replace("@NAME@", f"psu_local_{name}") + ";"
+                for name, signature in sorted(called.items())))
 
 
 def _bind_local(source, local):

@@ -54,6 +54,7 @@ class Function:
     locals: list = field(default_factory=list)  # [LocalStatic]
     location: Location = None
     header_statics: list = field(default_factory=list)  # mutable statics of headers it uses
+    call_sites: list = field(default_factory=list)  # [name, line, column] of calls it writes
 
 
 @dataclass
