@@ -203,9 +203,12 @@ def kvd_project(rebuild=False):
     import demo                                   # example_project/demo.py
     log("kvd: making the repository (tags v1, v2, v3) and building v1 with psu ...")
     demo.make_repository(root)
-    run(SCONS, cwd=root)
+    # this checkout's psu, not whichever version pip installed
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(REPO / "site_scons"), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    run(SCONS, cwd=root, env=env)
     for a, b in (("v1", "v2"), ("v2", "v1")):
-        run(SCONS + ["patch", f"FROM={a}", f"TO={b}"], cwd=root)
+        run(SCONS + ["patch", f"FROM={a}", f"TO={b}"], cwd=root, env=env)
     srcs = sorted(str(p) for p in (root / "src").glob("*.c"))
     run(["gcc", "-std=gnu11", "-O2", "-g", "-pthread", *srcs, "-o", root / "kvd-plain", "-pthread"])
     marker.write_text(psu_fingerprint() + "\n")

@@ -92,10 +92,10 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
         if not function.static:
             # Only the trampoline is a name the linker should see.  In the program the
             # implementation is internal (a prior `static` declaration gives the
-            # definition internal linkage) and called from the trampoline alone, so
-            # the compiler can fold it into the trampoline as into a plain function;
-            # a bundle exports some implementations by alias and compiles the rest
-            # unused, so there they stay hidden globals.
+            # definition internal linkage) and called only by the trampoline and the
+            # checks at call sites, so the compiler treats it as it treats the plain
+            # function; a bundle exports some implementations by alias and compiles
+            # the rest unused, so there they stay hidden globals.
             prototype += ";\n" + ("static " if role == "program" else "__attribute__((visibility(\"hidden\"))) ") + \
                 function.signature.replace("@NAME@", f"psu_impl_{function.name}")
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
