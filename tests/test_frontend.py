@@ -103,6 +103,24 @@ def test_program_calls_in_the_unit_go_through_the_inlined_check(tmp_path):
     assert "psu_local_" not in code                          # a bundle calls the trampolines
 
 
+def test_call_site_check_is_declared_in_the_types_of_the_first_declaration(tmp_path):
+    """A call before the callee's definition, whose definition spells its
+    parameter with a typedef made only after the caller: the check declared
+    before the caller must use the first declaration's types, and compile."""
+    source = ("struct shape;\n"
+              "int area(struct shape *s);\n"
+              "int twice(struct shape *s) { return 2 * area(s); }\n"
+              "typedef struct shape { int w, h; } shape_t;\n"
+              "int area(shape_t *s) { return s->w * s->h; }\n")
+    unit = analyse(tmp_path, source)
+    dsu = manifest.dsu_names(unit, [])
+    program = codegen.transform(unit, source, "program", dsu, "gen.c")
+    assert "static int psu_local_area(struct shape *s);" in program
+    (tmp_path / "gen.c").write_text(program)
+    run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", f"-I{REPO}/runtime", "-c", "gen.c",
+         "-o", "gen.o"], tmp_path)
+
+
 def test_generated_units_reparse(tmp_path):
     """Generated C is C the front end itself reads back (all three roles)."""
     source = (REPO / "tests/corpus/constructs/src/calc.c").read_text().replace(

@@ -171,7 +171,8 @@ def _check_at_call_sites(source, unit, dsu_names):
     it decides for the function in the plain build.  (Uses of the name as a
     value keep the trampoline.)  A call a macro writes goes through the
     trampoline, as does every call when the caller's own name cannot be found."""
-    signatures = {f.name: f.signature for f in unit.functions if f.name in dsu_names}
+    signatures = {f.name: f.first_signature or f.signature for f in unit.functions
+                  if f.name in dsu_names}
     for caller in unit.functions:
         wanted = [site for site in caller.call_sites if site[0] in dsu_names]
         if not wanted:
@@ -190,8 +191,8 @@ def _check_at_call_sites(source, unit, dsu_names):
                 source.replace(index, f"psu_local_{name}")
                 called[name] = signatures[name]
         if called:
-            # the callee is declared before the caller (the front end checked), so
-            # the types of its signature are known here
+            # the callee's first declaration precedes the caller (the front end
+            # checked), so the types it is declared with are known here
             source.insert_lines_before(source.declaration_start(caller_index), "\n".join(
                 "static " + signature.replace("@NAME@", f"psu_local_{name}") + ";"
                 for name, signature in sorted(called.items())))

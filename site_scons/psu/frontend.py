@@ -468,12 +468,12 @@ class _Describer:
         # `static int f(int);` then `int f(int x) {...}`: the definition has internal
         # linkage too (C11 6.2.2p5), though its own declaration says nothing.
         self.declared_static = set()
-        self.first_declared = {}  # function name -> index in ast.ext of its first declaration
+        self.first_declared = {}  # function name -> (index in ast.ext, Decl) of its first declaration
         for index, ext in enumerate(ast.ext):
             decl = ext.decl if isinstance(ext, c_ast.FuncDef) else ext
             if isinstance(decl, c_ast.Decl) and isinstance(decl.type, c_ast.FuncDecl):
                 self.functions_known.add(decl.name)
-                self.first_declared.setdefault(decl.name, index)
+                self.first_declared.setdefault(decl.name, (index, decl))
                 if "static" in (decl.storage or []):
                     self.declared_static.add(decl.name)
         self.references = _References()
@@ -585,8 +585,17 @@ class _Describer:
             # declaration made from the callee's type can precede this definition)
             call_sites=[[name, coord.line, coord.column] for name, coord in facts.calls
                         if coord is not None and coord.file == self.path
-                        and self.first_declared.get(name, index) < index
-                        and name not in facts.local_names]))
+                        and self.first_declared.get(name, (index,))[0] < index
+                        and name not in facts.local_names],
+            first_signature=self.first_signature(decl)))
+
+    def first_signature(self, definition):
+        """The function's prototype in the types known where it is first declared
+        (a call may precede the definition); "" when that declaration is no prototype."""
+        first = self.first_declared[definition.name][1]
+        if first is definition or first.type.args is None:
+            return ""
+        return _declaration_text(first, "@NAME@")
 
     def local_static(self, function, local, facts, seen):
         """A function-local static: its model, and whether it can be bound."""
@@ -619,7 +628,7 @@ class _Describer:
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "8"
+ANALYSIS_VERSION = "9"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):

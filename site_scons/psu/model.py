@@ -55,6 +55,7 @@ class Function:
     location: Location = None
     header_statics: list = field(default_factory=list)  # mutable statics of headers it uses
     call_sites: list = field(default_factory=list)  # [name, line, column] of calls it writes
+    first_signature: str = ""  # like `signature`, from its first declaration in the unit
 
 
 @dataclass
