@@ -115,23 +115,11 @@ def unload_part(quick):
         proc = subprocess.Popen([str(app)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 text=True, env=env, bufsize=1)
         try:
-            def say(line, expect):
-                proc.stdin.write(line + "\n")
-                proc.stdin.flush()
-                while True:
-                    got = proc.stdout.readline()
-                    if not got:
-                        raise RuntimeError(f"app exited waiting for {expect!r}")
-                    if got.startswith(expect):
-                        return time.monotonic()
             common.wait_socket(proc.pid, env)
-            for v in (2, 3):
-                if v == 3:
-                    say("park 1", "parked v2 1")          # a call running in version 2
-                answer = common.control(proc.pid, f"apply {bundles[v]}", env)
-                if answer.get("result") != "applied":
-                    raise RuntimeError(f"apply v{v}: {answer}")
-            returned = say("release 1", "unparked v2 1")
+            _apply(proc.pid, bundles[2], env)
+            _ask(proc, "park 1", "parked v2 1")          # a call running in version 2
+            _apply(proc.pid, bundles[3], env)
+            returned = _ask(proc, "release 1", "unparked v2 1")
             while "psu-v2-code" in open(f"/proc/{proc.pid}/maps").read():
                 if time.monotonic() - returned > 2.0:
                     timeouts += 1
@@ -147,6 +135,24 @@ def unload_part(quick):
                     "output reached us) until its code left /proc/PID/maps",
             "p50_ms": common.median(waits_ms), "p99_ms": common.percentile(waits_ms, 99),
             "max_ms": max(waits_ms) if waits_ms else None, "waits_ms": [round(w, 3) for w in waits_ms]}
+
+
+def _apply(pid, path, env):
+    answer = common.control(pid, f"apply {path}", env)
+    if answer.get("result") != "applied":
+        raise RuntimeError(f"apply {path.name}: {answer}")
+
+
+def _ask(proc, line, expect):
+    """Sends a command to the test program; the time its answer `expect` arrived."""
+    proc.stdin.write(line + "\n")
+    proc.stdin.flush()
+    while True:
+        got = proc.stdout.readline()
+        if not got:
+            raise RuntimeError(f"app exited waiting for {expect!r}")
+        if got.startswith(expect):
+            return time.monotonic()
 
 
 def main(quick=False):

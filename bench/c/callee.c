@@ -16,44 +16,20 @@ __attribute__((noinline)) int work_impl(int x)
 }
 
 /* Recursion: depth levels, each level calls the next through the variant's
- * own mechanism (direct, pointer, DSU trampoline, naive trampoline). */
-__attribute__((noinline)) int rec_direct(int n)
-{
-    if (n <= 0)
-        return 0;
-    int r = rec_direct(n - 1);
-    __asm__ volatile("" : "+r"(r));   /* no tail-recursion elimination */
-    return r + 1;
-}
-__attribute__((noinline)) int rec_ptr_impl(int n)
-{
-    if (n <= 0)
-        return 0;
-    int r = rec_fp(n - 1);
-    __asm__ volatile("" : "+r"(r));   /* no tail-recursion elimination */
-    return r + 1;
-}
-__attribute__((noinline)) int rec_dsu_impl(int n)
-{
-    if (n <= 0)
-        return 0;
-    int r = rec_dsu(n - 1);
-    __asm__ volatile("" : "+r"(r));   /* no tail-recursion elimination */
-    return r + 1;
-}
-__attribute__((noinline)) int rec_bundle_impl(int n)
-{
-    if (n <= 0)
-        return 0;
-    int r = rec_bdsu(n - 1);
-    __asm__ volatile("" : "+r"(r));   /* no tail-recursion elimination */
-    return r + 1;
-}
-__attribute__((noinline)) int rec_naive_impl(int n)
-{
-    if (n <= 0)
-        return 0;
-    int r = rec_naive(n - 1);
-    __asm__ volatile("" : "+r"(r));   /* no tail-recursion elimination */
-    return r + 1;
-}
+ * own mechanism (direct, pointer, DSU trampoline, bundle's version, naive
+ * trampoline).  The empty asm keeps the compiler from eliminating the tail
+ * recursion. */
+#define RECURSION(name, next)                       \
+    __attribute__((noinline)) int name(int n)       \
+    {                                               \
+        if (n <= 0)                                 \
+            return 0;                               \
+        int r = next(n - 1);                        \
+        __asm__ volatile("" : "+r"(r));             \
+        return r + 1;                               \
+    }
+RECURSION(rec_direct, rec_direct)
+RECURSION(rec_ptr_impl, rec_fp)
+RECURSION(rec_dsu_impl, rec_dsu)
+RECURSION(rec_bundle_impl, rec_bdsu)
+RECURSION(rec_naive_impl, rec_naive)
