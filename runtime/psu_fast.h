@@ -1,4 +1,5 @@
-/* psu_fast.h - the DSU call path, inlined into every generated trampoline.
+/* psu_fast.h - the DSU call path: the entry check of each DSU function of
+ * the program, and the general path generated beside it.
  *
  * A DSU function's slot holds one word: the module index in the top
  * PSU_MODULE_SHIFT..63 bits and the address of the current version's code in
@@ -23,9 +24,9 @@
  * executable's code (module 0) is never unloaded, and a module this thread
  * holds (a call into it is further down this thread's stack) stays loaded
  * until that call returns, which is after any call it makes.  So while the
- * executable's version is current (slot == PSU_EXECUTABLE_VERSION) a
- * trampoline is one compare and a direct call the compiler may inline;
- * nested calls inside a bundle skip the count too.
+ * executable's version is current (slot == PSU_EXECUTABLE_VERSION) a DSU
+ * function of the program costs one compare at its entry and runs its own
+ * body; nested calls inside a bundle skip the count too.
  *
  * Every counter is written only by its own thread (so no cache line is
  * written by two threads on the fast path); the update thread only reads.
@@ -95,11 +96,19 @@ psu_current(struct psu_function *fn)
 }
 
 /* The slot word of a function whose current version is the executable's own:
- * module 0, which is never unloaded, and no address -- the executable's
- * trampoline calls that version by name, so comparing the slot with this
- * constant is its whole fast path (docs/memory-ordering.md, "Calls that
- * count nothing"). */
+ * module 0, which is never unloaded, and no address -- that version is the
+ * function's own body, so comparing the slot with this constant at its entry
+ * is the whole fast path (docs/memory-ordering.md, "Calls that count
+ * nothing"). */
 #define PSU_EXECUTABLE_VERSION ((uintptr_t)1)
+
+/* The entry check of each DSU function of the program: is the executable's
+ * own version (the function's body) current?  A macro rather than a call of
+ * psu_current, so that a debugger attributes the function's first
+ * instructions -- and a breakpoint on the function -- to the user's file. */
+#define psu_executable_is_current(fn)                                         \
+    (PSU_TEST_SLOT_READ(fn),                                                  \
+     atomic_load_explicit(&(fn)->current, memory_order_acquire) == PSU_EXECUTABLE_VERSION)
 
 static inline __attribute__((always_inline)) void *
 psu_code(uintptr_t word)

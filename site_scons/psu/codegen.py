@@ -1,9 +1,9 @@
 """Code generation: a DSU unit's original text, edited, plus generated C from templates.
 
 Three roles share one set of edits (see docs/architecture.md):
-- `program`: the release build.  Each DSU function's definition is renamed to
-  `psu_impl_<name>` and a trampoline with the original name is appended;
-  static state gets global names (aliases for file-scope statics, hoisted
+- `program`: the release build.  Each DSU function keeps its definition and
+  name; its body begins with a check of its slot, and the general path that
+  calls a bundle's version is appended; static state gets global names (aliases for file-scope statics, hoisted
   definitions for function-local ones) so patches can bind to it.
 - `code`: a bundle's unloadable code.  Functions of the patch are compiled
   and exported to the bundle table; every other DSU function reached from it
@@ -87,22 +87,19 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
         if function.name not in dsu_names:
             continue
         name_index = source.find_name(function.name, function.location.line, function.location.column)
+        entry = _function_entry(function, role, plan)
+        entries.append(entry)
+        if role == "program":
+            _check_on_entry(source, function, name_index, entry, first=len(entries) == 1)
+            continue
         source.replace(name_index, f"psu_impl_{function.name}")
         prototype = ("static " if function.static else "") + function.signature.replace("@NAME@", function.name)
         if not function.static:
-            # Only the trampoline is a name the linker should see.  In the program the
-            # implementation is internal (a prior `static` declaration gives the
-            # definition internal linkage) and called only by the trampoline and the
-            # checks at call sites, so the compiler treats it as it treats the plain
-            # function; a bundle exports some implementations by alias and compiles
-            # the rest unused, so there they stay hidden globals.
-            prototype += ";\n" + ("static " if role == "program" else "__attribute__((visibility(\"hidden\"))) ") + \
+            # a bundle exports some implementations by alias and compiles the rest
+            # unused: hidden, so only the table names them
+            prototype += ";\n__attribute__((visibility(\"hidden\"))) " + \
                 function.signature.replace("@NAME@", f"psu_impl_{function.name}")
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
-        entries.append(_function_entry(function, role, plan))
-
-    if role == "program":
-        _check_at_call_sites(source, unit, dsu_names)
 
     for variable in unit.variables:
         if variable.const or not variable.definition or variable.unbound:
@@ -152,10 +149,9 @@ def _function_entry(function, role, plan):
     }
     added = function.qualname in plan.added_functions
     if role == "program":
-        # the executable's version is compiled here: the trampoline calls it directly
+        # the executable's version is the definition itself, entered by every call
         entry.update(kind="trampoline", own_impl=True,
-                     general_head=function.head.replace("@NAME@", f"psu_general_{function.name}"),
-                     local_head=function.head.replace("@NAME@", f"psu_local_{function.name}"))
+                     general_head=function.head.replace("@NAME@", f"psu_general_{function.name}"))
     elif role == "state" and added:
         entry.update(kind="trampoline", record=record_symbol(function.qualname),
                      record_static=False, initial="0", own_impl=False, general_head=entry["head"])
@@ -164,38 +160,28 @@ def _function_entry(function, role, plan):
     return entry
 
 
-def _check_at_call_sites(source, unit, dsu_names):
-    """Program role: a call written in the unit of one of its own DSU functions
-    goes to `psu_local_<name>`, the trampoline's test inlined at that call, so
-    the compiler decides whether to inline the implementation there exactly as
-    it decides for the function in the plain build.  (Uses of the name as a
-    value keep the trampoline.)  A call a macro writes goes through the
-    trampoline, as does every call when the caller's own name cannot be found."""
-    signatures = {f.name: f.first_signature or f.signature for f in unit.functions
-                  if f.name in dsu_names}
-    for caller in unit.functions:
-        wanted = [site for site in caller.call_sites if site[0] in dsu_names]
-        if not wanted:
-            continue
-        try:
-            caller_index = source.find_name(caller.name, caller.location.line, caller.location.column)
-        except CSourceError:
-            continue
-        called = {}
-        for name, line, column in wanted:
-            try:
-                index = source.find_name(name, line, column)
-            except CSourceError:
-                continue
-            if index + 1 < len(source.tokens) and source.tokens[index + 1].text == "(":
-                source.replace(index, f"psu_local_{name}")
-                called[name] = signatures[name]
-        if called:
-            # the callee's first declaration precedes the caller (the front end
-            # checked), so the types it is declared with are known here
-            source.insert_lines_before(source.declaration_start(caller_index), "\n".join(
-                "static " + signature.replace("@NAME@", f"psu_local_{name}") + ";"
-                for name, signature in sorted(called.items())))
+def _check_on_entry(source, function, name_index, entry, first):
+    """Program role: the definition keeps its name, and its body begins with the
+    check that sends a call to the general path unless the executable's version
+    is current.  Every call -- by name from any unit, through a pointer, from a
+    bundle -- arrives here, and the compiler treats the function (inlining it,
+    cloning it) as it treats the plain one."""
+    if None in function.parameters:
+        loc = function.location
+        raise CSourceError(loc.file, loc.line, loc.column,
+                           f"a parameter of '{function.name}' has no name, so its DSU entry "
+                           f"check cannot pass it on; name it or add '{function.name}' to PSU_EXCLUDE")
+    brace = source.body_start(name_index)
+    if source.tokens[brace].line != function.body_line:
+        token = source.tokens[brace]
+        raise CSourceError(source.path, token.line, token.column,
+                           f"cannot find where the body of '{function.name}' begins (a macro "
+                           f"writes its '{{'?); add it to PSU_EXCLUDE")
+    edits = _environment().get_template("function_entry.c.j2").module
+    source.insert_lines_before(source.declaration_start(name_index),
+                               str(edits.declarations(entry, first)))
+    source.insert_after(brace, " " + str(edits.entry_check(
+        dict(entry, args=", ".join(function.parameters)))))
 
 
 def _bind_local(source, local):

@@ -354,15 +354,9 @@ class _BodyFacts(c_ast.NodeVisitor):
         self.ids, self.typenames, self.tags, self.statics = set(), set(), set(), []
         self.local_names = set()
         self.local_types = set()    # tags and typedef names the body itself declares
-        self.calls = []             # (name, coord) of each call of a function by name
 
     def visit_ID(self, node):
         self.ids.add(node.name)
-
-    def visit_FuncCall(self, node):
-        if isinstance(node.name, c_ast.ID):
-            self.calls.append((node.name.name, node.name.coord))
-        self.generic_visit(node)
 
     def visit_IdentifierType(self, node):
         self.typenames.update(node.names)
@@ -468,12 +462,10 @@ class _Describer:
         # `static int f(int);` then `int f(int x) {...}`: the definition has internal
         # linkage too (C11 6.2.2p5), though its own declaration says nothing.
         self.declared_static = set()
-        self.first_declared = {}  # function name -> (index in ast.ext, Decl) of its first declaration
-        for index, ext in enumerate(ast.ext):
+        for ext in ast.ext:
             decl = ext.decl if isinstance(ext, c_ast.FuncDef) else ext
             if isinstance(decl, c_ast.Decl) and isinstance(decl.type, c_ast.FuncDecl):
                 self.functions_known.add(decl.name)
-                self.first_declared.setdefault(decl.name, (index, decl))
                 if "static" in (decl.storage or []):
                     self.declared_static.add(decl.name)
         self.references = _References()
@@ -486,9 +478,9 @@ class _Describer:
             if isinstance(ext, c_ast.Decl) and ext.name and \
                     not isinstance(ext.type, c_ast.FuncDecl) and "typedef" not in (ext.storage or []):
                 self.variable(ext)
-        for index, ext in enumerate(self.ast.ext):
+        for ext in self.ast.ext:
             if isinstance(ext, c_ast.FuncDef):
-                self.function(ext, index)
+                self.function(ext)
 
     def facts(self, decl):
         """Type text, type hash, initializer hash of a variable declaration."""
@@ -522,7 +514,7 @@ class _Describer:
         self.file_vars[ext.name] = variable
         self.unit.variables.append(variable)
 
-    def function(self, ext, index):
+    def function(self, ext):
         decl, canon = ext.decl, self.canon
         facts = _BodyFacts()
         facts.visit(ext.body)
@@ -581,21 +573,8 @@ class _Describer:
             header_statics=sorted(f"{n} ({self.header_statics[n]})" for n in
                                   (facts.ids & set(self.header_statics)) - facts.local_names),
             locals=locals_, location=Location(self.path, decl.coord.line, decl.coord.column),
-            # calls written in this file of functions declared before this one (so a
-            # declaration made from the callee's type can precede this definition)
-            call_sites=[[name, coord.line, coord.column] for name, coord in facts.calls
-                        if coord is not None and coord.file == self.path
-                        and self.first_declared.get(name, (index,))[0] < index
-                        and name not in facts.local_names],
-            first_signature=self.first_signature(decl)))
-
-    def first_signature(self, definition):
-        """The function's prototype in the types known where it is first declared
-        (a call may precede the definition); "" when that declaration is no prototype."""
-        first = self.first_declared[definition.name][1]
-        if first is definition or first.type.args is None:
-            return ""
-        return _declaration_text(first, "@NAME@")
+            parameters=[] if kr_style or variadic else [p.name for p in params],
+            body_line=ext.body.coord.line if ext.body.coord else 0))
 
     def local_static(self, function, local, facts, seen):
         """A function-local static: its model, and whether it can be bound."""
@@ -628,7 +607,7 @@ class _Describer:
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "9"
+ANALYSIS_VERSION = "10"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):

@@ -54,8 +54,8 @@ class Function:
     locals: list = field(default_factory=list)  # [LocalStatic]
     location: Location = None
     header_statics: list = field(default_factory=list)  # mutable statics of headers it uses
-    call_sites: list = field(default_factory=list)  # [name, line, column] of calls it writes
-    first_signature: str = ""  # like `signature`, from its first declaration in the unit
+    parameters: list = field(default_factory=list)  # names in its definition (None: unnamed)
+    body_line: int = 0   # line of the `{` that opens its body
 
 
 @dataclass

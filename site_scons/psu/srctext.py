@@ -116,6 +116,25 @@ class SourceText:
             i -= 1
         return 0
 
+    def body_start(self, name_index):
+        """Index of the `{` opening the body of the function whose definition
+        writes its name at `name_index` (after the parameter list and any
+        attributes, at bracket depth 0)."""
+        depth = 0
+        for i in range(name_index + 1, len(self.tokens)):
+            text = self.tokens[i].text
+            if text in ("(", "["):
+                depth += 1
+            elif text in (")", "]"):
+                depth -= 1
+            elif depth == 0 and text == "{":
+                return i
+            elif depth == 0 and text == ";":
+                break
+        token = self.tokens[name_index]
+        raise CSourceError(self.path, token.line, token.column,
+                           f"cannot find the body of '{token.text}'")
+
     def _matching_open(self, index):
         pairs = {")": "(", "]": "[", "}": "{"}
         closing = self.tokens[index].text
@@ -187,6 +206,10 @@ class SourceText:
     def insert_before(self, index, text):
         token = self.tokens[index]
         self._edits.append((token.start, token.start, text))
+
+    def insert_after(self, index, text):
+        token = self.tokens[index]
+        self._edits.append((token.end, token.end, text))
 
     def insert_lines_before(self, index, text):
         """Insert whole generated lines before token `index`, then restore its line."""

@@ -74,13 +74,13 @@ static void race_window(void)
 typedef long (*work_fn)(int depth);
 
 /* The function's record, in the section the runtime reads at start-up. */
-static long work_v0(int depth);
 static struct psu_function work_record = { PSU_EXECUTABLE_VERSION, "stress.c:work" };
 static struct psu_function *work_record_ptr __attribute__((used, section("psu_functions"))) = &work_record;
 
-/* The trampoline, as templates/unit_trailer.c.j2 generates it for the
- * executable: the general path (uncounted when nested) ... */
 static long work(int depth);
+
+/* The general path, as templates/unit_trailer.c.j2 generates it for the
+ * executable (uncounted when nested) ... */
 static __attribute__((noinline)) long work_general(int depth)
 {
     struct psu_call c = psu_enter_from(&work_record, psu_current(&work_record));
@@ -92,14 +92,6 @@ static __attribute__((noinline)) long work_general(int depth)
     if (c.code)
         return ((work_fn)c.code)(depth);
     return work(depth);
-}
-
-/* ... and the trampoline proper, which calls the executable's version by name. */
-static long work(int depth)
-{
-    if (__builtin_expect(psu_current(&work_record) == PSU_EXECUTABLE_VERSION, 1))
-        return work_v0(depth);
-    return work_general(depth);
 }
 
 static inline __attribute__((always_inline)) long version_body(int version, int depth)
@@ -116,15 +108,23 @@ static inline __attribute__((always_inline)) long version_body(int version, int 
     return r;
 }
 
+/* ... and the executable's version: the function itself, whose body begins
+ * with the entry check templates/function_entry.c.j2 inserts. */
+static long work(int depth)
+{
+    if (__builtin_expect(!psu_executable_is_current(&work_record), 0))
+        return work_general(depth);
+    return version_body(0, depth);
+}
+
 #define VERSION(k) \
     static __attribute__((noinline)) long work_v##k(int depth) { return version_body(k, depth) + k * 1000; }
-VERSION(0)
 VERSION(1)
 VERSION(2)
 VERSION(3)
 VERSION(4)
 
-static const work_fn version_code[VERSIONS] = { work_v0, work_v1, work_v2, work_v3, work_v4 };
+static const work_fn version_code[VERSIONS] = { work, work_v1, work_v2, work_v3, work_v4 };
 
 static void *caller(void *arg)
 {
