@@ -110,6 +110,28 @@ def test_program_functions_begin_with_the_entry_check(tmp_path):
         assert (f"psu_executable_is_current(&psu_fn_{f.name})" in body) == (f.name in dsu), f.name
 
 
+def test_entry_check_finds_the_body_of_any_declarator(tmp_path):
+    """The body's `{` is found after declarators that return function
+    pointers (the name sits inside parentheses, as SQLite writes them),
+    after attributes, and in a void function; the result compiles cleanly."""
+    source = ("static void noop(void) { }\n"
+              "static void (*pick(int which))(void) { return which ? noop : 0; }\n"
+              "__attribute__((noinline)) int twice(int x) __attribute__((hot));\n"
+              "__attribute__((noinline)) int twice(int x)\n{\n    return 2 * x;\n}\n"
+              "void run(void (*(*get)(int))(void)) { get(1)(); }\n"
+              "int main(void) { run(pick); return twice(0); }\n")
+    unit = analyse(tmp_path, source)
+    dsu = manifest.dsu_names(unit, [])
+    assert {"pick", "twice", "run"} <= dsu
+    program = codegen.transform(unit, source, "program", dsu, "gen.c")
+    assert "static void (*pick(int which))(void) { if (__builtin_expect(" in program
+    assert "{ if (__builtin_expect(!psu_executable_is_current(&psu_fn_run), 0)) " \
+           "{ psu_general_run(get); return; }" in program
+    (tmp_path / "gen.c").write_text(program)
+    run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", f"-I{REPO}/runtime", "-c", "gen.c",
+         "-o", "gen.o"], tmp_path)
+
+
 def test_unnamed_parameter_of_a_dsu_function_is_a_clear_error(tmp_path):
     source = "int f(int x, int) { return x; }\n"     # C23; gcc accepts it as gnu2x
     unit = analyse(tmp_path, source)

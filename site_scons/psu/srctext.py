@@ -118,8 +118,10 @@ class SourceText:
 
     def body_start(self, name_index):
         """Index of the `{` opening the body of the function whose definition
-        writes its name at `name_index` (after the parameter list and any
-        attributes, at bracket depth 0)."""
+        writes its name at `name_index`: the first `{` outside the brackets
+        that follow the name (parameter lists, attributes; the depth goes
+        below 0 where the name is inside a declarator's parentheses, as in
+        `void (*f(int x))(void) {`)."""
         depth = 0
         for i in range(name_index + 1, len(self.tokens)):
             text = self.tokens[i].text
@@ -127,9 +129,9 @@ class SourceText:
                 depth += 1
             elif text in (")", "]"):
                 depth -= 1
-            elif depth == 0 and text == "{":
+            elif depth <= 0 and text == "{":
                 return i
-            elif depth == 0 and text == ";":
+            elif depth <= 0 and text == ";":
                 break
         token = self.tokens[name_index]
         raise CSourceError(self.path, token.line, token.column,
