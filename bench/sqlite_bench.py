@@ -5,8 +5,8 @@ builds, point and range queries, updates, deletes, in transactions) run on
 both, interleaved; throughput ratio and the build-time cost of the psu
 transformation.  Variants of the DSU policy side by side: `dsu-default`
 (PSU_DIRECT_STATICS='all', psu's default: static functions called only by name
-are direct) and `dsu-every` ('none': every function goes through a
-trampoline); the full run adds statics under 150 AST nodes.  Then a live patch
+are direct) and `dsu-every` ('none': every function is a DSU function,
+entry check and all); the full run adds statics under 150 AST nodes.  Then a live patch
 of a running shell: v2 changes the SQL function upper(); the bundle from
 `scons patch` is applied mid-workload.
 

@@ -20,8 +20,6 @@
 #include <string.h>
 #include <time.h>
 
-/* As in every generated trampoline of an executable (templates/unit_trailer.c.j2). */
-#define PSU_TLS __attribute__((tls_model("local-exec")))
 #include "psu_fast.h"
 #include "callee.h"
 
@@ -31,49 +29,9 @@ const char psu_build_id[] = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb
 const char psu_program_name[] = "call_bench";
 const char psu_version_label[] = "v1";
 
-/* ---- DSU records and trampolines, as the psu generator writes them ---- */
-struct psu_function triv_record = { PSU_EXECUTABLE_VERSION, "callee.c:triv" };
-struct psu_function work_record = { PSU_EXECUTABLE_VERSION, "callee.c:work" };
-struct psu_function rec_record = { PSU_EXECUTABLE_VERSION, "callee.c:rec" };
-static struct psu_function *records[] __attribute__((used, section("psu_functions"))) = {
-    &triv_record, &work_record, &rec_record,
-};
-/* "dsu-bundle": the same functions once a patch made a bundle's version
- * current, i.e. a slot naming module 1 (never loaded: only its counters are
- * used), so every outermost call publishes a reference. */
-#define IN_BUNDLE(code) ((uintptr_t)(code) + ((uintptr_t)1 << PSU_MODULE_SHIFT))
-struct psu_function triv_bundle_record = { IN_BUNDLE(triv_impl), "bundle:triv" };
-struct psu_function work_bundle_record = { IN_BUNDLE(work_impl), "bundle:work" };
-struct psu_function rec_bundle_record = { IN_BUNDLE(rec_bundle_impl), "bundle:rec" };
-
-/* The two functions of templates/unit_trailer.c.j2: the general path, and
- * the trampoline proper that calls the executable's version by name. */
-#define TRAMPOLINE(name, record, executable_version)                            \
-    int name(int x);                                                            \
-    static __attribute__((noinline)) int name##_general(int x)                 \
-    {                                                                           \
-        struct psu_call c = psu_enter_from(&record, psu_current(&record));      \
-        if (c.calls) {                                                          \
-            int r = ((int (*)(int))c.code)(x);                                  \
-            psu_leave(c);                                                       \
-            return r;                                                           \
-        }                                                                       \
-        if (c.code)                                                             \
-            return ((int (*)(int))c.code)(x);                                   \
-        return name(x);                                                         \
-    }                                                                           \
-    __attribute__((noinline)) int name(int x)                                   \
-    {                                                                           \
-        if (__builtin_expect(psu_current(&record) == PSU_EXECUTABLE_VERSION, 1)) \
-            return executable_version(x);                                       \
-        return name##_general(x);                                               \
-    }
-TRAMPOLINE(triv_dsu, triv_record, triv_impl)
-TRAMPOLINE(work_dsu, work_record, work_impl)
-TRAMPOLINE(rec_dsu, rec_record, rec_dsu_impl)
-TRAMPOLINE(triv_bdsu, triv_bundle_record, triv_impl)
-TRAMPOLINE(work_bdsu, work_bundle_record, work_impl)
-TRAMPOLINE(rec_bdsu, rec_bundle_record, rec_bundle_impl)
+/* The DSU functions (triv_dsu, ..., rec_bdsu) are in callee.c, written as
+ * psu writes a DSU function of the program: its own body behind the entry
+ * check, the general path beside it. */
 
 /* ---- naive design: one shared atomic reference count per module ------- */
 static _Alignas(64) _Atomic(unsigned long) naive_count[PSU_MAX_MODULES];

@@ -12,21 +12,17 @@
  * the end one line with "final":true, the totals and latency percentiles in
  * microseconds.  Exit status 0 if nothing failed, 1 otherwise, 2 on usage.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-#define TIMEOUT_MS   2000
+#include "kvclient.h"
+
 #define INFO_EVERY   8
 #define MAX_VERSIONS 16
 #define LAT_FINE     65536              /* 1 us buckets below 65.536 ms */
@@ -97,77 +93,6 @@ static void print_versions(void)
     pthread_mutex_unlock(&ver_lock);
 }
 
-static int connect_server(void)
-{
-    struct sockaddr_in sa;
-    struct timeval tv;
-    int one = 1;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    if (fd < 0)
-        return -1;
-    tv.tv_sec = TIMEOUT_MS / 1000;
-    tv.tv_usec = (TIMEOUT_MS % 1000) * 1000;
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((unsigned short)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
-
-/* Connection with a small read buffer; one reply line at a time. */
-struct conn {
-    int fd;
-    char buf[4096];
-    size_t used;
-};
-
-/* 0 ok, -1 connection error, -2 timeout */
-static int request(struct conn *c, const char *req, char *reply, size_t cap)
-{
-    size_t n = strlen(req), off = 0;
-
-    while (off < n) {
-        ssize_t w = send(c->fd, req + off, n - off, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return (errno == EAGAIN || errno == EWOULDBLOCK) ? -2 : -1;
-        }
-        off += (size_t)w;
-    }
-    for (;;) {
-        char *nl = memchr(c->buf, '\n', c->used);
-        ssize_t r;
-        if (nl) {
-            size_t len = (size_t)(nl - c->buf);
-            size_t copy = len < cap - 1 ? len : cap - 1;
-            memcpy(reply, c->buf, copy);
-            reply[copy] = '\0';
-            c->used -= len + 1;
-            memmove(c->buf, nl + 1, c->used);
-            return 0;
-        }
-        if (c->used == sizeof c->buf)
-            return -1;
-        r = recv(c->fd, c->buf + c->used, sizeof c->buf - c->used, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0)
-            return (errno == EAGAIN || errno == EWOULDBLOCK) ? -2 : -1;
-        if (r == 0)
-            return -1;
-        c->used += (size_t)r;
-    }
-}
-
 static void record_latency(struct worker *w, unsigned long us)
 {
     if (us > w->lat_max)
@@ -192,7 +117,7 @@ static unsigned long xorshift(unsigned long *s)
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
-    struct conn c;
+    struct kv_conn c;
     unsigned long seed = 0x9e3779b97f4a7c15UL ^ ((unsigned long)w->id * 7919 + 1);
     unsigned long iter = 0;
     char req[512], reply[512], key[64];
@@ -206,7 +131,7 @@ static void *worker_main(void *arg)
         int rc, good, is_info = 0, is_set = 0;
 
         if (c.fd < 0) {
-            c.fd = connect_server();
+            c.fd = kv_connect(port);
             c.used = 0;
             if (c.fd < 0) {
                 w->connerr++;
@@ -230,7 +155,7 @@ static void *worker_main(void *arg)
             snprintf(req, sizeof req, "GET %s\n", key);
         }
         t0 = now_us();
-        rc = request(&c, req, reply, sizeof reply);
+        rc = kv_request(&c, req, reply, sizeof reply);
         if (rc != 0) {
             if (rc == -2)
                 w->timeouts++;
