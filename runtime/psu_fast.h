@@ -110,6 +110,21 @@ psu_current(struct psu_function *fn)
     (PSU_TEST_SLOT_READ(fn),                                                  \
      atomic_load_explicit(&(fn)->current, memory_order_acquire) == PSU_EXECUTABLE_VERSION)
 
+/* After the general path of a void DSU function.  In a function declared
+ * noreturn (by _Noreturn or an attribute, on any of its declarations) control
+ * cannot come back: say so to the compiler, and trap should a version return
+ * after all rather than run on.  (gcc 9 and later can ask; elsewhere a
+ * noreturn DSU function draws a warning.) */
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 9
+#define psu_after_general_path(f)                                             \
+    do {                                                                      \
+        if (__builtin_has_attribute(f, noreturn))                             \
+            __builtin_trap();                                                 \
+    } while (0)
+#else
+#define psu_after_general_path(f) ((void)0)
+#endif
+
 static inline __attribute__((always_inline)) void *
 psu_code(uintptr_t word)
 {

@@ -126,10 +126,35 @@ def test_entry_check_finds_the_body_of_any_declarator(tmp_path):
     program = codegen.transform(unit, source, "program", dsu, "gen.c")
     assert "static void (*pick(int which))(void) { if (__builtin_expect(" in program
     assert "{ if (__builtin_expect(!psu_executable_is_current(&psu_fn_run), 0)) " \
-           "{ psu_general_run(get); return; }" in program
+           "{ psu_general_run(get); psu_after_general_path(run); } else { get(1)(); } }" in program
     (tmp_path / "gen.c").write_text(program)
     run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", f"-I{REPO}/runtime", "-c", "gen.c",
          "-o", "gen.o"], tmp_path)
+
+
+def test_noreturn_dsu_functions_compile_cleanly_in_every_role(tmp_path):
+    """A void function declared noreturn (by _Noreturn, or by an attribute on
+    an earlier declaration) gets no `return` written into it, and the general
+    path tells the compiler control does not come back; a bundle's exported
+    alias carries the attribute too.  All roles compile under -Werror."""
+    source = ("#include <stdlib.h>\n"
+              "_Noreturn void die(int code) { exit(code); }\n"
+              "void quit(int code) __attribute__((noreturn));\n"
+              "void quit(int code)\n{\n    if (code)\n        die(code);\n    exit(0);\n}\n"
+              "void note(int *n) { if (*n < 0) return; ++*n; }\n")
+    unit = analyse(tmp_path, source)
+    dsu = manifest.dsu_names(unit, [])
+    assert {"die", "quit", "note"} <= dsu
+    plan = codegen.UnitPlan(patched={"die", "quit", "note"})
+    for role in codegen.ROLES:
+        generated = codegen.transform(unit, source, role, dsu, f"gen_{role}.c", plan)
+        (tmp_path / f"gen_{role}.c").write_text(generated)
+        run(["gcc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-fPIC", f"-I{REPO}/runtime",
+             "-c", f"gen_{role}.c", "-o", f"gen_{role}.o"], tmp_path)
+    program = (tmp_path / "gen_program.c").read_text()
+    assert "    exit(0);\n} }" in program            # quit's body closed as the `else`
+    assert "void note(int *n) { if (__builtin_expect(" in program and \
+        "else { if (*n < 0) return; ++*n; } }" in program
 
 
 def test_unnamed_parameter_of_a_dsu_function_is_a_clear_error(tmp_path):

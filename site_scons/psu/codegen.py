@@ -180,8 +180,11 @@ def _check_on_entry(source, function, name_index, entry, first):
     edits = _environment().get_template("function_entry.c.j2").module
     source.insert_lines_before(source.declaration_start(name_index),
                                str(edits.declarations(entry, first)))
-    source.insert_after(brace, " " + str(edits.entry_check(
-        dict(entry, args=", ".join(function.parameters)))))
+    check = dict(entry, args=", ".join(function.parameters))
+    source.insert_after(brace, " " + str(edits.entry_check(check)))
+    end = str(edits.entry_check_end(check))
+    if end:
+        source.insert_before(source.matching_close(brace), end + " ")
 
 
 def _bind_local(source, local):

@@ -137,6 +137,22 @@ class SourceText:
         raise CSourceError(self.path, token.line, token.column,
                            f"cannot find the body of '{token.text}'")
 
+    def matching_close(self, index):
+        """Index of the bracket that closes the one at `index`."""
+        opening = self.tokens[index].text
+        closing = {"(": ")", "[": "]", "{": "}"}[opening]
+        depth = 0
+        for i in range(index, len(self.tokens)):
+            text = self.tokens[i].text
+            if text == opening:
+                depth += 1
+            elif text == closing:
+                depth -= 1
+                if depth == 0:
+                    return i
+        token = self.tokens[index]
+        raise CSourceError(self.path, token.line, token.column, f"no '{closing}' closes this '{opening}'")
+
     def _matching_open(self, index):
         pairs = {")": "(", "]": "[", "}": "{"}
         closing = self.tokens[index].text
