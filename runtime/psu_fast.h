@@ -107,8 +107,26 @@ psu_current(struct psu_function *fn)
  * psu_current, so that a debugger attributes the function's first
  * instructions -- and a breakpoint on the function -- to the user's file. */
 #define psu_executable_is_current(fn)                                         \
-    (PSU_TEST_SLOT_READ(fn),                                                  \
-     atomic_load_explicit(&(fn)->current, memory_order_acquire) == PSU_EXECUTABLE_VERSION)
+    (PSU_TEST_SLOT_READ(fn), psu_slot_acquire(fn) == PSU_EXECUTABLE_VERSION)
+
+/* The check's acquire load.  On x86-64 (TSO: a load is never reordered with
+ * later loads or stores) an acquire load is a plain load that the compiler
+ * may not move later accesses above: a volatile load and a compiler barrier,
+ * as Linux's smp_load_acquire.  So written, gcc weighs the check as the load
+ * it is when deciding whether to inline a small DSU function; an __atomic
+ * builtin weighs as a call, and tips functions over the limits their plain
+ * build is under (docs/memory-ordering.md).  Elsewhere, and under
+ * ThreadSanitizer, the atomic load itself. */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+#define psu_slot_acquire(fn)                                                  \
+    __extension__({                                                           \
+        uintptr_t psu_word_ = *(volatile const uintptr_t *)&(fn)->current;    \
+        __asm__ volatile("" ::: "memory");                                    \
+        psu_word_;                                                            \
+    })
+#else
+#define psu_slot_acquire(fn) atomic_load_explicit(&(fn)->current, memory_order_acquire)
+#endif
 
 /* After the general path of a void DSU function.  In a function declared
  * noreturn (by _Noreturn or an attribute, on any of its declarations) control
