@@ -115,9 +115,10 @@ psu_current(struct psu_function *fn)
  * as Linux's smp_load_acquire.  So written, gcc weighs the check as the load
  * it is when deciding whether to inline a small DSU function; an __atomic
  * builtin weighs as a call, and tips functions over the limits their plain
- * build is under (docs/memory-ordering.md).  Elsewhere, and under
- * ThreadSanitizer, the atomic load itself. */
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+ * build is under (docs/memory-ordering.md).  Elsewhere, under
+ * ThreadSanitizer, and for psu's own front end (pycparser reads no statement
+ * expressions), the atomic load itself. */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(PSU_PARSE_ONLY)
 #define psu_slot_acquire(fn)                                                  \
     __extension__({                                                           \
         uintptr_t psu_word_ = *(volatile const uintptr_t *)&(fn)->current;    \

@@ -31,6 +31,7 @@ PARSE_ONLY_DEFINES = [
     "-D__builtin_va_arg(a,t)=(*(t*)__builtin_va_arg_p(a))",
     "-D__volatile__=volatile", "-D__const=const", "-D__const__=const",
     "-D_Noreturn=", "-D__thread=_Thread_local",
+    "-DPSU_PARSE_ONLY",          # psu_fast.h: no GNU statement expressions
 ]
 
 # Neutralise what differs between two builds of the same source, so unchanged
