@@ -189,7 +189,7 @@ def main(quick=False, live=True):
     exes.update({k: root / "sqlite3" for k, (root, _) in projects.items()})
     env = common.runtime_env()
     scale = 1 if quick else 6     # a longer workload: the machine is noisy
-    runs = 3 if quick else 11
+    runs = 3 if quick else 21
     sql = workload(scale)
     times = {k: [] for k in exes}
     cpu = {k: [] for k in exes}
