@@ -157,6 +157,21 @@ def test_noreturn_dsu_functions_compile_cleanly_in_every_role(tmp_path):
         "else { if (*n < 0) return; ++*n; } }" in program
 
 
+def test_void_body_with_a_block_opened_in_each_branch_of_a_conditional(tmp_path):
+    """SQLite's decodeIntArray opens a block in both branches of an #ifndef:
+    the `else` made of a void function's body still closes at its real end."""
+    source = ("void mark(int *p)\n{\n"
+              "#ifndef WIDE\n  if (p) {\n#else\n  if (p && *p) {\n#endif\n    *p = 1;\n  }\n}\n"
+              "int main(void) { int x = 0; mark(&x); return x - 1; }\n")
+    unit = analyse(tmp_path, source)
+    program = codegen.transform(unit, source, "program", {"mark"}, "gen.c")
+    assert "    *p = 1;\n  }\n} }" in program
+    (tmp_path / "gen.c").write_text(program)
+    for wide in ([], ["-DWIDE"]):
+        run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", *wide, f"-I{REPO}/runtime", "-c",
+             "gen.c", "-o", "gen.o"], tmp_path)
+
+
 def test_unnamed_parameter_of_a_dsu_function_is_a_clear_error(tmp_path):
     source = "int f(int x, int) { return x; }\n"     # C23; gcc accepts it as gnu2x
     unit = analyse(tmp_path, source)

@@ -24,6 +24,9 @@ _STORAGE = {"static", "extern"}
 _DECLARATOR_STOP = {"=", ",", ";", "{", "__attribute__", "__attribute", "__asm__", "__asm", "asm"}
 
 
+_DIRECTIVE = re.compile(r"#[ \t]*([A-Za-z_]\w*)")
+
+
 class Token:
     __slots__ = ("kind", "text", "start", "end", "line", "column")
 
@@ -138,15 +141,30 @@ class SourceText:
                            f"cannot find the body of '{token.text}'")
 
     def matching_close(self, index):
-        """Index of the bracket that closes the one at `index`."""
+        """Index of the bracket that closes the one at `index`.  Of each
+        conditional directive group only the first branch is counted: code
+        that compiles whichever branch is taken has the same brackets net in
+        every branch (SQLite opens a block by `#ifndef X ... {` `#else ... {`)."""
         opening = self.tokens[index].text
         closing = {"(": ")", "[": "]", "{": "}"}[opening]
-        depth = 0
+        depth, in_later_branch = 0, []
         for i in range(index, len(self.tokens)):
-            text = self.tokens[i].text
-            if text == opening:
+            token = self.tokens[i]
+            if token.kind == "directive":
+                word = _DIRECTIVE.match(self.text, token.start)
+                word = word.group(1) if word else ""
+                if word in ("if", "ifdef", "ifndef"):
+                    in_later_branch.append(False)
+                elif word in ("elif", "else") and in_later_branch:
+                    in_later_branch[-1] = True
+                elif word == "endif" and in_later_branch:
+                    in_later_branch.pop()
+                continue
+            if any(in_later_branch):
+                continue
+            if token.text == opening:
                 depth += 1
-            elif text == closing:
+            elif token.text == closing:
                 depth -= 1
                 if depth == 0:
                     return i
