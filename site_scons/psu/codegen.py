@@ -3,8 +3,9 @@
 Three roles share one set of edits (see docs/architecture.md):
 - `program`: the release build.  Each DSU function keeps its definition and
   name; its body begins with a check of its slot, and the general path that
-  calls a bundle's version is appended; static state gets global names (aliases for file-scope statics, hoisted
-  definitions for function-local ones) so patches can bind to it.
+  calls a bundle's version is appended; static state gets global names
+  (aliases for file-scope statics, hoisted definitions for function-local
+  ones) so patches can bind to it.
 - `code`: a bundle's unloadable code.  Functions of the patch are compiled
   and exported to the bundle table; every other DSU function reached from it
   calls the running program's trampoline; all existing state is `extern`,
