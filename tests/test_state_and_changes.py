@@ -212,6 +212,28 @@ def test_refused_changes_name_the_place(stateful, kind):
         stateful.checkout("v1")
 
 
+def test_worktree_bundle_follows_untracked_sources(stateful):
+    """TO=WORKTREE builds from the working tree as it is, untracked files
+    included, so a change to a file not yet added to git must rebuild the
+    bundle -- and nothing changed must leave it up to date."""
+    stateful.checkout("v1")
+    edit(stateful, STATE_C, ('#include "state.h"', '#include "state.h"\n#include "answer.h"'),
+         ('snprintf(out, size, "v1");', 'snprintf(out, size, ANSWER);'))
+    answer = stateful.root / "src" / "answer.h"
+    bundle = stateful.bundle("stateful", "v1", "WORKTREE")
+    try:
+        for text in ("first-answer", "second-answer"):
+            answer.write_text(f'#define ANSWER "{text}"\n')
+            stateful.patch("v1", "WORKTREE")
+            assert text.encode() in bundle.read_bytes()
+        built = bundle.stat().st_mtime_ns
+        again = stateful.patch("v1", "WORKTREE")
+        assert bundle.stat().st_mtime_ns == built, again.stdout
+    finally:
+        answer.unlink()
+        stateful.git("checkout", "--", ".")
+
+
 def test_all_refusals_are_reported_together(stateful):
     stateful.checkout("v1")
     edit(stateful, STATE_C, *REFUSALS["signature"][0], *REFUSALS["state-type"][0])

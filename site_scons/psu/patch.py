@@ -57,10 +57,26 @@ def resolve(top, ref, what):
     return done.stdout.strip()
 
 
-def worktree_key(top):
-    """Changes whenever the working tree's tracked content does."""
-    stash = git(top, "stash", "create").stdout.strip()
-    return stash or git(top, "rev-parse", "HEAD").stdout.strip() or "no-commit"
+def worktree_key(top, outputs=()):
+    """Changes whenever the working tree's content does: its tracked files (the
+    tree `git stash create` would commit) and the untracked files git does not
+    ignore, by path, size and modification time (a source not yet added is part
+    of the build).  `outputs`: folders under `top` the build itself writes."""
+    # the tree, not the commit: a stash commit carries the time it was made
+    stash = git(top, "stash", "create").stdout.strip() or "HEAD"
+    key = git(top, "rev-parse", "--verify", "--quiet", f"{stash}^{{tree}}").stdout.strip() or "no-commit"
+    listed = git(top, "ls-files", "--others", "--exclude-standard", "-z").stdout.split("\0")
+    skipped = tuple(os.path.normpath(d) + os.sep for d in outputs) + (".sconsign",)
+    untracked = hashlib.sha256()
+    for name in sorted(filter(None, listed)):
+        if os.path.normpath(name).startswith(skipped):
+            continue
+        try:
+            status = os.stat(os.path.join(top, name))
+        except OSError:
+            continue
+        untracked.update(f"{name}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
+    return f"{key}+{untracked.hexdigest()[:16]}"
 
 
 def export(config, sha):

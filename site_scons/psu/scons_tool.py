@@ -209,7 +209,8 @@ def _patch_target(env, config, config_json):
         to_sha = patch.resolve(top, to_ref, "TO")
     except PsuError as error:
         SCons.Script.Exit(_report(error))
-    to_key = patch.worktree_key(top) if to_sha == "WORKTREE" else to_sha
+    outputs = [os.path.relpath(env.Dir(d).abspath, top) for d in ("$PSU_BUILD_DIR", "$PSU_PATCH_DIR")]
+    to_key = patch.worktree_key(top, outputs) if to_sha == "WORKTREE" else to_sha
     settings = dict(PSU_PATCH_CONFIG=config_json, PSU_FROM=from_ref, PSU_TO=to_ref,
                     PSU_FROM_SHA=from_sha, PSU_TO_SHA=to_sha)
     if arguments.get("PSU_EXPLAIN", "0") not in ("0", ""):
