@@ -60,6 +60,19 @@ def test_unparsable_construct_is_a_located_error(tmp_path, construct, code, line
     assert f"psu: cannot parse {construct}" in str(caught.value)
 
 
+def test_label_addresses_in_a_header_are_located(tmp_path):
+    """pycparser reports `&&label` with no line ("Invalid expression"): the error
+    still names the header, the line and the construct (Lua's ljumptab.h)."""
+    (tmp_path / "jump.h").write_text("/* dispatch */\nstatic const void *const table[2] = {\n"
+                                      "  &&first, &&second };\n#define dispatch(x) goto *table[x]\n")
+    code = ("int run(int x, int y)\n{\n  if (x && y)\n    return 0;\n#include \"jump.h\"\n"
+            "  dispatch(x);\nfirst: return 1;\nsecond: return 2;\n}\n")
+    with pytest.raises(CSourceError) as caught:
+        analyse(tmp_path, code)
+    assert str(caught.value).startswith("jump.h:3:")
+    assert "cannot parse a label address (in a header included by unit.c)" in str(caught.value)
+
+
 def failed_build(root, unit, text, environment=""):
     """Builds a one-unit DSU program expected to fail; returns the SCons run."""
     project = Project(root)

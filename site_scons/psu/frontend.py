@@ -52,7 +52,8 @@ _CONSTRUCT_HINTS = [
     (re.compile(r"\b(asm|__asm__|__asm)\s*(volatile|__volatile__|goto)?\s*\("), "an asm statement"),
     (re.compile(r"\(\s*\{"), "a statement expression"),
     (re.compile(r"\bcase\b[^:]*\.\.\."), "a case range"),
-    (re.compile(r"&&\s*[A-Za-z_]\w*"), "a label address"),
+    (re.compile(r"(?:^|[=,({:?]|\breturn)\s*&&\s*[A-Za-z_]\w*"), "a label address"),
+    (re.compile(r"\bgoto\s*\*"), "a computed goto"),
 ]
 
 
@@ -124,29 +125,47 @@ def sha256(text):
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def parse(preprocessed, path, original_text=None):
+def parse(preprocessed, path, original_text=None, cwd=None):
     """pycparser AST of a preprocessed unit; a parse failure becomes a CSourceError."""
     try:
         return c_parser.CParser().parse(preprocessed, path)
     except ParseError as error:
-        raise _located_error(str(error), path, original_text) from None
+        raise _located_error(str(error), path, original_text, cwd) from None
     except Exception as error:  # pycparser asserts on a few malformed inputs
         raise CSourceError(path, 0, 0, f"cannot parse ({type(error).__name__}: {error})") from None
 
 
-def _located_error(message, path, original_text):
+def _located_error(message, path, original_text, cwd=None):
     match = re.match(r"^(.*?):(\d+):(\d+):\s*(.*)$", message)
-    if not match:
-        return CSourceError(path, 0, 0, f"cannot parse: {message}")
-    file, line, column, detail = match.group(1), int(match.group(2)), int(match.group(3)), match.group(4)
-    construct = None
-    if original_text is not None and file == path:
+    if match:
+        file, line, column, detail = match.group(1), int(match.group(2)), int(match.group(3)), match.group(4)
+    else:
+        # pycparser gives some errors ("Invalid expression") no line: look in the
+        # file it names for the first construct it cannot read
+        match = re.match(r"^(.*?):\s*(.*)$", message)
+        file, detail = (match.group(1), match.group(2)) if match else (path, message)
+        line = column = 0
+    lines = None
+    if file == path and original_text is not None:
         lines = original_text.splitlines()
-        if 0 < line <= len(lines):
+    elif cwd is not None:
+        try:
+            with open(os.path.join(cwd, file), encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            pass
+    construct = None
+    if lines:
+        candidates = [line] if 0 < line <= len(lines) else [] if line else range(1, len(lines) + 1)
+        for number in candidates:
             for pattern, name in _CONSTRUCT_HINTS:
-                if pattern.search(lines[line - 1]):
-                    construct = name
+                found = pattern.search(lines[number - 1])
+                if found:
+                    construct, line = name, number
+                    column = column or found.start() + 1
                     break
+            if construct:
+                break
     what = f"cannot parse {construct}" if construct else "cannot parse this code"
     detail = detail.replace("before:", "syntax error before").strip()
     if file != path:
@@ -629,7 +648,7 @@ def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
                 return Unit.from_json(json.load(f))
     with open(os.path.join(cwd, path), encoding="utf-8", errors="surrogateescape") as f:
         original = f.read()
-    unit = describe(parse(preprocessed, path, original), path, text_hash, source_hash=source_hash,
+    unit = describe(parse(preprocessed, path, original, cwd), path, text_hash, source_hash=source_hash,
                     original_text=original)
     unit.storage_macros = storage_macros(path, cc, flags, cwd)
     if cache_file:
