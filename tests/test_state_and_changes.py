@@ -304,3 +304,28 @@ def test_a_direct_static_whose_address_becomes_taken_becomes_a_dsu_function(stat
             running.stop()
     finally:
         stateful.checkout("v1")
+
+
+def test_a_patch_reaching_hidden_symbols_is_refused_by_name(tmp_path):
+    """A bundle can reach only what the program exports: code that calls a
+    function declared with hidden visibility (Lua's LUAI_FUNC does this) makes
+    `scons patch` fail with the names and what to do, not with a wall of ld
+    errors or a traceback."""
+    project = Project(tmp_path / "hidden")
+    source = ("__attribute__((visibility(\"hidden\"))) int helper(int x);\n"
+              "int helper(int x) { return x + 1; }\n"
+              "int api(int x) { return helper(x) * 2; }\n"
+              "int main(void) { return api(1) == 4 ? 0 : 1; }\n")
+    project.commit("v1", {
+        "SConstruct": "env = Environment(tools=['default', 'psu'])\n"
+                      "env.PSUProgram('p', ['src/p.c'], PSU_UNITS=['src/p.c'])\n",
+        "src/p.c": source})
+    project.commit("v2", {"src/p.c": source.replace("* 2;", "* 3;")})
+    project.checkout("v1")
+    project.build()
+    failed = project.patch("v1", "v2", check=False)
+    assert failed.returncode != 0
+    output = failed.stdout + failed.stderr
+    assert "refers to 1 symbol(s) the running program does not export: helper" in output
+    assert "hidden or internal visibility" in output and "Traceback" not in output
+    assert not project.bundle("p", "v1", "v2").exists()

@@ -5,6 +5,7 @@ Knows nothing of SCons: the build adapters hand it a `BuildConfig`.
 """
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field
@@ -146,11 +147,27 @@ def _compile(config, root, source, obj, extra):
         raise ToolError(f"psu: compiling the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
 
+# What ld says of a symbol the object declares hidden but the bundle does not define.
+_HIDDEN_REFERENCE = re.compile(r"undefined reference to `([^']+)'|"
+                               r"(?:hidden|internal|protected) symbol `([^']+)' isn't defined")
+
+
 def _link(config, root, objects, output, extra=()):
     command = [config.cc, "-shared", "-fPIC", "-o", output, *objects, *extra]
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise ToolError(f"psu: linking the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
+    if done.returncode == 0:
+        return
+    unreachable = sorted({a or b for a, b in _HIDDEN_REFERENCE.findall(done.stderr)})
+    if unreachable:
+        shown = ", ".join(unreachable[:8]) + (f" and {len(unreachable) - 8} more" if len(unreachable) > 8 else "")
+        raise ToolError(
+            f"psu: the patch's code refers to {len(unreachable)} symbol(s) the running program "
+            f"does not export: {shown}",
+            hint="they are declared with hidden or internal visibility (an attribute, often behind "
+                 "a macro such as Lua's LUAI_FUNC, or -fvisibility=hidden), and a bundle can reach "
+                 "only what the program exports; give them default visibility in the DSU units. "
+                 "The linker's last words:\n" + "\n".join(done.stderr.strip().splitlines()[-6:]))
+    raise ToolError(f"psu: linking the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
 
 def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
