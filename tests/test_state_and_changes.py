@@ -306,26 +306,67 @@ def test_a_direct_static_whose_address_becomes_taken_becomes_a_dsu_function(stat
         stateful.checkout("v1")
 
 
-def test_a_patch_reaching_hidden_symbols_is_refused_by_name(tmp_path):
-    """A bundle can reach only what the program exports: code that calls a
-    function declared with hidden visibility (Lua's LUAI_FUNC does this) makes
-    `scons patch` fail with the names and what to do, not with a wall of ld
-    errors or a traceback."""
-    project = Project(tmp_path / "hidden")
-    source = ("__attribute__((visibility(\"hidden\"))) int helper(int x);\n"
-              "int helper(int x) { return x + 1; }\n"
-              "int api(int x) { return helper(x) * 2; }\n"
-              "int main(void) { return api(1) == 4 ? 0 : 1; }\n")
+HIDDEN_PROGRAM = """\
+#include <stdio.h>
+#define INTERNAL __attribute__((visibility("hidden")))
+INTERNAL int helper(int x);
+INTERNAL extern int hidden_total;
+int hidden_total;
+int helper(int x) { return x + 1; }
+int api(int x) { return helper(x) * 2; }
+int main(void)
+{
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) {
+        printf("%d\\n", api(1));
+        fflush(stdout);
+    }
+    return 0;
+}
+"""
+
+
+def hidden_project(root):
+    project = Project(root)
     project.commit("v1", {
         "SConstruct": "env = Environment(tools=['default', 'psu'])\n"
                       "env.PSUProgram('p', ['src/p.c'], PSU_UNITS=['src/p.c'])\n",
-        "src/p.c": source})
-    project.commit("v2", {"src/p.c": source.replace("* 2;", "* 3;")})
+        "src/p.c": HIDDEN_PROGRAM})
+    project.commit("v2", {"src/p.c": HIDDEN_PROGRAM.replace("* 2;", "* 3;")})
+    project.commit("v3", {"src/p.c": HIDDEN_PROGRAM.replace("* 2;", "* 3 + hidden_total;")})
     project.checkout("v1")
     project.build()
-    failed = project.patch("v1", "v2", check=False)
+    return project
+
+
+def test_patches_reach_functions_declared_hidden(tmp_path):
+    """A function declared with hidden visibility (Lua's LUAI_FUNC does this) is
+    not exported, yet a patch's code must call the program's own: the program
+    exports an alias of each DSU function and the bundle calls that."""
+    project = hidden_project(tmp_path / "hidden")
+    project.patch("v1", "v2")
+    running = Process([project.root / "p"], project.root, tmp_path / "run", stdin=True)
+    try:
+        running.wait_for_socket()
+        running.process.stdin.write("\n")
+        running.process.stdin.flush()
+        assert running.read_line() == "4"
+        applied = running.psu("apply", str(running.pid), str(project.bundle("p", "v1", "v2")))
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        running.process.stdin.write("\n")
+        running.process.stdin.flush()
+        assert running.read_line() == "6"
+    finally:
+        running.stop()
+
+
+def test_a_patch_reaching_a_hidden_variable_is_refused_by_name(tmp_path):
+    """A variable declared hidden cannot be bound by a bundle: `scons patch`
+    names it and says what to do, without a wall of ld errors or a traceback."""
+    project = hidden_project(tmp_path / "hidden")
+    failed = project.patch("v1", "v3", check=False)
     assert failed.returncode != 0
     output = failed.stdout + failed.stderr
-    assert "refers to 1 symbol(s) the running program does not export: helper" in output
+    assert "refers to 1 symbol(s) the running program does not export: hidden_total" in output
     assert "hidden or internal visibility" in output and "Traceback" not in output
-    assert not project.bundle("p", "v1", "v2").exists()
+    assert not project.bundle("p", "v1", "v3").exists()

@@ -74,8 +74,10 @@ class UnitPlan:
         self.added_variables = set(added_variables)
 
 
-def transform(unit, text, role, dsu_names, output_path, plan=None):
-    """The source of `unit` for `role`; `dsu_names` are its DSU functions' names."""
+def transform(unit, text, role, dsu_names, output_path, plan=None, program_functions=()):
+    """The source of `unit` for `role`; `dsu_names` are its DSU functions' names;
+    `program_functions` (code role): the external DSU functions of the running
+    program, by name, that its calls from the bundle should reach."""
     if role not in ROLES:
         raise ValueError(role)
     plan = plan or UnitPlan()
@@ -128,8 +130,13 @@ def transform(unit, text, role, dsu_names, output_path, plan=None):
     if not body.endswith("\n"):
         body += "\n"
     first_line = body.count("\n") + 3
+    redirected = []
+    if role == "code":
+        called = set().union(*(f.callees for f in unit.functions)) if unit.functions else set()
+        redirected = [{"name": name, "symbol": tramp_symbol(name)}
+                      for name in sorted(called & set(program_functions))]
     trailer = render("unit_trailer.c.j2", unit=unit.path, role=role, functions=entries,
-                     hoisted=hoisted, first_line=first_line,
+                     hoisted=hoisted, first_line=first_line, redirected=redirected,
                      output_path=output_path.replace("\\", "/"))
     return f'#line 1 "{unit.path}"\n' + body + trailer
 

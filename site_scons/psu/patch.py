@@ -149,7 +149,8 @@ def _compile(config, root, source, obj, extra):
 
 # What ld says of a symbol the object declares hidden but the bundle does not define.
 _HIDDEN_REFERENCE = re.compile(r"undefined reference to `([^']+)'|"
-                               r"(?:hidden|internal|protected) symbol `([^']+)' isn't defined")
+                               r"(?:hidden|internal|protected) symbol `([^']+)' isn't defined|"
+                               r"against undefined (?:hidden |internal |protected )?symbol `([^']+)'")
 
 
 def _link(config, root, objects, output, extra=()):
@@ -157,7 +158,7 @@ def _link(config, root, objects, output, extra=()):
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if done.returncode == 0:
         return
-    unreachable = sorted({a or b for a, b in _HIDDEN_REFERENCE.findall(done.stderr)})
+    unreachable = sorted({next(filter(None, names)) for names in _HIDDEN_REFERENCE.findall(done.stderr)})
     if unreachable:
         shown = ", ".join(unreachable[:8]) + (f" and {len(unreachable) - 8} more" if len(unreachable) > 8 else "")
         raise ToolError(
@@ -192,6 +193,12 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     # functions older bundles still provide move here and those bundles unload.
     code_objects, state_objects, carried = [], [], []
     switched = set(change_set.switched)
+    # the running program's external DSU functions (those this patch adds are not there yet)
+    program_functions = set()
+    for path in (p for p, u in new["units"].items() if u["dsu"]):
+        dsu = manifest.dsu_names(by_path[path], config.exclude, config.direct_statics)
+        program_functions |= {f.name for f in by_path[path].functions
+                              if f.name in dsu and not f.static and f.qualname not in added_functions}
     for path in sorted(p for p, u in new["units"].items() if u["dsu"]):
         unit = by_path[path]
         with open(os.path.join(root, path), encoding="utf-8",
@@ -213,7 +220,7 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
             generated = os.path.join(work, role, path)
             os.makedirs(os.path.dirname(generated), exist_ok=True)
             with open(generated, "w") as f:
-                f.write(codegen.transform(unit, text, role, dsu, generated, plan))
+                f.write(codegen.transform(unit, text, role, dsu, generated, plan, program_functions))
             obj = generated + ".o"
             _compile(config, root, generated, obj, quote + include)
             objects.append(obj)
