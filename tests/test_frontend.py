@@ -39,6 +39,14 @@ def analyse(tmp_path, text, name="unit.c", flags=("-O2",)):
     return frontend.analyse(name, "gcc", list(flags), str(tmp_path))
 
 
+def compiles_cleanly(tmp_path, name, generated, *flags):
+    """Writes generated C to `name` and compiles it (as psu does: -fPIC, the
+    runtime's headers) under -Wall -Wextra -Werror."""
+    (tmp_path / name).write_text(generated)
+    run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-fPIC", *flags, f"-I{REPO}/runtime",
+         "-c", name, "-o", name + ".o"], tmp_path)
+
+
 def test_real_system_headers_parse(tmp_path):
     unit = analyse(tmp_path, UNIT_USING_HEADERS)
     assert [f.name for f in unit.functions] == ["serve"]
@@ -140,9 +148,7 @@ def test_entry_check_finds_the_body_of_any_declarator(tmp_path):
     assert "static void (*pick(int which))(void) { if (__builtin_expect(" in program
     assert "{ if (__builtin_expect(!psu_executable_is_current(&psu_fn_run), 0)) " \
            "{ psu_general_run(get); psu_after_general_path(run); } else { get(1)(); } }" in program
-    (tmp_path / "gen.c").write_text(program)
-    run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", f"-I{REPO}/runtime", "-c", "gen.c",
-         "-o", "gen.o"], tmp_path)
+    compiles_cleanly(tmp_path, "gen.c", program)
 
 
 def test_noreturn_dsu_functions_compile_cleanly_in_every_role(tmp_path):
@@ -165,11 +171,9 @@ def test_noreturn_dsu_functions_compile_cleanly_in_every_role(tmp_path):
     assert {"die", "quit", "note", "fail"} <= dsu        # fail: a static, so aliased and forwarded
     plan = codegen.UnitPlan(patched={"die", "quit", "note"})
     for role in codegen.ROLES:
-        generated = codegen.transform(unit, source, role, dsu, f"gen_{role}.c", plan)
-        (tmp_path / f"gen_{role}.c").write_text(generated)
         # (a bundle compiles statics it does not use: -Wno-unused-function)
-        run(["gcc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
-             "-fPIC", f"-I{REPO}/runtime", "-c", f"gen_{role}.c", "-o", f"gen_{role}.o"], tmp_path)
+        compiles_cleanly(tmp_path, f"gen_{role}.c", codegen.transform(
+            unit, source, role, dsu, f"gen_{role}.c", plan), "-O2", "-Wno-unused-function")
     program = (tmp_path / "gen_program.c").read_text()
     assert "    exit(0);\n} }" in program            # quit's body closed as the `else`
     assert "void note(int *n) { if (__builtin_expect(" in program and \
@@ -185,10 +189,8 @@ def test_void_body_with_a_block_opened_in_each_branch_of_a_conditional(tmp_path)
     unit = analyse(tmp_path, source)
     program = codegen.transform(unit, source, "program", {"mark"}, "gen.c")
     assert "    *p = 1;\n  }\n} }" in program
-    (tmp_path / "gen.c").write_text(program)
     for wide in ([], ["-DWIDE"]):
-        run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", *wide, f"-I{REPO}/runtime", "-c",
-             "gen.c", "-o", "gen.o"], tmp_path)
+        compiles_cleanly(tmp_path, "gen.c", program, *wide)
 
 
 def test_unnamed_parameter_of_a_dsu_function_is_a_clear_error(tmp_path):
@@ -216,8 +218,7 @@ def test_generated_units_reparse(tmp_path):
         general = {f"psu_general_{name}" for name in dsu}
         assert names == (general if role == "program" else statics | {"add"} if role == "state"
                          else statics)
-        run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
-             "-fPIC", f"-I{REPO}/runtime", "-c", f"gen_{role}.c", "-o", f"gen_{role}.o"], tmp_path)
+        compiles_cleanly(tmp_path, f"gen_{role}.c", generated, "-Wno-unused-function")
 
 
 def test_analysis_is_cached_by_preprocessed_text(tmp_path):
@@ -253,10 +254,8 @@ def test_storage_class_behind_a_macro_is_edited_like_the_keyword(tmp_path):
     assert unit.storage_macros == {"PRIVATE": "static"}
     dsu = manifest.dsu_names(unit)
     for role in ("program", "code"):
-        (tmp_path / f"{role}.c").write_text(codegen.transform(unit, source, role, dsu, f"{role}.c"))
-        run(["gcc", "-std=gnu11", "-Wall", "-Werror", "-fPIC", f"-I{REPO}/runtime", "-c",
-             f"{role}.c", "-o", f"{role}.o"], tmp_path)
-    symbols = run(["nm", "program.o"], tmp_path).stdout
+        compiles_cleanly(tmp_path, f"{role}.c", codegen.transform(unit, source, role, dsu, f"{role}.c"))
+    symbols = run(["nm", "program.c.o"], tmp_path).stdout
     label = codegen.var_symbol("unit.c:counter", unit.variables[0].type_hash)
     assert f" D {label}" in symbols          # a global name the patch binds to
     assert "extern int counter" in (tmp_path / "code.c").read_text()
