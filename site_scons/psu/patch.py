@@ -65,7 +65,8 @@ def worktree_key(top, outputs=()):
     of the build).  `outputs`: folders under `top` the build itself writes."""
     # the tree, not the commit: a stash commit carries the time it was made
     stash = git(top, "stash", "create").stdout.strip() or "HEAD"
-    key = git(top, "rev-parse", "--verify", "--quiet", f"{stash}^{{tree}}").stdout.strip() or "no-commit"
+    tree = git(top, "rev-parse", "--verify", "--quiet", f"{stash}^{{tree}}").stdout.strip()
+    key = tree or "no-commit"
     listed = git(top, "ls-files", "--others", "--exclude-standard", "-z").stdout.split("\0")
     skipped = tuple(os.path.normpath(d) + os.sep for d in outputs) + (".sconsign",)
     untracked = hashlib.sha256()
@@ -165,8 +166,9 @@ def _link(config, root, objects, output, extra=()):
             f"psu: the patch's code refers to {len(unreachable)} symbol(s) the running program "
             f"does not export: {shown}",
             hint="they are declared with hidden or internal visibility (an attribute, often behind "
-                 "a macro such as Lua's LUAI_FUNC, or -fvisibility=hidden), and a bundle can reach "
-                 "only what the program exports; give them default visibility in the DSU units. "
+                 "a macro, or -fvisibility=hidden): a bundle reaches DSU functions through aliases "
+                 "the program exports, but variables and functions of units outside PSU_UNITS only "
+                 "if the program exports them; give those default visibility. "
                  "The linker's last words:\n" + "\n".join(done.stderr.strip().splitlines()[-6:]))
     raise ToolError(f"psu: linking the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
