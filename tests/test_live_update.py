@@ -36,11 +36,21 @@ class Client:
         self.connection.close()
 
 
-def start(project, tmp_path):
-    server = Process([project.root / "kvd", "-p", "0", "-w", "8"], project.root, tmp_path / "run")
-    port = int(server.read_line().split()[-1])
-    server.wait_for_socket()
-    return server, port
+@pytest.fixture
+def start(kvd, tmp_path):
+    """Starts kvd v1 (8 workers, its own runtime folder) and returns the process
+    and its port; every server a test started is stopped after it."""
+    started = []
+
+    def start_server():
+        server = Process([kvd.root / "kvd", "-p", "0", "-w", "8"], kvd.root, tmp_path / "run")
+        started.append(server)
+        port = int(server.read_line().split()[-1])
+        server.wait_for_socket()
+        return server, port
+    yield start_server
+    for server in started:
+        server.stop()
 
 
 def info_versions(port, count=10):
@@ -52,114 +62,99 @@ def info_versions(port, count=10):
     return versions
 
 
-def test_updates_under_load_lose_nothing_and_unload_old_code(kvd, tmp_path):
-    server, port = start(kvd, tmp_path)
-    try:
-        client = Client(port)
-        for i in range(200):
-            assert client.ask(f"SET before{i} value{i}") == "OK"
-        load = subprocess.Popen([kvd.root / "kvload", "-p", str(port), "-t", "4", "-d", "6",
-                                 "--interval", "200"], stdout=subprocess.PIPE, text=True)
-        time.sleep(1.5)
-        applied = server.psu("apply", server.pid, kvd.bundle("kvd", "v1", "v2"))
-        assert applied.returncode == 0, applied.stderr
-        assert "applied v2" in applied.stdout
-        assert info_versions(port) == {"v2"}          # every request after the apply
-        assert client.ask("LEN before7") == "LEN 6"   # the added command, on an old connection
-        time.sleep(1.5)
-        applied = server.psu("apply", server.pid, kvd.bundle("kvd", "v2", "v3"))
-        assert applied.returncode == 0, applied.stderr
-        assert info_versions(port) == {"v3"}
-        assert client.ask("INFO").startswith("INFO kvd v3 keys=")
-        lines = load.communicate(timeout=60)[0].strip().splitlines()
-        final = json.loads(lines[-1])
-        assert load.returncode == 0 and final["failed"] == 0 and final["ok"] > 1000
-        assert set(final["versions"]) == {"v1", "v2", "v3"}
-        # state survived both updates: the data, and counters in statics
-        assert all(client.ask(f"GET before{i}") == f"VALUE value{i}" for i in range(200))
-        assert "keys=" in client.ask("INFO")
-        # v2's code is gone once idle (its functions moved to v3 or back to the program)
-        assert wait_until(lambda: "psu-v2-code" not in server.maps(), timeout=10)
-        assert "psu-v3-code" in server.maps()
-        status = json.loads(server.psu("status", server.pid, "--json").stdout)
-        assert status["label"] == "v3" and status["updates"] == 2
-        assert [m["label"] for m in status["modules"]] == ["v1", "v3"]
-        assert status["unloaded"] == 1
-        client.close()
-    finally:
-        server.stop()
+def test_updates_under_load_lose_nothing_and_unload_old_code(kvd, start):
+    server, port = start()
+    client = Client(port)
+    for i in range(200):
+        assert client.ask(f"SET before{i} value{i}") == "OK"
+    load = subprocess.Popen([kvd.root / "kvload", "-p", str(port), "-t", "4", "-d", "6",
+                             "--interval", "200"], stdout=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    applied = server.psu("apply", server.pid, kvd.bundle("kvd", "v1", "v2"))
+    assert applied.returncode == 0, applied.stderr
+    assert "applied v2" in applied.stdout
+    assert info_versions(port) == {"v2"}          # every request after the apply
+    assert client.ask("LEN before7") == "LEN 6"   # the added command, on an old connection
+    time.sleep(1.5)
+    applied = server.psu("apply", server.pid, kvd.bundle("kvd", "v2", "v3"))
+    assert applied.returncode == 0, applied.stderr
+    assert info_versions(port) == {"v3"}
+    assert client.ask("INFO").startswith("INFO kvd v3 keys=")
+    lines = load.communicate(timeout=60)[0].strip().splitlines()
+    final = json.loads(lines[-1])
+    assert load.returncode == 0 and final["failed"] == 0 and final["ok"] > 1000
+    assert set(final["versions"]) == {"v1", "v2", "v3"}
+    # state survived both updates: the data, and counters in statics
+    assert all(client.ask(f"GET before{i}") == f"VALUE value{i}" for i in range(200))
+    assert "keys=" in client.ask("INFO")
+    # v2's code is gone once idle (its functions moved to v3 or back to the program)
+    assert wait_until(lambda: "psu-v2-code" not in server.maps(), timeout=10)
+    assert "psu-v3-code" in server.maps()
+    status = json.loads(server.psu("status", server.pid, "--json").stdout)
+    assert status["label"] == "v3" and status["updates"] == 2
+    assert [m["label"] for m in status["modules"]] == ["v1", "v3"]
+    assert status["unloaded"] == 1
+    client.close()
 
 
-def test_function_local_static_keeps_counting_across_updates(kvd, tmp_path):
-    server, port = start(kvd, tmp_path)
-    try:
-        client = Client(port)
+def test_function_local_static_keeps_counting_across_updates(kvd, start):
+    server, port = start()
+    client = Client(port)
 
-        def puts():
-            stats = dict(item.split("=") for item in client.ask("STATS").split()[1:])
-            return int(stats["puts"])
-        for i in range(5):
-            client.ask(f"SET k{i} v")
-        assert puts() == 5
-        assert server.psu("apply", server.pid, kvd.bundle("kvd", "v1", "v2")).returncode == 0
-        client.ask("SET k9 v")
-        assert puts() == 6
-        assert server.psu("apply", server.pid, kvd.bundle("kvd", "v2", "v3")).returncode == 0
-        client.ask("SET k10 v")
-        assert puts() == 7
-        assert client.ask("INFO").endswith("infos=1")     # a variable v3 added
-        assert client.ask("INFO").endswith("infos=2")
-    finally:
-        server.stop()
+    def puts():
+        stats = dict(item.split("=") for item in client.ask("STATS").split()[1:])
+        return int(stats["puts"])
+    for i in range(5):
+        client.ask(f"SET k{i} v")
+    assert puts() == 5
+    assert server.psu("apply", server.pid, kvd.bundle("kvd", "v1", "v2")).returncode == 0
+    client.ask("SET k9 v")
+    assert puts() == 6
+    assert server.psu("apply", server.pid, kvd.bundle("kvd", "v2", "v3")).returncode == 0
+    client.ask("SET k10 v")
+    assert puts() == 7
+    assert client.ask("INFO").endswith("infos=1")     # a variable v3 added
+    assert client.ask("INFO").endswith("infos=2")
 
 
-def test_chains_direct_bundles_and_reverts(kvd, tmp_path):
-    server, port = start(kvd, tmp_path)
-    try:
-        assert server.psu("apply", server.pid, kvd.bundle("kvd", "v1", "v3")).returncode == 0
-        assert info_versions(port, 3) == {"v3"}
-        server.stop()
-        server, port = start(kvd, tmp_path)
-        assert server.psu("apply", server.pid, kvd.bundle("kvd", "v1", "v2")).returncode == 0
-        assert info_versions(port, 3) == {"v2"}
-        reverted = server.psu("apply", server.pid, kvd.bundle("kvd", "v2", "v1"))
-        assert reverted.returncode == 0, reverted.stderr
-        assert info_versions(port, 3) == {"v1"}
-        assert Client(port).ask("LEN x") == "ERROR unknown command"
-    finally:
-        server.stop()
+def test_chains_direct_bundles_and_reverts(kvd, start):
+    server, port = start()
+    assert server.psu("apply", server.pid, kvd.bundle("kvd", "v1", "v3")).returncode == 0
+    assert info_versions(port, 3) == {"v3"}
+    server.stop()
+    server, port = start()
+    assert server.psu("apply", server.pid, kvd.bundle("kvd", "v1", "v2")).returncode == 0
+    assert info_versions(port, 3) == {"v2"}
+    reverted = server.psu("apply", server.pid, kvd.bundle("kvd", "v2", "v1"))
+    assert reverted.returncode == 0, reverted.stderr
+    assert info_versions(port, 3) == {"v1"}
+    assert Client(port).ask("LEN x") == "ERROR unknown command"
 
 
-def test_applying_the_same_bundle_twice_changes_nothing(kvd, tmp_path):
-    server, _ = start(kvd, tmp_path)
-    try:
-        bundle = kvd.bundle("kvd", "v1", "v2")
-        assert server.psu("apply", server.pid, bundle).returncode == 0
-        again = server.psu("apply", server.pid, bundle)
-        assert again.returncode == 0 and "already at v2" in again.stdout
-        assert json.loads(server.psu("status", server.pid, "--json").stdout)["updates"] == 1
-    finally:
-        server.stop()
+def test_applying_the_same_bundle_twice_changes_nothing(kvd, start):
+    server, _ = start()
+    bundle = kvd.bundle("kvd", "v1", "v2")
+    assert server.psu("apply", server.pid, bundle).returncode == 0
+    again = server.psu("apply", server.pid, bundle)
+    assert again.returncode == 0 and "already at v2" in again.stdout
+    assert json.loads(server.psu("status", server.pid, "--json").stdout)["updates"] == 1
 
 
-def test_rollback_returns_to_the_previous_version(kvd, tmp_path):
-    server, port = start(kvd, tmp_path)
-    try:
-        client = Client(port)
-        client.ask("SET kept 1234")
-        for old, new in (("v1", "v2"), ("v2", "v3")):
-            assert server.psu("apply", server.pid, kvd.bundle("kvd", old, new)).returncode == 0
-        assert client.ask("INFO").endswith("infos=1")
-        rolled = server.psu("rollback", server.pid)
-        assert rolled.returncode == 0 and "rolled back to v2" in rolled.stdout
-        assert info_versions(port, 3) == {"v2"}
-        assert client.ask("LEN kept") == "LEN 4" and client.ask("GET kept") == "VALUE 1234"
-        assert server.psu("rollback", server.pid).returncode == 0
-        assert info_versions(port, 3) == {"v1"}
-        nothing = server.psu("rollback", server.pid)
-        assert nothing.returncode == 14 and "no update to roll back" in nothing.stderr
-    finally:
-        server.stop()
+def test_rollback_returns_to_the_previous_version(kvd, start):
+    server, port = start()
+    client = Client(port)
+    client.ask("SET kept 1234")
+    for old, new in (("v1", "v2"), ("v2", "v3")):
+        assert server.psu("apply", server.pid, kvd.bundle("kvd", old, new)).returncode == 0
+    assert client.ask("INFO").endswith("infos=1")
+    rolled = server.psu("rollback", server.pid)
+    assert rolled.returncode == 0 and "rolled back to v2" in rolled.stdout
+    assert info_versions(port, 3) == {"v2"}
+    assert client.ask("LEN kept") == "LEN 4" and client.ask("GET kept") == "VALUE 1234"
+    assert server.psu("rollback", server.pid).returncode == 0
+    assert info_versions(port, 3) == {"v1"}
+    nothing = server.psu("rollback", server.pid)
+    assert nothing.returncode == 14 and "no update to roll back" in nothing.stderr
 
 
 @pytest.mark.parametrize("damage,code,message", [
@@ -168,30 +163,27 @@ def test_rollback_returns_to_the_previous_version(kvd, tmp_path):
     ("truncated", 10, ""),
     ("other-program", 11, "program"),
 ])
-def test_bad_bundles_are_refused_and_the_process_is_unchanged(kvd, tmp_path, damage, code, message):
-    server, port = start(kvd, tmp_path)
-    try:
-        if damage == "wrong-base":
-            bundle = kvd.bundle("kvd", "v2", "v3")
+def test_bad_bundles_are_refused_and_the_process_is_unchanged(kvd, start, tmp_path, damage, code, message):
+    server, port = start()
+    if damage == "wrong-base":
+        bundle = kvd.bundle("kvd", "v2", "v3")
+    else:
+        data = bytearray(kvd.bundle("kvd", "v1", "v2").read_bytes())
+        if damage == "flipped-byte":
+            data[len(data) // 2] ^= 0x40
+        elif damage == "truncated":
+            data = data[: len(data) // 3]
         else:
-            data = bytearray(kvd.bundle("kvd", "v1", "v2").read_bytes())
-            if damage == "flipped-byte":
-                data[len(data) // 2] ^= 0x40
-            elif damage == "truncated":
-                data = data[: len(data) // 3]
-            else:
-                data = _renamed_program(bytes(data))
-            bundle = tmp_path / f"{damage}.psu"
-            bundle.write_bytes(bytes(data))
-        refused = server.psu("apply", server.pid, bundle)
-        assert refused.returncode == code, refused.stderr
-        assert message in refused.stderr
-        assert info_versions(port, 3) == {"v1"}
-        status = json.loads(server.psu("status", server.pid, "--json").stdout)
-        assert status["updates"] == 0 and len(status["modules"]) == 1
-        assert "psu-v2" not in server.maps()
-    finally:
-        server.stop()
+            data = _renamed_program(bytes(data))
+        bundle = tmp_path / f"{damage}.psu"
+        bundle.write_bytes(bytes(data))
+    refused = server.psu("apply", server.pid, bundle)
+    assert refused.returncode == code, refused.stderr
+    assert message in refused.stderr
+    assert info_versions(port, 3) == {"v1"}
+    status = json.loads(server.psu("status", server.pid, "--json").stdout)
+    assert status["updates"] == 0 and len(status["modules"]) == 1
+    assert "psu-v2" not in server.maps()
 
 
 def _renamed_program(data):
@@ -227,13 +219,11 @@ def test_inspect_bundle_and_program(kvd):
     assert "protocol_handle" in data["manifest"]["changes"]["functions"]["pulled_in"]
 
 
-def test_ps_lists_running_dsu_processes(kvd, tmp_path):
-    server, _ = start(kvd, tmp_path)
-    try:
-        listed = json.loads(server.psu("ps", "--json").stdout)
-        assert [(row["pid"], row["program"]) for row in listed] == [(server.pid, "kvd")]
-    finally:
-        server.stop()
+def test_ps_lists_running_dsu_processes(kvd, start):
+    server, _ = start()
+    listed = json.loads(server.psu("ps", "--json").stdout)
+    assert [(row["pid"], row["program"]) for row in listed] == [(server.pid, "kvd")]
+    server.stop()
     assert wait_until(lambda: not server.socket.exists())
     assert json.loads(server.psu("ps", "--json").stdout) == []
 
