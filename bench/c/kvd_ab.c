@@ -57,15 +57,6 @@ static unsigned long now_ns(void)
     return (unsigned long)ts.tv_sec * 1000000000UL + (unsigned long)ts.tv_nsec;
 }
 
-static unsigned long xorshift(unsigned long *s)
-{
-    unsigned long x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -91,10 +82,10 @@ static void *worker_main(void *arg)
         if (t0 >= end_ns)
             break;
         iter++;
-        key = (xorshift(&seed) % nkeys) * (unsigned long)nthreads + (unsigned long)w->id;
+        key = (kv_xorshift(&seed) % nkeys) * (unsigned long)nthreads + (unsigned long)w->id;
         if (iter % INFO_EVERY == 0)
             n = snprintf(req, sizeof req, "INFO\n");
-        else if (xorshift(&seed) & 1)
+        else if (kv_xorshift(&seed) & 1)
             n = snprintf(req, sizeof req, "SET ab%lu v%d.%lu\n", key, w->id, iter);
         else
             n = snprintf(req, sizeof req, "GET ab%lu\n", key);
@@ -134,17 +125,6 @@ static void usage(void)
     exit(2);
 }
 
-static long arg_num(const char *s, long min, long max)
-{
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (!s[0] || errno || *end || v < min || v > max)
-        usage();
-    return v;
-}
-
 int main(int argc, char **argv)
 {
     struct worker *ws;
@@ -156,17 +136,17 @@ int main(int argc, char **argv)
         if (i + 1 >= argc)
             usage();
         if (strcmp(argv[i], "-a") == 0)
-            ports[0] = (int)arg_num(argv[++i], 1, 65535);
+            ports[0] = (int)kv_arg_num(argv[++i], 1, 65535, usage);
         else if (strcmp(argv[i], "-b") == 0)
-            ports[1] = (int)arg_num(argv[++i], 1, 65535);
+            ports[1] = (int)kv_arg_num(argv[++i], 1, 65535, usage);
         else if (strcmp(argv[i], "-t") == 0)
-            nthreads = (int)arg_num(argv[++i], 1, 64);
+            nthreads = (int)kv_arg_num(argv[++i], 1, 64, usage);
         else if (strcmp(argv[i], "-d") == 0)
-            duration = (int)arg_num(argv[++i], 1, 3600);
+            duration = (int)kv_arg_num(argv[++i], 1, 3600, usage);
         else if (strcmp(argv[i], "-k") == 0)
-            keyspace = arg_num(argv[++i], 1, 10000000);
+            keyspace = kv_arg_num(argv[++i], 1, 10000000, usage);
         else if (strcmp(argv[i], "-w") == 0)
-            window_ms = (int)arg_num(argv[++i], 10, 3600000);
+            window_ms = (int)kv_arg_num(argv[++i], 10, 3600000, usage);
         else
             usage();
     }

@@ -1,6 +1,7 @@
 /* kvclient.h - the client side of kvd's protocol, for kvload and for the
  * benchmark client bench/c/kvd_ab.c: one TCP connection to 127.0.0.1, one
- * request line out, one reply line back, with a send/receive timeout. */
+ * request line out, one reply line back, with a send/receive timeout; and
+ * what both load tools share besides (their key choice, their arguments). */
 #ifndef KVCLIENT_H
 #define KVCLIENT_H
 
@@ -8,6 +9,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -84,6 +86,28 @@ static int kv_request(struct kv_conn *c, const char *req, char *reply, size_t ca
             return -1;
         c->used += (size_t)r;
     }
+}
+
+/* The load tools' pseudo-random key choice: deterministic per seed. */
+static unsigned long kv_xorshift(unsigned long *s)
+{
+    unsigned long x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* A whole-number argument in [min, max], or the tool's usage message. */
+static long kv_arg_num(const char *s, long min, long max, void (*usage)(void))
+{
+    char *end;
+    long v;
+    errno = 0;
+    v = strtol(s, &end, 10);
+    if (!s[0] || errno || *end || v < min || v > max)
+        usage();
+    return v;
 }
 
 #endif

@@ -105,15 +105,6 @@ static void record_latency(struct worker *w, unsigned long us)
         w->overflow++;
 }
 
-static unsigned long xorshift(unsigned long *s)
-{
-    unsigned long x = *s;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    return *s = x;
-}
-
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
@@ -141,14 +132,14 @@ static void *worker_main(void *arg)
             }
         }
         iter++;
-        j = xorshift(&seed) % w->nkeys;
+        j = kv_xorshift(&seed) % w->nkeys;
         /* key j of this thread: global index j * nthreads + id */
         snprintf(key, sizeof key, "kl%d.%lu", (int)pid,
                  j * (unsigned long)nthreads + (unsigned long)w->id);
         if (iter % INFO_EVERY == 0) {
             is_info = 1;
             snprintf(req, sizeof req, "INFO\n");
-        } else if (w->expect[j][0] == '\0' || (xorshift(&seed) & 1)) {
+        } else if (w->expect[j][0] == '\0' || (kv_xorshift(&seed) & 1)) {
             is_set = 1;
             snprintf(req, sizeof req, "SET %s v%d.%lu\n", key, w->id, iter);
         } else {
@@ -211,17 +202,6 @@ static void usage(void)
     exit(2);
 }
 
-static long arg_num(const char *s, long min, long max)
-{
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (!s[0] || errno || *end || v < min || v > max)
-        usage();
-    return v;
-}
-
 static unsigned long percentile(struct worker *ws, unsigned long total,
                                 double q)
 {
@@ -263,15 +243,15 @@ int main(int argc, char **argv)
         if (i + 1 >= argc)
             usage();
         if (strcmp(argv[i], "-p") == 0)
-            port = (int)arg_num(argv[++i], 1, 65535);
+            port = (int)kv_arg_num(argv[++i], 1, 65535, usage);
         else if (strcmp(argv[i], "-t") == 0)
-            nthreads = (int)arg_num(argv[++i], 1, 256);
+            nthreads = (int)kv_arg_num(argv[++i], 1, 256, usage);
         else if (strcmp(argv[i], "-d") == 0)
-            duration = (int)arg_num(argv[++i], 1, 86400);
+            duration = (int)kv_arg_num(argv[++i], 1, 86400, usage);
         else if (strcmp(argv[i], "-k") == 0)
-            keyspace = arg_num(argv[++i], 1, 100000000);
+            keyspace = kv_arg_num(argv[++i], 1, 100000000, usage);
         else if (strcmp(argv[i], "--interval") == 0)
-            interval_ms = (int)arg_num(argv[++i], 10, 3600000);
+            interval_ms = (int)kv_arg_num(argv[++i], 10, 3600000, usage);
         else
             usage();
     }
