@@ -8,10 +8,12 @@ import json
 import os
 import pathlib
 import queue
+import shutil
 import socket
 import stat
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 
@@ -76,13 +78,13 @@ def make_bundle(build, path, code="v2", base=A, target=B, label="v2", program="a
 # ---- the running program ------------------------------------------------------
 
 class App:
-    def __init__(self, exe, runtime_dir, extra_env=None):
+    def __init__(self, exe, runtime_dir, extra_env=None, user=None):
         env = dict(os.environ, PSU_RUNTIME_DIR=str(runtime_dir))
         env.pop("PSU_DISABLE", None)
         env.pop("PSU_QUIET", None)
         env.update(extra_env or {})
         self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env)
+                                     stderr=subprocess.PIPE, text=True, env=env, user=user)
         self.lines = queue.Queue()
         self.stderr_lines = []
         threading.Thread(target=self._read, daemon=True).start()
@@ -377,6 +379,41 @@ def test_loose_runtime_dir_is_refused(build, tmp_path):
         stderr = a.stop()
     assert "is not a directory owned by uid" in stderr
     assert a.proc.returncode == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the program as another user")
+def test_a_peer_of_another_uid_gets_no_answer(build):
+    """SO_PEERCRED: the update thread closes a connection from another uid
+    without a word.  The program runs as nobody; root, who can reach any
+    socket, connects and asks; the program goes on unharmed."""
+    nobody = 65534
+    base = pathlib.Path(tempfile.mkdtemp(prefix="psu-peer-"))
+    try:
+        os.chmod(base, 0o755)
+        exe = base / "app"
+        shutil.copy(build["app"], exe)
+        os.chmod(exe, 0o755)
+        run = base / "run"
+        run.mkdir(mode=0o700)
+        os.chown(run, nobody, nobody)
+        a = App(exe, run, user=nobody)
+        try:
+            a.wait_socket()
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(DEADLINE)
+                s.connect(str(a.socket))
+                s.sendall(b"status\n")
+                try:
+                    answer = s.recv(65536)
+                except ConnectionResetError:     # closed with the request unread
+                    answer = b""
+                assert answer == b""
+            assert a.call(5) == 1005
+            assert a.socket.exists()
+        finally:
+            a.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_quiet_disables_messages(build, tmp_path):
