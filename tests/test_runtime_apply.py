@@ -326,6 +326,24 @@ def test_rollback_restores_previous_versions(app, build, tmp_path):
     assert app.call(5) == 2005
 
 
+def test_history_keeps_the_last_64_updates(app, build, tmp_path):
+    """70 updates back and forth: the oldest 6 leave the history, the last 64
+    can each be rolled back, and then there is nothing more to roll back."""
+    forth = make_bundle(build, tmp_path / "forth.psu")                          # A -> B, v2
+    back = make_bundle(build, tmp_path / "back.psu", "v4", B, A, "back")        # B -> A, v4
+    for i in range(70):
+        r = app.request(f"apply {back if i % 2 else forth}")
+        assert r["ok"] and r["result"] == "applied", r
+    assert app.call(5) == 4005
+    assert len(app.request("status")["history"]) == 64
+    for i in range(64):
+        r = app.request("rollback")
+        assert r["ok"] and r["result"] == "rolled-back", (i, r)
+    # back to the state after the 6th update (B -> A, v4's code)
+    assert app.call(5) == 4005 and app.request("status")["build_id"] == A
+    assert app.request("rollback")["error"] == "history"
+
+
 def test_rollback_refuses_when_bundle_file_changed(app, build, tmp_path):
     v2 = make_bundle(build, tmp_path / "v2.psu")
     app.request(f"apply {v2}")
