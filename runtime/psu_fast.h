@@ -43,7 +43,15 @@
 #endif
 
 #define PSU_MODULE_SHIFT 56
+/* Module indices, the executable's (0) included: at most 256, the indices the
+ * slot word's top byte can hold.  Only the runtime's tests build with fewer,
+ * to reach the limit quickly. */
+#ifndef PSU_MAX_MODULES
 #define PSU_MAX_MODULES 256
+#endif
+#if PSU_MAX_MODULES > 256 || PSU_MAX_MODULES < 2
+#error "PSU_MAX_MODULES must be between 2 and 256"
+#endif
 #define PSU_CODE_MASK ((UINT64_C(1) << PSU_MODULE_SHIFT) - 1)
 
 /* Initial-exec TLS: one %fs-relative access.  Only a runtime built into a

@@ -46,7 +46,10 @@ def bundle_bytes(sections):
 def build(tmp_path_factory):
     """Builds the app and the code objects once for the module."""
     out = tmp_path_factory.mktemp("build")
-    objs = {"app": cbuild.build_executable([C / "app.c"], out / "app")}
+    objs = {"app": cbuild.build_executable([C / "app.c"], out / "app"),
+            # room for three bundle modules: the capacity limit within reach
+            "app_small": cbuild.build_executable([C / "app.c"], out / "app_small",
+                                                 flags=["-O2", "-DPSU_MAX_MODULES=4"])}
 
     def so(name, *defines, src="patch.c"):
         objs[name] = cbuild.build_shared([C / src], out / f"{name}.so",
@@ -342,6 +345,31 @@ def test_history_keeps_the_last_64_updates(app, build, tmp_path):
     # back to the state after the 6th update (B -> A, v4's code)
     assert app.call(5) == 4005 and app.request("status")["build_id"] == A
     assert app.request("rollback")["error"] == "history"
+
+
+def test_a_bundle_beyond_the_module_capacity_is_refused(build, tmp_path):
+    """Every module index held by a running call: the next bundle is refused
+    ("capacity"), the process keeps its version, and once the calls return the
+    indices are free again.  (Built with 4 indices, the executable's and 3.)"""
+    forth = make_bundle(build, tmp_path / "forth.psu")                          # A -> B, v2
+    back = make_bundle(build, tmp_path / "back.psu", "v4", B, A, "back")        # B -> A, v4
+    a = App(build["app_small"], tmp_path / "run")
+    try:
+        for ticket, bundle, version in ((1, forth, 2), (2, back, 4), (3, forth, 2)):
+            assert a.request(f"apply {bundle}")["result"] == "applied"
+            a.send(f"park {ticket}")
+            a.expect(f"parked v{version} {ticket}")
+        refused = a.request(f"apply {back}")
+        assert refused["ok"] is False and refused["error"] == "capacity", refused
+        assert a.call(5) == 2005
+        status = a.request("status")
+        assert status["build_id"] == B and status["updates"] == 3 and len(status["modules"]) == 4
+        a.send("release 3")
+        wait_for(lambda: len(a.request("status")["modules"]) == 2, "parked modules unloaded")
+        assert a.request(f"apply {back}")["result"] == "applied"
+        assert a.call(5) == 4005
+    finally:
+        a.stop()
 
 
 def test_rollback_refuses_when_bundle_file_changed(app, build, tmp_path):
