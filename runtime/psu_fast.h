@@ -95,29 +95,8 @@ void psu_thread_register(void);
 #define PSU_TEST_SLOT_READ(fn) ((void)0)
 #endif
 
-static inline __attribute__((always_inline)) uintptr_t
-psu_current(struct psu_function *fn)
-{
-    PSU_TEST_SLOT_READ(fn);
-    /* Acquire: the code a slot names was mapped before the slot was written. */
-    return atomic_load_explicit(&fn->current, memory_order_acquire);
-}
-
-/* The slot word of a function whose current version is the executable's own:
- * module 0, which is never unloaded, and no address -- that version is the
- * function's own body, so comparing the slot with this constant at its entry
- * is the whole fast path (docs/memory-ordering.md, "Calls that count
- * nothing"). */
-#define PSU_EXECUTABLE_VERSION ((uintptr_t)1)
-
-/* The entry check of each DSU function of the program: is the executable's
- * own version (the function's body) current?  A macro rather than a call of
- * psu_current, so that a debugger attributes the function's first
- * instructions -- and a breakpoint on the function -- to the user's file. */
-#define psu_executable_is_current(fn)                                         \
-    (PSU_TEST_SLOT_READ(fn), psu_slot_acquire(fn) == PSU_EXECUTABLE_VERSION)
-
-/* The check's acquire load.  On x86-64 (TSO: a load is never reordered with
+/* The acquire load of a slot (the code a slot names was mapped before the
+ * slot was written).  On x86-64 (TSO: a load is never reordered with
  * later loads or stores) an acquire load is a plain load that the compiler
  * may not move later accesses above: a volatile load and a compiler barrier,
  * as Linux's smp_load_acquire.  So written, gcc weighs the check as the load
@@ -136,6 +115,27 @@ psu_current(struct psu_function *fn)
 #else
 #define psu_slot_acquire(fn) atomic_load_explicit(&(fn)->current, memory_order_acquire)
 #endif
+
+static inline __attribute__((always_inline)) uintptr_t
+psu_current(struct psu_function *fn)
+{
+    PSU_TEST_SLOT_READ(fn);
+    return psu_slot_acquire(fn);
+}
+
+/* The slot word of a function whose current version is the executable's own:
+ * module 0, which is never unloaded, and no address -- that version is the
+ * function's own body, so comparing the slot with this constant at its entry
+ * is the whole fast path (docs/memory-ordering.md, "Calls that count
+ * nothing"). */
+#define PSU_EXECUTABLE_VERSION ((uintptr_t)1)
+
+/* The entry check of each DSU function of the program: is the executable's
+ * own version (the function's body) current?  A macro rather than a call of
+ * psu_current, so that a debugger attributes the function's first
+ * instructions -- and a breakpoint on the function -- to the user's file. */
+#define psu_executable_is_current(fn)                                         \
+    (PSU_TEST_SLOT_READ(fn), psu_slot_acquire(fn) == PSU_EXECUTABLE_VERSION)
 
 /* After the general path of a void DSU function.  In a function declared
  * noreturn (by _Noreturn or an attribute, on any of its declarations) control
@@ -190,7 +190,7 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
             /* Window 0: nothing published; updates may switch, scan and
              * unload meanwhile, but never this module (memory-ordering.md). */
             PSU_TEST_RACE_WINDOW();
-            return (struct psu_call){ (void *)(word & PSU_CODE_MASK), NULL };
+            return (struct psu_call){ psu_code(word), NULL };
         }
         /* Window 1: slot read, reference not yet published.  An update may
          * switch, scan and unload here; the re-check below is what saves us. */
@@ -213,7 +213,7 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
         uintptr_t again = atomic_load_explicit(&fn->current, memory_order_seq_cst);
 #endif
         if (__builtin_expect(again == word, 1))
-            return (struct psu_call){ (void *)(word & PSU_CODE_MASK), calls };
+            return (struct psu_call){ psu_code(word), calls };
         /* Switched under our feet: withdraw the reference and take the new one. */
         atomic_store_explicit(calls,
             atomic_load_explicit(calls, memory_order_relaxed) - 1,

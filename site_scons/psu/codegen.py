@@ -132,7 +132,7 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     first_line = body.count("\n") + 3
     redirected = []
     if role == "code":
-        called = set().union(*(f.callees for f in unit.functions)) if unit.functions else set()
+        called = set().union(*(f.callees for f in unit.functions))
         redirected = [{"name": name, "symbol": tramp_symbol(name)}
                       for name in sorted(called & set(program_functions))]
     trailer = render("unit_trailer.c.j2", unit=unit.path, role=role, functions=entries,
@@ -158,11 +158,11 @@ def _function_entry(function, role, plan):
     added = function.qualname in plan.added_functions
     if role == "program":
         # the executable's version is the definition itself, entered by every call
-        entry.update(kind="trampoline", own_impl=True,
+        entry.update(kind="trampoline",
                      general_head=function.head.replace("@NAME@", f"psu_general_{function.name}"))
     elif role == "state" and added:
         entry.update(kind="trampoline", record=record_symbol(function.qualname),
-                     record_static=False, initial="0", own_impl=False, general_head=entry["head"])
+                     record_static=False, initial="0", general_head=entry["head"])
     elif function.static:
         entry["kind"] = "forwarder"
     return entry

@@ -196,17 +196,15 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     code_objects, state_objects, carried = [], [], []
     switched = set(change_set.switched)
     # the running program's external DSU functions (those this patch adds are not there yet)
-    program_functions = set()
-    for path in (p for p, u in new["units"].items() if u["dsu"]):
-        dsu = manifest.dsu_names(by_path[path], config.exclude, config.direct_statics)
-        program_functions |= {f.name for f in by_path[path].functions
-                              if f.name in dsu and not f.static and f.qualname not in added_functions}
-    for path in sorted(p for p, u in new["units"].items() if u["dsu"]):
+    dsu_by_path = {path: manifest.dsu_names(by_path[path], config.exclude, config.direct_statics)
+                   for path, u in new["units"].items() if u["dsu"]}
+    program_functions = {f.name for path, dsu in dsu_by_path.items() for f in by_path[path].functions
+                         if f.name in dsu and not f.static and f.qualname not in added_functions}
+    for path, dsu in sorted(dsu_by_path.items()):
         unit = by_path[path]
         with open(os.path.join(root, path), encoding="utf-8",
                   errors="surrogateescape") as f:
             text = f.read()
-        dsu = manifest.dsu_names(unit, config.exclude, config.direct_statics)
         unit_carried = [f.qualname for f in unit.functions
                         if f.name in dsu and f.qualname not in switched]
         carried += unit_carried
