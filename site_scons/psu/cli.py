@@ -40,6 +40,8 @@ def _answer(arguments, answer):
 
 
 def command_apply(arguments):
+    if _fleet_arguments(arguments):
+        return command_fleet(arguments)
     from . import control
     path = os.path.abspath(arguments.bundle)
     if not os.path.isfile(path):
@@ -58,6 +60,8 @@ def command_apply(arguments):
 
 
 def command_rollback(arguments):
+    if _fleet_arguments(arguments):
+        return command_fleet(arguments)
     from . import control
     answer = control.request(arguments.target, "rollback")
     code = _answer(arguments, answer)
@@ -68,6 +72,8 @@ def command_rollback(arguments):
 
 
 def command_status(arguments):
+    if _fleet_arguments(arguments):
+        return command_fleet(arguments)
     from . import control
     answer = control.request(arguments.target, "status")
     code = _answer(arguments, answer)
@@ -81,6 +87,91 @@ def command_status(arguments):
             print(f"  {m['index']:>6}  {m['kind']:<10} {str(m.get('label')):<16} "
                   f"{m['functions_current']:>7} {m['active_calls']:>6}  {m['state']}")
     return code
+
+
+def _add_fleet_options(sub):
+    sub.add_argument("--all", action="store_true", dest="all_processes",
+                     help="every DSU process of this user (of --program); one result each")
+    sub.add_argument("--program", help="with --all: only processes of this program")
+    sub.add_argument("--check", action="store_true",
+                     help="with --all: say what would change, change nothing")
+
+
+def _fleet_arguments(arguments):
+    """True for the --all form; usage errors for options that need the other form."""
+    if arguments.all_processes:
+        return True
+    if arguments.program or arguments.check:
+        raise UsageError(f"psu {arguments.command}: --program and --check go with --all")
+    if arguments.target is None:
+        raise UsageError(f"psu {arguments.command}: name a process (PID or socket), or use --all")
+    return False
+
+
+# `psu apply|rollback --all` exit code when nothing failed but some processes
+# run another version: they were left alone, so not every process is at the target.
+EXIT_SKIPPED = 9
+FLEET_VERBS = {"applied": "applied", "rolled-back": "rolled back", "already": "already at",
+               "would-apply": "would apply", "would-roll-back": "would roll back",
+               "nothing": "nothing to roll back", "skipped": "skipped", "failed": "FAILED",
+               "gone": "exited", "running": "runs"}
+
+
+def command_fleet(arguments):
+    """`psu apply|status|rollback --all`: every process of a program on this host."""
+    from . import fleet
+    if arguments.command == "apply":
+        if arguments.target is not None:
+            raise UsageError("psu apply --all takes the bundle only, no process")
+        report = fleet.apply_all(arguments.bundle, arguments.program, check=arguments.check)
+    elif arguments.command == "rollback":
+        report = fleet.rollback_all(arguments.target, arguments.program, check=arguments.check)
+    else:
+        if arguments.target is not None:
+            raise UsageError("psu status --all takes no process")
+        report = fleet.status_all(arguments.program)
+    if arguments.json:
+        _print_json(report.to_json())
+    else:
+        _print_fleet(report)
+    for row in report.failed:
+        if row.error in ("unreachable", "not-ours") or not row.error:
+            return EXIT_UNREACHABLE
+        return EXIT_BY_ERROR_CLASS.get(row.error, 1)
+    return EXIT_SKIPPED if report.skipped else EXIT_OK
+
+
+def _short(build_id):
+    return str(build_id)[:12] if build_id else "?"
+
+
+def _print_fleet(report):
+    what = f"processes of {report.program}" if report.program else "DSU processes"
+    if not report.processes:
+        print(f"psu: no {what} of yours (looked in {report.runtime_dir})")
+        return
+    for row in report.processes:
+        verb = FLEET_VERBS.get(row.result, row.result)
+        line = f"{row.pid:>8}  {row.program or '?':<12} {verb:<16} "
+        if row.result in ("applied", "rolled-back", "would-apply", "would-roll-back"):
+            line += (f"{row.from_label} {_short(row.from_build_id)} -> "
+                     f"{row.to_label} {_short(row.to_build_id)}")
+        elif row.result == "failed":
+            line += f"({row.error}) {row.message}"
+        elif row.result in ("running", "already"):
+            line += f"{row.from_label} {_short(row.from_build_id)}"
+        else:
+            line += row.message
+        print(line.rstrip())
+    counts = ", ".join(f"{n} {FLEET_VERBS.get(r, r)}" for r, n in sorted(report.summary().items()))
+    if report.action == "status":
+        print(f"psu: {len(report.processes)} {what}")
+    elif report.changed:
+        print(f"psu: {counts}" + (" (check: nothing was changed)" if report.check else ""))
+    else:
+        print(f"psu: nothing changed ({counts})")
+    if report.skipped:
+        print(f"psu: {len(report.skipped)} process(es) run another version and were left alone")
 
 
 def command_ps(arguments):
@@ -254,16 +345,23 @@ def parser():
         sub.set_defaults(function=function)
         return sub
 
-    sub = add("apply", command_apply, "load an update bundle into a running DSU process")
-    sub.add_argument("target", help="process id, or the path of its control socket")
+    sub = add("apply", command_apply, "load an update bundle into a running DSU process "
+              "(--all: into every process of its program running the bundle's base)")
+    sub.add_argument("target", metavar="PID|SOCKET", nargs="?",
+                     help="process id, or the path of its control socket (not with --all)")
     sub.add_argument("bundle", help="the .psu bundle")
     sub.add_argument("--json", action="store_true", help="print the process's answer as JSON")
+    _add_fleet_options(sub)
     sub = add("status", command_status, "version, loaded modules and active calls of a DSU process")
-    sub.add_argument("target")
+    sub.add_argument("target", metavar="PID|SOCKET", nargs="?")
     sub.add_argument("--json", action="store_true")
-    sub = add("rollback", command_rollback, "return a DSU process to its previous version")
-    sub.add_argument("target")
+    _add_fleet_options(sub)
+    sub = add("rollback", command_rollback, "return a DSU process to its previous version "
+              "(--all BUNDLE: undo that bundle on every process it updated)")
+    sub.add_argument("target", metavar="PID|SOCKET|BUNDLE", nargs="?",
+                     help="process id or socket; with --all, optionally the bundle to undo")
     sub.add_argument("--json", action="store_true")
+    _add_fleet_options(sub)
     sub = add("ps", command_ps, "list the DSU processes of this user")
     sub.add_argument("--json", action="store_true")
     sub = add("inspect", command_inspect, "describe a bundle, or a program built by psu")
