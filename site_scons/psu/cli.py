@@ -40,8 +40,6 @@ def _answer(arguments, answer):
 
 
 def command_apply(arguments):
-    if _fleet_arguments(arguments):
-        return command_fleet(arguments)
     from . import control
     path = os.path.abspath(arguments.bundle)
     if not os.path.isfile(path):
@@ -60,8 +58,6 @@ def command_apply(arguments):
 
 
 def command_rollback(arguments):
-    if _fleet_arguments(arguments):
-        return command_fleet(arguments)
     from . import control
     answer = control.request(arguments.target, "rollback")
     code = _answer(arguments, answer)
@@ -72,8 +68,6 @@ def command_rollback(arguments):
 
 
 def command_status(arguments):
-    if _fleet_arguments(arguments):
-        return command_fleet(arguments)
     from . import control
     answer = control.request(arguments.target, "status")
     code = _answer(arguments, answer)
@@ -89,25 +83,6 @@ def command_status(arguments):
     return code
 
 
-def _add_fleet_options(sub):
-    sub.add_argument("--all", action="store_true", dest="all_processes",
-                     help="every DSU process of this user (of --program); one result each")
-    sub.add_argument("--program", help="with --all: only processes of this program")
-    sub.add_argument("--check", action="store_true",
-                     help="with --all: say what would change, change nothing")
-
-
-def _fleet_arguments(arguments):
-    """True for the --all form; usage errors for options that need the other form."""
-    if arguments.all_processes:
-        return True
-    if arguments.program or arguments.check:
-        raise UsageError(f"psu {arguments.command}: --program and --check go with --all")
-    if arguments.target is None:
-        raise UsageError(f"psu {arguments.command}: name a process (PID or socket), or use --all")
-    return False
-
-
 # `psu apply|rollback --all` exit code when nothing failed but some processes
 # run another version: they were left alone, so not every process is at the target.
 EXIT_SKIPPED = 9
@@ -121,14 +96,10 @@ def command_fleet(arguments):
     """`psu apply|status|rollback --all`: every process of a program on this host."""
     from . import fleet
     if arguments.command == "apply":
-        if arguments.target is not None:
-            raise UsageError("psu apply --all takes the bundle only, no process")
         report = fleet.apply_all(arguments.bundle, arguments.program, check=arguments.check)
     elif arguments.command == "rollback":
-        report = fleet.rollback_all(arguments.target, arguments.program, check=arguments.check)
+        report = fleet.rollback_all(arguments.bundle, arguments.program, check=arguments.check)
     else:
-        if arguments.target is not None:
-            raise UsageError("psu status --all takes no process")
         report = fleet.status_all(arguments.program)
     if arguments.json:
         _print_json(report.to_json())
@@ -346,22 +317,18 @@ def parser():
         return sub
 
     sub = add("apply", command_apply, "load an update bundle into a running DSU process "
-              "(--all: into every process of its program running the bundle's base)")
-    sub.add_argument("target", metavar="PID|SOCKET", nargs="?",
-                     help="process id, or the path of its control socket (not with --all)")
+              "(psu apply --all BUNDLE: every process of its program)")
+    sub.add_argument("target", help="process id, or the path of its control socket")
     sub.add_argument("bundle", help="the .psu bundle")
     sub.add_argument("--json", action="store_true", help="print the process's answer as JSON")
-    _add_fleet_options(sub)
-    sub = add("status", command_status, "version, loaded modules and active calls of a DSU process")
-    sub.add_argument("target", metavar="PID|SOCKET", nargs="?")
+    sub = add("status", command_status, "version, loaded modules and active calls of a DSU process "
+              "(psu status --all: every process)")
+    sub.add_argument("target")
     sub.add_argument("--json", action="store_true")
-    _add_fleet_options(sub)
     sub = add("rollback", command_rollback, "return a DSU process to its previous version "
-              "(--all BUNDLE: undo that bundle on every process it updated)")
-    sub.add_argument("target", metavar="PID|SOCKET|BUNDLE", nargs="?",
-                     help="process id or socket; with --all, optionally the bundle to undo")
+              "(psu rollback --all [BUNDLE]: every process)")
+    sub.add_argument("target")
     sub.add_argument("--json", action="store_true")
-    _add_fleet_options(sub)
     sub = add("ps", command_ps, "list the DSU processes of this user")
     sub.add_argument("--json", action="store_true")
     sub = add("inspect", command_inspect, "describe a bundle, or a program built by psu")
@@ -420,12 +387,42 @@ def parser():
     return top
 
 
+def fleet_parser():
+    """`psu apply|status|rollback --all ...`: a parser of its own, so the one-process
+    forms keep their required PID and options may go anywhere in both."""
+    top = argparse.ArgumentParser(prog="psu", description="Every DSU process of a program on "
+                                  "this host, one result each (docs/operations.md, Fleets).")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    for name, bundle_help in (("apply", "the .psu bundle; processes running its base get it"),
+                              ("status", None),
+                              ("rollback", "undo this bundle where it was applied (without: "
+                                           "every process goes back one update)")):
+        sub = commands.add_parser(name, help=f"psu {name} on every process")
+        sub.set_defaults(function=command_fleet)
+        sub.add_argument("--all", action="store_true", required=True,
+                         help="every DSU process of this user (of --program)")
+        sub.add_argument("--program", help="only processes of this program (default: the "
+                                           "bundle's)")
+        sub.add_argument("--json", action="store_true", help="one JSON report")
+        if name == "apply":
+            sub.add_argument("bundle")
+        elif name == "rollback":
+            sub.add_argument("bundle", nargs="?", help=bundle_help)
+        if name != "status":
+            sub.add_argument("--check", action="store_true",
+                             help="say what would change, change nothing")
+        else:
+            sub.set_defaults(check=False, bundle=None)
+    return top
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     # compile flags follow `--` verbatim (they look like options to argparse)
     flags = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv
-    arguments = parser().parse_args(argv)
+    fleet_form = argv[:1] in (["apply"], ["status"], ["rollback"]) and "--all" in argv
+    arguments = (fleet_parser() if fleet_form else parser()).parse_args(argv)
     arguments.flags = flags
     if not getattr(arguments, "function", None):
         parser().print_help()
