@@ -285,6 +285,7 @@ class Load:
         return self.lines[-1]
 
 
+@pytest.mark.slow          # two playbook runs over three hosts under load: a minute or more
 def test_playbook_updates_every_process_of_every_host_under_load(kvd, hosts, tmp_path):
     fleet = [hosts(f"h{i}", 2) for i in (1, 2)]
     elsewhere = hosts("h3", 2, at=V1_V3)         # runs another version: reported, untouched
