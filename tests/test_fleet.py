@@ -324,26 +324,32 @@ def test_playbook_updates_every_process_of_every_host_under_load(kvd, hosts, tmp
 
 
 def test_a_failing_health_check_rolls_its_batch_back_and_stops_the_rollout(kvd, hosts, tmp_path):
-    fleet = [hosts(f"h{i}", 2) for i in (1, 2, 3)]
+    fleet = [hosts(f"h{i}", 2) for i in (1, 2, 3, 4)]
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))                # a port nothing answers on, for h2's check
     dead_port = closed.getsockname()[1]
     closed.close()
-    ansible = Ansible(tmp_path / "ansible", fleet,
-                      {"h1": {"kvd_expect": "v2"}, "h3": {"kvd_expect": "v2"},
-                       "h2": {"kvd_expect": "v2", "kvd_ports": fleet[1].ports + [dead_port]}})
+    host_vars = {h.name: {"kvd_expect": "v2"} for h in fleet}
+    host_vars["h2"]["kvd_ports"] = fleet[1].ports + [dead_port]
+    ansible = Ansible(tmp_path / "ansible", fleet, host_vars)
     done = ansible.playbook("psu.live.rollout", "-e",
                             f"psu_bundle_src={kvd.bundle('kvd', *V1_V2)}", "-e",
-                            json.dumps({"psu_serial": 1,
+                            json.dumps({"psu_serial": [1, 2],
                                         "psu_health_check": health_check(tmp_path)}))
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"port {dead_port}" in done.stdout and "unhealthy after the update" in done.stdout
-    h1, h2, h3 = fleet
-    assert h1.versions_served() == ["v2", "v2"]         # an earlier batch keeps the update
-    assert h2.versions_served() == ["v1", "v1"]         # the failing batch was rolled back
-    assert sorted(h2.status().values()) == [("v1", 1), ("v1", 1)]
-    assert sorted(h3.status().values()) == [("v1", 0), ("v1", 0)]   # never reached
-    assert "h3" not in recap(done.stdout)
+    failures = {line.split("]")[0].split("[")[1]: line for line in done.stdout.splitlines()
+                if line.startswith("fatal: [")}
+    assert sorted(failures) == ["h2", "h3"]
+    assert "unhealthy after the update" in failures["h2"] and f"port {dead_port}" in failures["h2"]
+    assert "healthy, but its batch failed" in failures["h3"]
+    assert "rollback: 2 rolled-back" in failures["h3"]
+    h1, h2, h3, h4 = fleet
+    assert h1.versions_served() == ["v2", "v2"]         # the canary keeps the update
+    for host in (h2, h3):                               # the failing batch is rolled back
+        assert host.versions_served() == ["v1", "v1"]
+        assert sorted(host.status().values()) == [("v1", 1), ("v1", 1)]
+    assert sorted(h4.status().values()) == [("v1", 0), ("v1", 0)]   # the rollout stopped
+    assert "h4" not in recap(done.stdout)
 
 
 MODULES_PLAYBOOK = """\
