@@ -424,3 +424,16 @@ def test_modules_check_diff_and_failures_carry_psus_error_class(kvd, hosts, tmp_
     assert rolled["changed"] and rolled["summary"] == {"rolled-back": 2}
     assert host.versions_served() == ["v1", "v1"]
     assert placed.read_bytes() == kvd.bundle("kvd", *V1_V2).read_bytes()
+
+
+def test_module_documentation_parses(tmp_path):
+    """ansible-doc reads each module's DOCUMENTATION, EXAMPLES and RETURN (YAML)."""
+    ansible = Ansible(tmp_path / "ansible", [])
+    modules = ["psu.live.psu_apply", "psu.live.psu_status", "psu.live.psu_rollback"]
+    done = run([_ansible_tool("ansible-doc"), "--json", *modules], ansible.folder,
+               env=ansible.env, check=False)
+    assert done.returncode == 0, done.stderr
+    docs = json.loads(done.stdout)
+    for name in modules:
+        assert docs[name]["doc"]["options"] and docs[name]["return"], name
+        assert docs[name]["doc"]["attributes"]["check_mode"]["support"] == "full"

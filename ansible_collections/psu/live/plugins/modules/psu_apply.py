@@ -22,7 +22,7 @@ options:
   bundle:
     description:
       - Path of the bundle on the managed host. It must stay there while processes
-        run its code: a rollback may reload it (the file must keep its checksum).
+        run its code, since a rollback may reload it (the file must keep its checksum).
     type: path
     required: true
   src:
@@ -65,20 +65,49 @@ processes:
   type: list
   elements: dict
   contains:
-    pid: {description: process id, type: int}
-    program: {description: program name, type: str}
-    result:
-      description: applied, already, would-apply (check mode), skipped (another version), failed, gone (exited)
+    pid:
+      description: Process id.
+      type: int
+    program:
+      description: Program name.
       type: str
-    from: {description: build id it ran when looked at, type: str}
-    to: {description: build id it runs now (or would), type: str}
-    error: {description: psu's error class when it failed (base, load, link, transform, unreachable, ...), type: str}
-    message: {description: psu's message, type: str}
-summary: {description: number of processes per result, returned: always, type: dict}
-complete: {description: every process is at the bundle's target, returned: always, type: bool}
-bundle: {description: program, base and target of the bundle, returned: always, type: dict}
-copied: {description: the bundle was copied to the host (or would be, in check mode), returned: always, type: bool}
-error_class: {description: psu's error class of the first failure, returned: failure, type: str}
+    result:
+      description: >-
+        applied, already, would-apply (check mode), skipped (another version),
+        failed, gone (exited meanwhile).
+      type: str
+    from:
+      description: Build id it ran when looked at (C(from_label) its label).
+      type: str
+    to:
+      description: Build id it runs now, or would (C(to_label) its label).
+      type: str
+    error:
+      description: psu's error class when it failed (base, load, link, transform, unreachable, ...).
+      type: str
+    message:
+      description: psu's message.
+      type: str
+summary:
+  description: Number of processes per result.
+  returned: always
+  type: dict
+complete:
+  description: Every process is at the bundle's target.
+  returned: always
+  type: bool
+bundle:
+  description: Path, checksum, program, base and target of the bundle.
+  returned: always
+  type: dict
+copied:
+  description: The bundle was copied to the host (or would be, in check mode).
+  returned: always
+  type: bool
+error_class:
+  description: psu's error class of the first failure (or skipped, bundle, usage).
+  returned: failure
+  type: str
 """
 
 import hashlib

@@ -49,8 +49,14 @@ processes:
   returned: always
   type: list
   elements: dict
-summary: {description: number of processes per result, returned: always, type: dict}
-error_class: {description: psu's error class of the first failure, returned: failure, type: str}
+summary:
+  description: Number of processes per result.
+  returned: always
+  type: dict
+error_class:
+  description: psu's error class of the first failure.
+  returned: failure
+  type: str
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -38,7 +38,10 @@ processes:
   returned: always
   type: list
   elements: dict
-versions: {description: labels running on this host and how many processes run each, returned: always, type: dict}
+versions:
+  description: Labels running on this host and how many processes run each.
+  returned: always
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
