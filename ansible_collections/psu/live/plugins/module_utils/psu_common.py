@@ -13,7 +13,8 @@ COMMON_OPTIONS = dict(
 
 
 def load_fleet(module):
-    """psu.fleet and psu.errors from the host's `psu` package, or fail saying where to install it."""
+    """psu.fleet and psu.errors from the host's `psu` package, or fail saying where to
+    install it."""
     if module.params.get("runtime_dir"):
         # the psu client reads the runtime folder from the environment, as the C runtime does
         os.environ["PSU_RUNTIME_DIR"] = module.params["runtime_dir"]
@@ -31,7 +32,8 @@ def fail_on_error(module, error):
     """A typed psu error (bad bundle, wrong program) as a task failure."""
     name = type(error).__name__
     error_class = {"BundleError": "bundle", "UsageError": "usage",
-                   "ControlError": getattr(error, "error_class", None) or "unreachable"}.get(name, "psu")
+                   "ControlError": getattr(error, "error_class", None) or "unreachable"
+                   }.get(name, "psu")
     module.fail_json(msg=getattr(error, "message", str(error)), error_class=error_class)
 
 
@@ -56,7 +58,8 @@ def process_lines(report, after):
 
 
 def diff_of(report, with_report):
-    """Diff mode: the versions of the processes before and after, then the bundle's change report."""
+    """Diff mode: the versions of the processes before and after, then the bundle's
+    change report."""
     diffs = [{"before_header": "processes (%s)" % report.runtime_dir,
               "after_header": "processes (%s)" % report.runtime_dir,
               "before": process_lines(report, after=False),
@@ -90,7 +93,8 @@ def finish(module, report, fail_on_skipped=False, copied=False, extra=None):
         module.fail_json(**result)
     if report.skipped and fail_on_skipped:
         result["error_class"] = "skipped"
-        result["msg"] = "%d process(es) run another version and were left alone" % len(report.skipped)
+        result["msg"] = ("%d process(es) run another version and were left alone"
+                         % len(report.skipped))
         module.fail_json(**result)
     counts = ", ".join("%d %s" % (n, r) for r, n in sorted(report.summary().items()))
     result["msg"] = counts or "no processes"

@@ -164,7 +164,7 @@ def main():
         report = fleet.apply_all(planned_from, module.params["program"], check=module.check_mode)
     except errors.PsuError as error:
         fail_on_error(module, error)
-    report.bundle.path = bundle        # where it lives on the host, even when planned from the upload
+    report.bundle.path = bundle     # where it lives on the host, even if planned from the upload
     finish(module, report, fail_on_skipped=module.params["fail_on_skipped"], copied=copied,
            extra=dict(copied=copied))
 

@@ -45,7 +45,9 @@ EXAMPLES = r"""
 
 RETURN = r"""
 processes:
-  description: One entry per process (result rolled-back, already, would-roll-back, nothing, skipped, failed, gone).
+  description: >-
+    One entry per process (result rolled-back, already, would-roll-back, nothing,
+    skipped, failed, gone).
   returned: always
   type: list
   elements: dict
