@@ -130,12 +130,22 @@ def test_apply_all_updates_processes_at_the_base_and_leaves_others_alone(kvd, ho
     assert wait_until(lambda: not other.socket.exists())
     assert host.psu("apply", "--all", "--program", "kvd", bundle).returncode == 0
 
+    checked = json.loads(host.psu("rollback", "--all", "--check", "--json", bundle).stdout)
+    assert [p["result"] for p in checked["processes"]] == ["would-roll-back"] * 3
+    assert host.versions_served() == ["v2", "v2", "v2"]
     rolled = json.loads(host.psu("rollback", "--all", "--json", bundle).stdout)
     assert [p["result"] for p in rolled["processes"]] == ["rolled-back"] * 3
     assert all(p["to_label"] == "v1" for p in rolled["processes"])
     assert host.versions_served() == ["v1", "v1", "v1"]
     again = host.psu("rollback", "--all", bundle)
     assert again.returncode == 0 and "nothing changed (3 already at)" in again.stdout
+
+    # without a bundle: one update back wherever there is one
+    assert host.psu("apply", host.servers[0].pid, bundle).returncode == 0
+    stepped = json.loads(host.psu("rollback", "--all", "--json").stdout)
+    assert sorted(p["result"] for p in stepped["processes"]) == ["nothing", "nothing", "rolled-back"]
+    assert host.versions_served() == ["v1", "v1", "v1"]
+    assert "nothing changed (3 nothing to roll back)" in host.psu("rollback", "--all").stdout
 
 
 def test_apply_all_reports_each_failure_by_class_and_still_updates_the_rest(kvd, hosts, tmp_path):
