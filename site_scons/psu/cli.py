@@ -105,10 +105,11 @@ def command_fleet(arguments):
         _print_json(report.to_json())
     else:
         _print_fleet(report)
-    for row in report.failed:
-        if row.error in ("unreachable", "not-ours") or not row.error:
+    if report.failed:           # the first failure's code, as for one process
+        error = report.failed[0].error
+        if error in ("unreachable", "not-ours") or not error:
             return EXIT_UNREACHABLE
-        return EXIT_BY_ERROR_CLASS.get(row.error, 1)
+        return EXIT_BY_ERROR_CLASS.get(error, 1)
     return EXIT_SKIPPED if report.skipped else EXIT_OK
 
 
