@@ -124,6 +124,9 @@ def test_apply_all_updates_processes_at_the_base_and_leaves_others_alone(kvd, ho
     assert "psu: nothing changed (3 already at, 1 skipped)" in again.stdout
     assert "1 process(es) run another version and were left alone" in again.stdout
     assert sorted(host.status().values()) == [("v2", 1)] * 3 + [("v3", 1)]
+    listed = host.psu("status", "--all", "--program", "kvd")
+    assert listed.returncode == 0 and "psu: 4 processes of kvd" in listed.stdout
+    assert f"{other.pid}  kvd          runs             v3 " in listed.stdout
 
     # the program alone, without the v3 process, reaches the target: exit 0
     other.stop()
