@@ -176,6 +176,20 @@ def test_apply_all_reports_each_failure_by_class_and_still_updates_the_rest(kvd,
     assert sorted(rows[s.pid]["result"] for s in host.servers) == ["applied", "applied"]
     assert host.versions_served() == ["v2", "v2"]
     stuck.close()
+    os.unlink(host.runtime_dir / f"{os.getpid()}.sock")
+
+    # undoing v2 -> v3: only where v3 came from v2
+    direct = host.start(1, at=V1_V3).servers[-1]              # v3 straight from v1
+    stepped = host.servers[0]
+    assert stepped.psu("apply", stepped.pid, kvd.bundle("kvd", *V2_V3)).returncode == 0
+    undone = host.psu("rollback", "--all", "--json", kvd.bundle("kvd", *V2_V3))
+    rows = {p["pid"]: p for p in json.loads(undone.stdout)["processes"]}
+    assert undone.returncode == 9
+    assert rows[stepped.pid]["result"] == "rolled-back" and rows[stepped.pid]["to_label"] == "v2"
+    assert rows[host.servers[1].pid]["result"] == "already"
+    assert rows[direct.pid]["result"] == "skipped"
+    assert "reached v3 from v1, not from the bundle's base v2" in rows[direct.pid]["message"]
+    assert host.versions_served() == ["v2", "v2", "v3"]
 
     wrong = host.psu("apply", "--all", "--program", "other", kvd.bundle("kvd", *V1_V2))
     assert wrong.returncode == 2 and "bundle is for program 'kvd', not 'other'" in wrong.stderr
