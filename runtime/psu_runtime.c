@@ -313,7 +313,7 @@ static void records_after_fork(void)
  *     glibc; checked at start-up), lies on this thread's own stack [lo, hi)
  *     (known for the main thread and for threads made by pthread_create);
  *   - if the current stack pointer S is on that stack too, the frames in
- *     [S, T) are discarded: a count whose outermost frame lies there goes;
+ *     [S, T] are discarded: a count whose outermost frame lies there goes;
  *   - if S is elsewhere (a signal's alternate stack, a coroutine's), every
  *     frame of this thread's stack below T is dead once the jump lands.
  * Anything else (target on another stack: a coroutine switch by longjmp;
@@ -379,8 +379,10 @@ static void release_skipped_calls(const struct __jmp_buf_tag *env)
     for (unsigned m = 1; m < PSU_MAX_MODULES; m++) {
         if (atomic_load_explicit(&self->calls[m], memory_order_relaxed) == 0)
             continue;
+        /* sp == target: the counted call was made (inlined) by the very
+         * frame that called setjmp; the jump abandons it all the same. */
         uintptr_t sp = self->sp[m];
-        if (sp >= from && sp < target)
+        if (sp >= from && sp <= target)
             /* Release: pairs with the scan's acquire load, as psu_leave. */
             atomic_store_explicit(&self->calls[m], 0, memory_order_release);
     }

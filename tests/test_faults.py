@@ -227,7 +227,7 @@ def test_a_fork_child_does_not_keep_a_served_connection(start, build, tmp_path):
     forth, _ = forth_and_back(build, tmp_path)
     with connect(a) as s:
         s.sendall(b"apply ")                      # the update thread holds this connection
-        wait_for(lambda: a.request("ping")["ok"], "the update thread serves others")
+        time.sleep(0.5)                           # (accepted by now: the fork copies it)
         a.send("fork 3")                          # children that outlive the request
         a.expect("forked 3")
         s.sendall(f"{forth}\n".encode())
@@ -343,19 +343,22 @@ def test_non_utf8_label_is_escaped(start, build, tmp_path):
 def test_the_socket_appears_only_when_it_listens_with_mode_0600(build, tmp_path):
     run = tmp_path / "run"
     run.mkdir(mode=0o700)
-    for i in range(10):
+    for i in range(20):
         proc = subprocess.Popen([str(build["faults"])], stdin=subprocess.PIPE,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 env=dict(os.environ, PSU_RUNTIME_DIR=str(run), **SANITIZER_ENV))
-        path = run / f"{proc.pid}.sock"
+        path = str(run / f"{proc.pid}.sock")
         try:
             end = time.monotonic() + DEADLINE
-            while not path.exists():
-                assert time.monotonic() < end, "no socket"
-            mode = stat.S_IMODE(os.lstat(path).st_mode)
+            while True:                              # the first moment the name exists
+                try:
+                    mode = stat.S_IMODE(os.lstat(path).st_mode)
+                    break
+                except FileNotFoundError:
+                    assert time.monotonic() < end, "no socket"
             with socket.socket(socket.AF_UNIX) as s:
-                s.connect(str(path))                 # refused before the fix
-            assert mode == 0o600, oct(mode)
+                s.connect(path)                      # refused before the fix, sometimes
+            assert mode == 0o600, oct(mode)          # 0755 before the fix, mostly
         finally:
             proc.communicate(b"quit\n", timeout=DEADLINE)
 
