@@ -40,7 +40,7 @@ SANITIZER_FLAGS = {
 }
 if SANITIZE not in SANITIZER_FLAGS:
     raise RuntimeError(f"PSU_SANITIZE={SANITIZE!r}: expected thread or address")
-SANITIZER_ENV = {"TSAN_OPTIONS": "halt_on_error=1 exitcode=66 report_signal_unsafe=0",
+SANITIZER_ENV = {"TSAN_OPTIONS": "halt_on_error=1 exitcode=66 die_after_fork=0",
                  "ASAN_OPTIONS": "detect_leaks=0 halt_on_error=1 exitcode=66 "
                                  "detect_stack_use_after_return=0",
                  "UBSAN_OPTIONS": "halt_on_error=1 exitcode=66 print_stacktrace=1"}
@@ -484,3 +484,26 @@ def test_mutated_bundles_are_refused_and_the_process_is_unchanged(start, build, 
             assert a.request("rollback")["ok"]
     status = a.request("status")
     assert status["build_id"] == A and a.call(4) == 1004
+
+
+# ---- a quick sanitizer run in the default suite ------------------------------------
+
+@pytest.mark.skipif(SANITIZE != "", reason="the whole suite runs under a sanitizer")
+def test_signals_and_longjmp_under_thread_sanitizer(build, tmp_path):
+    """Registration from handlers, exits and jumps racing updates, under
+    ThreadSanitizer (the whole suite: PSU_SANITIZE=thread)."""
+    exe = cbuild.build_executable([C / "faults.c"], tmp_path / "faults_tsan",
+                                  flags=SANITIZER_FLAGS["thread"] + [HOOK])
+    forth, back = forth_and_back(build, tmp_path)
+    a = Faults(exe, tmp_path / "run", SANITIZER_ENV)
+    try:
+        for i in range(20):
+            assert a.request(f"apply {forth if i % 2 == 0 else back}")["result"] == "applied"
+            a.send(f"jump 2 {i % 4}")
+            a.expect("jumped 2")
+        a.send("storm 6 100")
+        assert a.expect("storm ").split()[2] == "0"
+        wait_for(lambda: a.request("status")["unloaded"] >= 19, "old modules unloaded")
+    finally:
+        stderr = a.stop()
+    assert "ThreadSanitizer" not in stderr, stderr
