@@ -236,6 +236,41 @@ def test_a_fork_child_does_not_keep_a_served_connection(start, build, tmp_path):
     assert answer["result"] == "applied", answer
 
 
+def test_fork_exec_and_exit_racing_applies(start, build, tmp_path):
+    """Children forked and exec'd while updates apply: every apply answered;
+    then the process exits while an apply may be in flight, cleanly."""
+    forth, back = forth_and_back(build, tmp_path)
+    a = start()
+    a.wait_socket()
+    results = []
+
+    def updates(count):
+        for i in range(count):
+            try:
+                with socket.socket(socket.AF_UNIX) as s:      # no wait for the socket
+                    s.settimeout(DEADLINE)
+                    s.connect(str(a.socket))
+                    s.sendall(f"apply {back if i % 2 else forth}\n".encode())
+                    results.append(json.loads(read_answer(s)).get("result"))
+            except (OSError, ValueError, AssertionError):
+                results.append("gone")       # only once the process has exited
+                return
+    updater = threading.Thread(target=updates, args=(30,))
+    updater.start()
+    a.send("forkexec 40")
+    assert a.expect("execed ") == "execed 40"
+    updater.join(timeout=DEADLINE)
+    assert results == ["applied"] * 30, results
+    results.clear()
+    updater = threading.Thread(target=updates, args=(200,))
+    updater.start()
+    wait_for(lambda: len(results) >= 3, "applies under way")
+    a.send("quit")
+    assert a.proc.wait(timeout=DEADLINE) == 0
+    updater.join(timeout=DEADLINE)
+    assert set(results) <= {"applied", "gone"}, results
+
+
 # ---- 4. a bundle path that would block ----------------------------------------
 
 def test_fifo_directory_and_device_paths_are_refused_without_blocking(start, tmp_path):

@@ -25,6 +25,8 @@
  *   mainjump          -> a longjmp on the main stack (coroutine suspended)
  *   fork N            -> N children that _exit once the parent has exited:
  *                        "forked N"
+ *   forkexec N        -> N children that exec true, one after the other,
+ *                        each waited for: "execed N" (how many exited 0)
  *   quit
  */
 #define _GNU_SOURCE
@@ -35,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <ucontext.h>
 #include <unistd.h>
 
@@ -242,6 +245,20 @@ int main(void)
                 }
             }
             printf("forked %d\n", n);
+        } else if (sscanf(line, "forkexec %d", &n) == 1) {
+            int ok = 0;
+            for (int i = 0; i < n; i++) {
+                pid_t pid = fork();
+                if (pid == 0) {
+                    execlp("true", "true", (char *)NULL);
+                    _exit(127);
+                }
+                int status;
+                if (pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+                    WEXITSTATUS(status) == 0)
+                    ok++;
+            }
+            printf("execed %d\n", ok);
         } else if (strncmp(line, "quit", 4) == 0) {
             break;
         }
