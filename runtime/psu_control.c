@@ -30,7 +30,8 @@
 #define REQUEST_MAX 4096
 /* Requests read at once; more connections wait in the listen backlog. */
 #define MAX_CLIENTS 16
-/* One deadline per request: from accept to the last byte of the answer. */
+/* One deadline per request line: from accept to its last byte (and as long
+ * again to send the answer). */
 #define REQUEST_MS 5000
 
 /* Written by the thread that starts the update thread (constructor or fork
@@ -258,10 +259,11 @@ static void client_close(struct client *c)
     psu_unlock(&psu_client_lock);
 }
 
-/* Sends the answer within the request's deadline, then closes.  A client
- * that does not read its answer is dropped at the deadline. */
+/* Sends the answer, then closes.  A client that does not read its answer is
+ * dropped after REQUEST_MS (counted afresh: an apply may have taken long). */
 static void client_answer(struct client *c, struct text *answer)
 {
+    c->deadline_ms = now_ms() + REQUEST_MS;
     text_add(answer, "\n");
     const char *p = answer->p;
     size_t n = answer->len;
@@ -509,7 +511,10 @@ static void *update_thread(void *arg)
                 continue;
             }
             if (c->deadline_ms <= now) {
-                client_refuse(c, "no complete request line within %d s", REQUEST_MS / 1000);
+                /* What arrived while other requests ran still counts. */
+                client_read(c);
+                if (c->fd >= 0)
+                    client_refuse(c, "no complete request line within %d s", REQUEST_MS / 1000);
                 room = true;
                 continue;
             }
