@@ -396,14 +396,19 @@ static void *next_symbol(const char *name)
     return p;
 }
 
+/* _longjmp and __longjmp_chk are glibc's; a C library without them never
+ * has callers of them but our own definitions: longjmp does their job. */
 static void resolve_interposed(void)
 {
     if (!real_longjmp) {
-        real_longjmp = (jump_fn)next_symbol("longjmp");
-        real__longjmp = (jump_fn)next_symbol("_longjmp");
-        real_siglongjmp = (jump_fn)next_symbol("siglongjmp");
-        real_longjmp_chk = (jump_fn)next_symbol("__longjmp_chk");
         real_pthread_create = (create_fn)next_symbol("pthread_create");
+        real_siglongjmp = (jump_fn)next_symbol("siglongjmp");
+        jump_fn plain = (jump_fn)next_symbol("longjmp");
+        void *p = dlsym(RTLD_NEXT, "_longjmp");
+        real__longjmp = p ? (jump_fn)p : plain;
+        p = dlsym(RTLD_NEXT, "__longjmp_chk");
+        real_longjmp_chk = p ? (jump_fn)p : plain;
+        real_longjmp = plain;       /* last: the others are set when it is */
     }
 }
 
