@@ -74,10 +74,10 @@ struct psu_function {
 /* The stack pointer here: where a counted call's frame is, for the longjmp
  * release (psu_runtime.c).  Read in the DSU function's general path, so its
  * value lies within that function's frame. */
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(PSU_PARSE_ONLY)
 #define psu_stack_pointer()                                                   \
     __extension__({ uintptr_t psu_sp_; __asm__("mov %%rsp, %0" : "=r"(psu_sp_)); psu_sp_; })
-#elif defined(__aarch64__)
+#elif defined(__aarch64__) && !defined(PSU_PARSE_ONLY)
 #define psu_stack_pointer()                                                   \
     __extension__({ uintptr_t psu_sp_; __asm__("mov %0, sp" : "=r"(psu_sp_)); psu_sp_; })
 #else
@@ -212,7 +212,7 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
             return (struct psu_call){ NULL, NULL };
         unsigned module = (unsigned)(word >> PSU_MODULE_SHIFT);
         _Atomic(unsigned long) *calls = &self->calls[module];
-        /* Own counter, so exact (an unregistered thread's are all zero). */
+        /* Own counter, so exact (a fresh record's are all zero). */
         unsigned long held = atomic_load_explicit(calls, memory_order_relaxed);
 #ifdef PSU_TEST_BROKEN_NESTED
         held = 1;       /* the bug the stress test must catch: a hold not checked */
