@@ -136,9 +136,15 @@ static void *storm_thread(void *arg)
     struct storm *s = arg;
     int kind = atomic_fetch_add(&s->started, 1) % 2;
     if (kind == 0) {
-        /* The first counted call is the handler's: wait for one. */
-        for (int i = 0; i < 20000 && !atomic_load(&handled_here); i++)
-            usleep(100);
+        /* The first counted call is the handler's: wait for one, in and
+         * out of malloc (a registration that allocates would deadlock on
+         * the allocator's lock when the signal lands inside it). */
+        for (int i = 0; i < 2000000 && !atomic_load(&handled_here); i++) {
+            void *volatile p = malloc(64 + (size_t)(i % 512));
+            free(p);
+            if (i % 64 == 0)
+                usleep(10);
+        }
     } else {
         hook_armed = 1;     /* a handler lands inside our registration */
     }
