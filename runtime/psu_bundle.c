@@ -178,13 +178,16 @@ static uint64_t le64(const unsigned char *p)
 
 static bool read_whole_file(const char *path, struct bundle_file *f, struct psu_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: opening a FIFO (or a device) must not wait for a writer;
+     * only a regular file is read, in blocking mode again. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) {
         psu_error_set(err, "io", "cannot open %s: %s", path, strerror(errno));
         return false;
     }
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_BUNDLE_SIZE) {
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || (size_t)st.st_size > MAX_BUNDLE_SIZE ||
+        fcntl(fd, F_SETFL, 0) != 0) {
         psu_error_set(err, "io", "%s is not a regular file of at most 1 GiB", path);
         close(fd);
         return false;
@@ -385,6 +388,12 @@ static const struct psu_bundle_function *load_code(struct psu_bundle *b, const s
         return NULL;
     }
     int index = psu_module_alloc(b, handle, fd);
+    if (index < 0) {
+        /* Old modules whose last call just returned free their index now,
+         * not at the next 5 ms scan. */
+        psu_unload_idle_modules();
+        index = psu_module_alloc(b, handle, fd);
+    }
     if (index < 0) {
         psu_error_set(err, "capacity", "all %d module indices are in use (old modules still running?)",
                       PSU_MAX_MODULES - 1);

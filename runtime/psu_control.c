@@ -2,9 +2,13 @@
  * protocol (docs/control-protocol.md), and the unload timer.
  *
  * The update thread is the only thread that applies, rolls back or unloads.
- * It serves one client at a time; each request runs with psu_update_lock. */
+ * It reads up to MAX_CLIENTS requests at once (poll), each within one
+ * deadline, so a slow client delays no other; a complete request runs with
+ * psu_update_lock. */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -15,6 +19,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "psu_internal.h"
@@ -23,6 +28,11 @@
  * SPEC §8 wants an old module unloaded within 10 ms of its last call. */
 #define UNLOAD_POLL_MS 5
 #define REQUEST_MAX 4096
+/* Requests read at once; more connections wait in the listen backlog. */
+#define MAX_CLIENTS 16
+/* One deadline per request line: from accept to its last byte (and as long
+ * again to send the answer). */
+#define REQUEST_MS 5000
 
 /* Written by the thread that starts the update thread (constructor or fork
  * child handler) before pthread_create, then by the update thread; read by
@@ -66,11 +76,41 @@ static void text_add(struct text *t, const char *fmt, ...)
     }
 }
 
-/* A JSON string literal: quotes, backslashes and control bytes escaped. */
+/* Length of the valid UTF-8 sequence at c (shortest form, no surrogate,
+ * at most U+10FFFF), 0 if the bytes there are not one. */
+static size_t utf8_sequence(const unsigned char *c)
+{
+    if (c[0] < 0x80)
+        return 1;
+    size_t n = c[0] >= 0xc2 && c[0] <= 0xdf ? 2 : c[0] >= 0xe0 && c[0] <= 0xef ? 3
+             : c[0] >= 0xf0 && c[0] <= 0xf4 ? 4 : 0;
+    for (size_t i = 1; i < n; i++)
+        if ((c[i] & 0xc0) != 0x80)
+            return 0;
+    if ((n == 3 && c[0] == 0xe0 && c[1] < 0xa0) || (n == 3 && c[0] == 0xed && c[1] >= 0xa0) ||
+        (n == 4 && c[0] == 0xf0 && c[1] < 0x90) || (n == 4 && c[0] == 0xf4 && c[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+/* A JSON string literal: quotes, backslashes and control bytes escaped; a
+ * byte that is not part of valid UTF-8 becomes U+FFFD (labels and paths are
+ * bytes, a JSON text is UTF-8: strict parsers refuse anything else). */
 static void text_add_json(struct text *t, const char *s)
 {
     text_add(t, "\"");
-    for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+    for (const unsigned char *c = (const unsigned char *)s; *c;) {
+        size_t n = utf8_sequence(c);
+        if (n == 0) {
+            text_add(t, "\\ufffd");
+            c++;
+            continue;
+        }
+        if (n > 1) {
+            text_add(t, "%.*s", (int)n, (const char *)c);
+            c += n;
+            continue;
+        }
         switch (*c) {
         case '"': text_add(t, "\\\""); break;
         case '\\': text_add(t, "\\\\"); break;
@@ -83,6 +123,7 @@ static void text_add_json(struct text *t, const char *s)
             else
                 text_add(t, "%c", *c);
         }
+        c++;
     }
     text_add(t, "\"");
 }
@@ -182,74 +223,151 @@ static void handle_request(char *line, struct text *t)
     psu_unlock(&psu_update_lock);
 }
 
-/* ---- the socket ---------------------------------------------------------- */
+/* ---- clients ------------------------------------------------------------- */
 
-static void write_all(int fd, const char *p, size_t n)
+/* Connections being read.  fd -1 = unused.  The fds are taken and closed
+ * under psu_client_lock (so a fork child, whose prepare handler took it, sees
+ * every one and closes its copies); the rest is the update thread's alone. */
+struct client {
+    int fd;
+    size_t got;
+    long long deadline_ms;
+    char line[REQUEST_MAX + 1];
+};
+static struct client clients[MAX_CLIENTS];
+static bool clients_ready;
+
+static long long now_ms(void)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void clients_init(void)
+{
+    for (int i = 0; i < MAX_CLIENTS; i++)
+        clients[i].fd = -1;
+    clients_ready = true;
+}
+
+static void client_close(struct client *c)
+{
+    psu_lock(&psu_client_lock);
+    close(c->fd);
+    c->fd = -1;
+    psu_unlock(&psu_client_lock);
+}
+
+/* Sends the answer, then closes.  A client that does not read its answer is
+ * dropped after REQUEST_MS (counted afresh: an apply may have taken long). */
+static void client_answer(struct client *c, struct text *answer)
+{
+    c->deadline_ms = now_ms() + REQUEST_MS;
+    text_add(answer, "\n");
+    const char *p = answer->p;
+    size_t n = answer->len;
     while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+            continue;
+        }
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0)
-            return;     /* the client went away: nothing to tell it */
-        p += w;
-        n -= (size_t)w;
+        long long left = c->deadline_ms - now_ms();
+        if (w == 0 || (errno != EAGAIN && errno != EWOULDBLOCK) || left <= 0)
+            break;          /* gone, or too slow: nothing more to tell it */
+        struct pollfd out = { .fd = c->fd, .events = POLLOUT };
+        poll(&out, 1, (int)left);
     }
+    free(answer->p);
+    client_close(c);
 }
 
-/* Serves one accepted connection and closes it.  Peers of another uid are
- * closed without a word. */
-static void serve_client(int fd)
+static void client_refuse(struct client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void client_refuse(struct client *c, const char *fmt, ...)
 {
-    struct ucred cred;
-    socklen_t len = sizeof cred;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != geteuid()) {
-        close(fd);
+    struct psu_error err = { .class = "request" };
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err.message, sizeof err.message, fmt, ap);
+    va_end(ap);
+    struct text answer = { 0 };
+    answer_error(&answer, &err);
+    client_answer(c, &answer);
+}
+
+/* Reads what the client sent; answers once its request is complete. */
+static void client_read(struct client *c)
+{
+    ssize_t r = recv(c->fd, c->line + c->got, REQUEST_MAX - c->got, MSG_DONTWAIT);
+    if (r < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+        return;
+    if (r < 0) {
+        client_close(c);
         return;
     }
-    /* A silent client must not hold the update thread forever. */
-    struct timeval timeout = { .tv_sec = 5 };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-
-    char line[REQUEST_MAX + 1];
-    size_t got = 0;
-    bool complete = false;
-    while (got < REQUEST_MAX) {
-        ssize_t r = recv(fd, line + got, REQUEST_MAX - got, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        char *nl = memchr(line + got, '\n', (size_t)r);
-        got += (size_t)r;
-        if (nl) {
-            *nl = '\0';
-            complete = true;
-            break;
+    char *nl = memchr(c->line + c->got, '\n', (size_t)r);
+    c->got += (size_t)r;
+    size_t length;
+    if (nl) {
+        /* Exactly one line: bytes after it mean the line is not what the
+         * client meant (a path with a newline), so nothing is done. */
+        length = (size_t)(nl - c->line);
+        if (length + 1 != c->got) {
+            client_refuse(c, "more than one line sent (a request, and a path in it, cannot "
+                          "contain a newline)");
+            return;
         }
-    }
-    struct text answer = { 0 };
-    if (!complete && got > 0 && got < REQUEST_MAX) {
-        line[got] = '\0';               /* EOF without newline: accept it */
-        complete = true;
-    }
-    if (complete) {
-        size_t n = strlen(line);
-        if (n > 0 && line[n - 1] == '\r')
-            line[n - 1] = '\0';
-        handle_request(line, &answer);
+    } else if (r == 0 && c->got > 0) {
+        length = c->got;            /* EOF without newline: accept it */
+    } else if (r == 0 || c->got == REQUEST_MAX) {
+        client_refuse(c, "no request line (at most %d bytes ending in a newline)", REQUEST_MAX);
+        return;
     } else {
-        struct psu_error err;
-        psu_error_set(&err, "request", "no request line (at most %d bytes ending in a newline)",
-                      REQUEST_MAX);
-        answer_error(&answer, &err);
+        return;                     /* more to come */
     }
-    text_add(&answer, "\n");
-    write_all(fd, answer.p, answer.len);
-    free(answer.p);
-    close(fd);
+    if (memchr(c->line, '\0', length)) {
+        client_refuse(c, "a request cannot contain a NUL byte");
+        return;
+    }
+    c->line[length] = '\0';
+    size_t n = strlen(c->line);
+    if (n > 0 && c->line[n - 1] == '\r')
+        c->line[n - 1] = '\0';
+    struct text answer = { 0 };
+    handle_request(c->line, &answer);
+    client_answer(c, &answer);
 }
+
+/* Takes every waiting connection there is room for.  Peers of another uid
+ * are closed without a word. */
+static void clients_accept(int listen_fd)
+{
+    for (int i = 0; i < MAX_CLIENTS; i++) {
+        struct client *c = &clients[i];
+        if (c->fd >= 0)
+            continue;
+        psu_lock(&psu_client_lock);
+        int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        c->fd = fd;
+        psu_unlock(&psu_client_lock);
+        if (fd < 0)
+            return;
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != geteuid()) {
+            client_close(c);
+            continue;
+        }
+        c->got = 0;
+        c->deadline_ms = now_ms() + REQUEST_MS;
+    }
+}
+
+/* ---- the socket ---------------------------------------------------------- */
 
 /* $PSU_RUNTIME_DIR, else $XDG_RUNTIME_DIR/psu, else /tmp/psu-<uid>. */
 static bool runtime_dir(char *out, size_t size)
@@ -266,16 +384,69 @@ static bool runtime_dir(char *out, size_t size)
     return n > 0 && (size_t)n < size;
 }
 
-/* Creates the socket <dir>/<pid>.sock; false (one stderr line) when the
- * directory is not ours alone. */
+/* Removes sockets left by processes that died without exiting normally
+ * (_exit, a signal): named <pid>.sock or <pid>.tmp, no process has that pid,
+ * and (for a socket) nothing accepts a connection on it. */
+static void remove_stale_sockets(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (end == e->d_name || pid <= 0 || pid == (long)getpid() ||
+            (strcmp(end, ".sock") != 0 && strcmp(end, ".tmp") != 0))
+            continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        struct sockaddr_un addr = { .sun_family = AF_UNIX };
+        int n = snprintf(addr.sun_path, sizeof addr.sun_path, "%s/%s", dir, e->d_name);
+        if (n < 0 || (size_t)n >= sizeof addr.sun_path)
+            continue;
+        struct stat before, after;
+        if (lstat(addr.sun_path, &before) != 0 || !S_ISSOCK(before.st_mode))
+            continue;
+        if (strcmp(end, ".sock") == 0) {
+            int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd < 0)
+                continue;
+            int refused = connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0 &&
+                          errno == ECONNREFUSED;
+            close(fd);
+            /* The same inode still: not a socket a new process of that pid
+             * published meanwhile. */
+            if (!refused || lstat(addr.sun_path, &after) != 0 || after.st_ino != before.st_ino)
+                continue;
+        }
+        unlink(addr.sun_path);
+    }
+    closedir(d);
+}
+
+/* Creates the socket <dir>/<pid>.sock, published only once it listens with
+ * mode 0600: bound as <dir>/<pid>.tmp, then renamed into place.  False (one
+ * stderr line) when that cannot be done safely. */
 static bool open_socket(void)
 {
-    /* Room left in sun_path for "/<pid>.sock". */
-    char dir[sizeof socket_path - 20];
+    char dir[PATH_MAX];
     if (!runtime_dir(dir, sizeof dir)) {
         psu_log("runtime directory path too long; not serving updates");
         return false;
     }
+    struct sockaddr_un addr = { .sun_family = AF_UNIX };
+    char final_path[PATH_MAX + 32];
+    int n = snprintf(final_path, sizeof final_path, "%s/%d.sock", dir, (int)getpid());
+    if (n < 0 || (size_t)n >= sizeof addr.sun_path) {
+        psu_log("socket path %s is %d bytes, more than the %zu a Unix socket address holds: "
+                "choose a shorter PSU_RUNTIME_DIR; not serving updates",
+                final_path, n, sizeof addr.sun_path - 1);
+        return false;
+    }
+    /* "<pid>.tmp" is shorter than "<pid>.sock": it fits too. */
+    if (snprintf(addr.sun_path, sizeof addr.sun_path, "%s/%d.tmp", dir, (int)getpid()) < 0)
+        return false;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         psu_log("cannot create %s: %s; not serving updates", dir, strerror(errno));
         return false;
@@ -287,27 +458,23 @@ static bool open_socket(void)
                 dir, (unsigned)geteuid());
         return false;
     }
-    struct sockaddr_un addr = { .sun_family = AF_UNIX };
-    int n = snprintf(addr.sun_path, sizeof addr.sun_path, "%s/%d.sock", dir, (int)getpid());
-    if (n < 0 || (size_t)n >= sizeof addr.sun_path) {
-        psu_log("socket path too long; not serving updates");
-        return false;
-    }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) {
         psu_log("socket: %s; not serving updates", strerror(errno));
         return false;
     }
-    unlink(addr.sun_path);      /* a stale socket of a dead process with our pid */
+    unlink(addr.sun_path);      /* left by a dead process with our pid */
     if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0 || chmod(addr.sun_path, 0600) != 0 ||
-        listen(fd, 16) != 0) {
-        psu_log("cannot listen on %s: %s; not serving updates", addr.sun_path, strerror(errno));
+        listen(fd, 16) != 0 || rename(addr.sun_path, final_path) != 0) {
+        psu_log("cannot listen on %s: %s; not serving updates", final_path, strerror(errno));
+        unlink(addr.sun_path);
         close(fd);
         return false;
     }
-    memcpy(socket_path, addr.sun_path, sizeof socket_path);
+    memcpy(socket_path, final_path, (size_t)n + 1);
     listen_fd = fd;
     atomic_store(&socket_ready, 1);    /* seq_cst; pairs with the atexit handler's load */
+    remove_stale_sockets(dir);
     return true;
 }
 
@@ -332,23 +499,45 @@ static void *update_thread(void *arg)
     if (!open_socket())
         return NULL;
     for (;;) {
-        struct pollfd fds[2] = {
-            { .fd = listen_fd, .events = POLLIN },
-            { .fd = wake_fd, .events = POLLIN },
-        };
-        int timeout = psu_any_pending() ? UNLOAD_POLL_MS : -1;
-        if (poll(fds, 2, timeout) < 0 && errno != EINTR)
+        struct pollfd fds[2 + MAX_CLIENTS];
+        struct client *polled[MAX_CLIENTS];
+        int nfds = 0, nclients = 0;
+        long long now = now_ms(), wait = psu_any_pending() ? UNLOAD_POLL_MS : -1;
+        bool room = false;
+        for (int i = 0; i < MAX_CLIENTS; i++) {
+            struct client *c = &clients[i];
+            if (c->fd < 0) {
+                room = true;
+                continue;
+            }
+            if (c->deadline_ms <= now) {
+                /* What arrived while other requests ran still counts. */
+                client_read(c);
+                if (c->fd >= 0)
+                    client_refuse(c, "no complete request line within %d s", REQUEST_MS / 1000);
+                room = true;
+                continue;
+            }
+            if (wait < 0 || c->deadline_ms - now < wait)
+                wait = c->deadline_ms - now;
+            polled[nclients++] = c;
+        }
+        fds[nfds++] = (struct pollfd){ .fd = wake_fd, .events = POLLIN };
+        fds[nfds++] = (struct pollfd){ .fd = room ? listen_fd : -1, .events = POLLIN };
+        for (int i = 0; i < nclients; i++)
+            fds[nfds++] = (struct pollfd){ .fd = polled[i]->fd, .events = POLLIN };
+        if (poll(fds, (nfds_t)nfds, (int)wait) < 0 && errno != EINTR)
             psu_die(errno, "poll");
-        if (fds[1].revents & POLLIN) {
+        if (fds[0].revents & POLLIN) {
             uint64_t count;
             ssize_t r = read(wake_fd, &count, sizeof count);
             (void)r;
         }
-        if (fds[0].revents & POLLIN) {
-            int client;
-            while ((client = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC)) >= 0)
-                serve_client(client);
-        }
+        for (int i = 0; i < nclients; i++)
+            if (fds[2 + i].revents)
+                client_read(polled[i]);
+        if (fds[1].revents & POLLIN)
+            clients_accept(listen_fd);
         psu_lock(&psu_update_lock);
         psu_unload_idle_modules();
         psu_unlock(&psu_update_lock);
@@ -380,12 +569,15 @@ static void start_update_thread(void)
 void psu_control_start(void)
 {
     control_started = true;
+    clients_init();
     atexit(unlink_socket_at_exit);
     start_update_thread();
 }
 
 /* fork child: the parent's update thread does not exist here.  Close (never
- * unlink) the parent's socket, then serve our own <dir>/<childpid>.sock. */
+ * unlink) the parent's socket and the connections it was serving (a client
+ * must not wait for our exit to see its answer end), then serve our own
+ * <dir>/<childpid>.sock. */
 void psu_control_after_fork_child(void)
 {
     if (!control_started)
@@ -396,5 +588,12 @@ void psu_control_after_fork_child(void)
     if (wake_fd >= 0)
         close(wake_fd);
     listen_fd = wake_fd = -1;
+    if (clients_ready) {
+        for (int i = 0; i < MAX_CLIENTS; i++) {
+            if (clients[i].fd >= 0)
+                close(clients[i].fd);
+            clients[i].fd = -1;
+        }
+    }
     start_update_thread();
 }

@@ -71,17 +71,46 @@ struct psu_function {
     const char *name;
 };
 
-/* Calls in progress per module, one array per thread.  Written by the owning
- * thread only; read by the update thread, under psu_registry_lock, for threads
- * on the registry. */
-extern _Thread_local _Atomic(unsigned long) psu_thread_calls[PSU_MAX_MODULES] PSU_TLS;
-/* Non-zero once this thread is on the registry (written by the thread). */
-extern _Thread_local int psu_thread_registered PSU_TLS;
+/* The stack pointer here: where a counted call's frame is, for the longjmp
+ * release (psu_runtime.c).  Read in the DSU function's general path, so its
+ * value lies within that function's frame. */
+#if defined(__x86_64__) && !defined(PSU_PARSE_ONLY)
+#define psu_stack_pointer()                                                   \
+    __extension__({ uintptr_t psu_sp_; __asm__("mov %%rsp, %0" : "=r"(psu_sp_)); psu_sp_; })
+#elif defined(__aarch64__) && !defined(PSU_PARSE_ONLY)
+#define psu_stack_pointer()                                                   \
+    __extension__({ uintptr_t psu_sp_; __asm__("mov %0, sp" : "=r"(psu_sp_)); psu_sp_; })
+#else
+#define psu_stack_pointer() ((uintptr_t)__builtin_frame_address(0))
+#endif
+
+/* One per thread that made a counted call: its calls in progress per module
+ * and, per module, the stack pointer of its outermost counted call.  Records
+ * come from a pool that is never freed (psu_runtime.c), so the update thread
+ * may read any record at any moment; a record is reused only once its owner
+ * is known to have exited.
+ *   calls[m]  written by the owner only (relaxed stores, release when going
+ *             down), and by the runtime on behalf of an owner known dead; read
+ *             by the update thread (acquire).  0 or 1: nested calls into a
+ *             module the thread holds count nothing.
+ *   sp[m]     written and read by the owner only (and its signal handlers):
+ *             valid while calls[m] != 0.
+ *   owner     kernel thread id; 0 = free, -1 = being reclaimed (CAS). */
+struct psu_thread_record {
+    _Atomic(unsigned long) calls[PSU_MAX_MODULES];
+    uintptr_t sp[PSU_MAX_MODULES];
+    _Atomic(long) owner;
+};
+
+/* This thread's record, NULL until its first counted call. */
+extern _Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
 /* Non-zero once membarrier(PRIVATE_EXPEDITED) is registered; written once,
  * before any update can run, by the runtime's constructor. */
 extern int psu_membarrier_ready;
 
-void psu_thread_register(void);
+/* Gives this thread its record (async-signal-safe, idempotent: a signal
+ * handler may call it, and may interrupt it). */
+struct psu_thread_record *psu_thread_register(void);
 
 /* Test hooks: the runtime stress test widens the race window with
  * PSU_TEST_RACE_WINDOW() and proves it has teeth by building variants with
@@ -175,13 +204,15 @@ struct psu_call {
 static inline __attribute__((always_inline)) struct psu_call
 psu_enter_from(struct psu_function *fn, uintptr_t word)
 {
-    if (__builtin_expect(!psu_thread_registered, 0))
-        psu_thread_register();
+    struct psu_thread_record *self = psu_thread_record;
+    if (__builtin_expect(!self, 0))
+        self = psu_thread_register();
     for (;;) {
         if (word == PSU_EXECUTABLE_VERSION)
             return (struct psu_call){ NULL, NULL };
-        _Atomic(unsigned long) *calls = &psu_thread_calls[word >> PSU_MODULE_SHIFT];
-        /* Own counter, so exact (an unregistered thread's are all zero). */
+        unsigned module = (unsigned)(word >> PSU_MODULE_SHIFT);
+        _Atomic(unsigned long) *calls = &self->calls[module];
+        /* Own counter, so exact (a fresh record's are all zero). */
         unsigned long held = atomic_load_explicit(calls, memory_order_relaxed);
 #ifdef PSU_TEST_BROKEN_NESTED
         held = 1;       /* the bug the stress test must catch: a hold not checked */
@@ -195,6 +226,11 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
         /* Window 1: slot read, reference not yet published.  An update may
          * switch, scan and unload here; the re-check below is what saves us. */
         PSU_TEST_RACE_WINDOW();
+        /* Where the outermost counted call's frame is, before the count
+         * that makes it meaningful: a handler of this thread that longjmps
+         * sees the two in this order (compiler barrier; same thread). */
+        self->sp[module] = psu_stack_pointer();
+        atomic_signal_fence(memory_order_seq_cst);
         if (__builtin_expect(psu_membarrier_ready, 1)) {
             atomic_store_explicit(calls, held + 1, memory_order_relaxed);
             /* (A) compiler-only barrier; pairs with the updater's membarrier (B). */

@@ -9,9 +9,10 @@
  *   psu_module_lock   the module table's fields (state, counts, pins, ranges)
  *                     and the index free list.  Held briefly; application
  *                     threads take it in psu_pin/psu_unpin.
- *   psu_registry_lock the list of registered threads.  Held briefly;
- *                     application threads take it once, at registration and
- *                     at thread exit.
+ *   psu_client_lock   the update thread's open client connections (so a
+ *                     fork child can close every one).  Held by the update
+ *                     thread around accept and close, and by fork's prepare.
+ * Thread registration takes no lock (a signal handler may register).
  * No lock is ever held across a DSU call or on the fast path.
  */
 #ifndef PSU_INTERNAL_H
@@ -57,18 +58,19 @@ PSU_HIDDEN void psu_error_set(struct psu_error *err, const char *class, const ch
 
 extern PSU_HIDDEN pthread_mutex_t psu_update_lock;
 extern PSU_HIDDEN pthread_mutex_t psu_module_lock;
-extern PSU_HIDDEN pthread_mutex_t psu_registry_lock;
+extern PSU_HIDDEN pthread_mutex_t psu_client_lock;
 PSU_HIDDEN void psu_lock(pthread_mutex_t *m);
 PSU_HIDDEN void psu_unlock(pthread_mutex_t *m);
 
 /* ---- thread registry (psu_runtime.c) ---------------------------------- */
 
-/* Sum over every registered thread of psu_thread_calls[index] (acquire
- * loads; pair with the release decrements in psu_leave and psu_enter's retry).
+/* Sum over every thread record of calls[index] (acquire loads; pair with the
+ * release decrements in psu_leave, psu_enter's retry and the longjmp
+ * release); records of exited threads holding a count are reclaimed first.
  * Only meaningful after the barrier of the last switch away from `index`.
- * Locks: takes psu_registry_lock; callers may hold update and module locks. */
+ * Locks: none (callers may hold update and module locks). */
 PSU_HIDDEN unsigned long psu_active_calls(unsigned index);
-/* Number of registered threads.  Takes psu_registry_lock. */
+/* Number of live threads with a record (exited ones are reclaimed first). */
 PSU_HIDDEN unsigned psu_registered_threads(void);
 
 /* ---- function table (psu_runtime.c) ----------------------------------- */

@@ -4,14 +4,20 @@
  * The argument for why this is safe is written out in
  * docs/memory-ordering.md; comments name its barriers (A) and (B). */
 #define _GNU_SOURCE
+/* The runtime defines longjmp and __longjmp_chk: fortify's redirection of
+ * longjmp to __longjmp_chk must not rename our definitions. */
+#undef _FORTIFY_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <link.h>
+#include <pthread.h>
+#include <setjmp.h>
 #include <linux/membarrier.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -19,8 +25,6 @@
 
 /* ---- the fast path's shared variables (declared in psu_fast.h) -------- */
 
-_Thread_local _Atomic(unsigned long) psu_thread_calls[PSU_MAX_MODULES] PSU_TLS;
-_Thread_local int psu_thread_registered PSU_TLS;
 /* Written once by psu_start (constructor, before the update thread exists);
  * read by every DSU call and by psu_switch_barrier. */
 int psu_membarrier_ready;
@@ -65,7 +69,7 @@ void psu_error_set(struct psu_error *err, const char *class, const char *fmt, ..
 
 pthread_mutex_t psu_update_lock = PTHREAD_MUTEX_INITIALIZER;
 pthread_mutex_t psu_module_lock = PTHREAD_MUTEX_INITIALIZER;
-pthread_mutex_t psu_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t psu_client_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void psu_lock(pthread_mutex_t *m)
 {
@@ -116,101 +120,373 @@ void psu_switch_barrier(void)
     }
 }
 
-/* ---- thread registry -------------------------------------------------- */
+/* ---- thread records ----------------------------------------------------- */
 
-/* One registered thread.  Linked under psu_registry_lock; `calls` points at
- * that thread's psu_thread_calls and stays valid until the node is unlinked
- * (by the thread itself, at exit, before its TLS is freed). */
-struct registered_thread {
-    _Atomic(unsigned long) *calls;
-    struct registered_thread *prev, *next;
+/* Records come in chunks mapped with mmap and never unmapped, linked on a
+ * list that only grows (a CAS on its head).  A thread claims a free record
+ * with a CAS on its owner (0 -> its tid), so registration takes no lock and
+ * allocates nothing from malloc: a signal handler may run it, or interrupt
+ * it and run it again (docs/memory-ordering.md, "Thread records"). */
+#define RECORDS_PER_CHUNK 64
+
+struct record_chunk {
+    struct psu_thread_record records[RECORDS_PER_CHUNK];
+    struct record_chunk *next;          /* immutable once published */
 };
 
-/* Written and read under psu_registry_lock. */
-static struct registered_thread *registry_head;
-static unsigned registry_count;
+/* Head of the chunk list.  Pushed with a release CAS; walked with acquire
+ * loads (pairs: a walker sees a chunk's initialised records). */
+static _Atomic(struct record_chunk *) record_chunks;
 
-static pthread_key_t registry_key;
-static pthread_once_t registry_key_once = PTHREAD_ONCE_INIT;
-
-/* Unlinks node; caller holds psu_registry_lock. */
-static void registry_unlink(struct registered_thread *node)
+static long current_tid(void)
 {
-    if (node->prev)
-        node->prev->next = node->next;
-    else
-        registry_head = node->next;
-    if (node->next)
-        node->next->prev = node->prev;
-    registry_count--;
+    return (long)syscall(SYS_gettid);
 }
 
-/* Thread exit (pthread key destructor, runs on the exiting thread).  Its
- * counts are dropped with it: a thread that exits inside a DSU call (by
- * pthread_exit) no longer pins the module.  Locks: none on entry; takes
- * psu_registry_lock. */
-static void registry_thread_exit(void *arg)
+/* True when thread `tid` of this process has exited (the kernel no longer
+ * knows it).  A live thread of the same tid (reuse) reads as alive: its
+ * dead predecessor's record is only reclaimed later, never too early. */
+static bool thread_exited(long tid)
 {
-    struct registered_thread *node = arg;
-    psu_lock(&psu_registry_lock);
-    registry_unlink(node);
-    psu_unlock(&psu_registry_lock);
-    free(node);
-    /* A DSU call from a later TLS destructor registers again (and the key
-     * destructor runs again in glibc's next round). */
-    psu_thread_registered = 0;
+    return syscall(SYS_tgkill, (long)getpid(), tid, 0) != 0 && errno == ESRCH;
 }
 
-static void registry_key_create(void)
+/* Drops the record of a thread known to have exited: its counts go (a thread
+ * that exits inside a DSU call, by pthread_exit, no longer pins the module)
+ * and the record becomes free.  Only the CAS winner touches the counts, so
+ * two reclaimers never race, and no owner can exist meanwhile. */
+static bool reclaim_if_exited(struct psu_thread_record *r)
 {
-    int e = pthread_key_create(&registry_key, registry_thread_exit);
-    if (e)
-        psu_die(e, "pthread_key_create");
+    long tid = atomic_load_explicit(&r->owner, memory_order_acquire);
+    if (tid <= 0 || !thread_exited(tid))
+        return false;
+    if (!atomic_compare_exchange_strong_explicit(&r->owner, &tid, -1, memory_order_acq_rel,
+                                                 memory_order_relaxed))
+        return false;
+    for (unsigned i = 0; i < PSU_MAX_MODULES; i++)
+        /* Release: pairs with the scan's acquire load, as psu_leave's. */
+        atomic_store_explicit(&r->calls[i], 0, memory_order_release);
+    /* Release: a claimer's acquire CAS sees the zeroed counts. */
+    atomic_store_explicit(&r->owner, 0, memory_order_release);
+    return true;
 }
 
-/* Called from psu_enter before the thread's first count.  Locks: none on
- * entry or exit; takes psu_registry_lock. */
-void psu_thread_register(void)
+static unsigned reclaim_exited_threads(void)
 {
-    if (psu_thread_registered)
-        return;
-    pthread_once(&registry_key_once, registry_key_create);
-    struct registered_thread *node = calloc(1, sizeof *node);
-    if (!node)
-        psu_die(ENOMEM, "registering a thread");
-    node->calls = psu_thread_calls;
-    psu_lock(&psu_registry_lock);
-    node->next = registry_head;
-    if (registry_head)
-        registry_head->prev = node;
-    registry_head = node;
-    registry_count++;
-    psu_unlock(&psu_registry_lock);
-    int e = pthread_setspecific(registry_key, node);
-    if (e)
-        psu_die(e, "pthread_setspecific");
-    psu_thread_registered = 1;
+    unsigned n = 0;
+    for (struct record_chunk *c = atomic_load_explicit(&record_chunks, memory_order_acquire);
+         c; c = c->next)
+        for (unsigned i = 0; i < RECORDS_PER_CHUNK; i++)
+            n += reclaim_if_exited(&c->records[i]);
+    return n;
 }
 
+static struct psu_thread_record *claim_record(long tid)
+{
+    for (int round = 0;; round++) {
+        for (struct record_chunk *c = atomic_load_explicit(&record_chunks, memory_order_acquire);
+             c; c = c->next) {
+            for (unsigned i = 0; i < RECORDS_PER_CHUNK; i++) {
+                struct psu_thread_record *r = &c->records[i];
+                long expected = 0;
+                if (atomic_load_explicit(&r->owner, memory_order_relaxed) == 0 &&
+                    atomic_compare_exchange_strong_explicit(&r->owner, &expected, tid,
+                                                            memory_order_acq_rel,
+                                                            memory_order_relaxed))
+                    return r;
+            }
+        }
+        if (round == 0 && reclaim_exited_threads() > 0)
+            continue;
+        /* mmap: a system call, no lock of the C library (async-signal-safe in
+         * practice, as on every libc psu runs on). */
+        struct record_chunk *c = mmap(NULL, sizeof *c, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (c == MAP_FAILED)
+            psu_die(errno, "mapping thread records");
+        atomic_store_explicit(&c->records[0].owner, tid, memory_order_relaxed);
+        struct record_chunk *head = atomic_load_explicit(&record_chunks, memory_order_relaxed);
+        do
+            c->next = head;
+        /* Release: the chunk's contents before its publication; pairs with
+         * the walkers' acquire loads. */
+        while (!atomic_compare_exchange_weak_explicit(&record_chunks, &head, c,
+                                                      memory_order_release,
+                                                      memory_order_relaxed));
+        return &c->records[0];
+    }
+}
+
+_Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
+
+/* Test hook: the fault suite raises a signal in the middle of registration. */
+#ifndef PSU_TEST_REGISTER_HOOK
+#define PSU_TEST_REGISTER_HOOK() ((void)0)
+#endif
+
+struct psu_thread_record *psu_thread_register(void)
+{
+    struct psu_thread_record *self = psu_thread_record;
+    if (self)
+        return self;        /* a handler that interrupted us finished first */
+    int saved_errno = errno;
+    struct psu_thread_record *r = claim_record(current_tid());
+    PSU_TEST_REGISTER_HOOK();
+    /* A handler that ran since our first load may have registered us: the
+     * CAS on our own TLS word keeps exactly one record (a CAS is atomic with
+     * respect to a signal handler of the same thread). */
+    struct psu_thread_record *expected = NULL;
+    if (!__atomic_compare_exchange_n(&psu_thread_record, &expected, r, false,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        /* Release: gives the unused record back (its counts are all 0). */
+        atomic_store_explicit(&r->owner, 0, memory_order_release);
+        r = expected;
+    }
+    errno = saved_errno;
+    return r;
+}
+
+/* Calls module `index` per record, summed.  Records of exited threads that
+ * still count on it are reclaimed first (a thread can leave counts by
+ * pthread_exit inside a call, or by a jump the longjmp release could not
+ * prove). */
 unsigned long psu_active_calls(unsigned index)
 {
     unsigned long sum = 0;
-    psu_lock(&psu_registry_lock);
-    for (struct registered_thread *t = registry_head; t; t = t->next)
-        /* Acquire: pairs with the release decrement in psu_leave (and in
-         * psu_enter's retry), so everything the call did in the module
-         * happens-before the dlclose that a zero sum allows. */
-        sum += atomic_load_explicit(&t->calls[index], memory_order_acquire);
-    psu_unlock(&psu_registry_lock);
+    for (struct record_chunk *c = atomic_load_explicit(&record_chunks, memory_order_acquire);
+         c; c = c->next) {
+        for (unsigned i = 0; i < RECORDS_PER_CHUNK; i++) {
+            struct psu_thread_record *r = &c->records[i];
+            /* Acquire: pairs with the release decrement in psu_leave (and in
+             * psu_enter's retry, the longjmp release and reclaim_if_exited),
+             * so everything the call did in the module happens-before the
+             * dlclose that a zero sum allows. */
+            unsigned long n = atomic_load_explicit(&r->calls[index], memory_order_acquire);
+            if (n != 0 && reclaim_if_exited(r))
+                n = 0;
+            sum += n;
+        }
+    }
     return sum;
 }
 
 unsigned psu_registered_threads(void)
 {
-    psu_lock(&psu_registry_lock);
-    unsigned n = registry_count;
-    psu_unlock(&psu_registry_lock);
+    reclaim_exited_threads();
+    unsigned n = 0;
+    for (struct record_chunk *c = atomic_load_explicit(&record_chunks, memory_order_acquire);
+         c; c = c->next)
+        for (unsigned i = 0; i < RECORDS_PER_CHUNK; i++)
+            n += atomic_load_explicit(&c->records[i].owner, memory_order_relaxed) > 0;
     return n;
+}
+
+/* fork child: only the forking thread exists.  It keeps its record (now
+ * under its new tid, so its calls in progress still count); every other
+ * record is dropped with its counts. */
+static void records_after_fork(void)
+{
+    for (struct record_chunk *c = atomic_load_explicit(&record_chunks, memory_order_acquire);
+         c; c = c->next) {
+        for (unsigned i = 0; i < RECORDS_PER_CHUNK; i++) {
+            struct psu_thread_record *r = &c->records[i];
+            if (r == psu_thread_record) {
+                atomic_store_explicit(&r->owner, current_tid(), memory_order_relaxed);
+                continue;
+            }
+            for (unsigned m = 0; m < PSU_MAX_MODULES; m++)
+                atomic_store_explicit(&r->calls[m], 0, memory_order_relaxed);
+            atomic_store_explicit(&r->owner, 0, memory_order_relaxed);
+        }
+    }
+}
+
+/* ---- longjmp ------------------------------------------------------------- */
+
+/* A longjmp out of counted calls skips their psu_leave.  The runtime defines
+ * longjmp, _longjmp, siglongjmp and __longjmp_chk (a DSU executable is linked
+ * -rdynamic, so these definitions take precedence for the whole process):
+ * each releases the counts of the frames the jump discards, then jumps with
+ * the C library's function.  What is proven discarded (docs/operations.md,
+ * "longjmp and stack switching"):
+ *   - the jump's target stack pointer T, demangled from the jmp_buf (x86-64
+ *     glibc; checked at start-up), lies on this thread's own stack [lo, hi)
+ *     (known for the main thread and for threads made by pthread_create);
+ *   - if the current stack pointer S is on that stack too, the frames in
+ *     [S, T] are discarded: a count whose outermost frame lies there goes;
+ *   - if S is elsewhere (a signal's alternate stack, a coroutine's), every
+ *     frame of this thread's stack below T is dead once the jump lands.
+ * Anything else (target on another stack: a coroutine switch by longjmp;
+ * S above T) releases nothing: the module stays loaded, never too early. */
+static _Thread_local uintptr_t stack_lo PSU_TLS, stack_hi PSU_TLS;
+
+/* Written once by the constructor before any thread exists (or, before it
+ * ran, by the first caller); read by every jump and every pthread_create. */
+static int longjmp_release_ok;
+typedef void (*jump_fn)(struct __jmp_buf_tag *, int);
+static jump_fn real_longjmp, real__longjmp, real_siglongjmp, real_longjmp_chk;
+typedef int (*create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+static create_fn real_pthread_create;
+
+static void note_stack_bounds(void)
+{
+    pthread_attr_t attr;
+    void *addr;
+    size_t size;
+    if (pthread_getattr_np(pthread_self(), &attr) != 0)
+        return;
+    if (pthread_attr_getstack(&attr, &addr, &size) == 0) {
+        stack_lo = (uintptr_t)addr;
+        stack_hi = (uintptr_t)addr + size;
+    }
+    pthread_attr_destroy(&attr);
+}
+
+#if defined(__x86_64__) && defined(__GLIBC__)
+/* glibc's PTR_MANGLE on x86-64: xor with the pointer guard (%fs:0x30), then
+ * rotate left by 0x11.  The stack pointer is the jmp_buf's 7th word. */
+static uintptr_t jump_target_sp(const struct __jmp_buf_tag *env)
+{
+    uintptr_t word = (uintptr_t)env->__jmpbuf[6], guard;
+    __asm__("mov %%fs:0x30, %0" : "=r"(guard));
+    return ((word >> 0x11) | (word << (64 - 0x11))) ^ guard;
+}
+#else
+static uintptr_t jump_target_sp(const struct __jmp_buf_tag *env)
+{
+    (void)env;
+    return 0;
+}
+#endif
+
+/* Releases the counts of this thread's frames the jump to `env` discards. */
+static void release_skipped_calls(const struct __jmp_buf_tag *env)
+{
+    struct psu_thread_record *self = psu_thread_record;
+    if (!self || !longjmp_release_ok || !stack_hi)
+        return;
+    uintptr_t target = jump_target_sp(env), here = psu_stack_pointer();
+    uintptr_t from;
+    if (target < stack_lo || target >= stack_hi)
+        return;                         /* onto another stack: a switch */
+    if (here >= stack_lo && here < stack_hi) {
+        if (here > target)
+            return;                     /* not an unwinding of this stack */
+        from = here;
+    } else {
+        from = stack_lo;                /* from an alternate stack */
+    }
+    for (unsigned m = 1; m < PSU_MAX_MODULES; m++) {
+        if (atomic_load_explicit(&self->calls[m], memory_order_relaxed) == 0)
+            continue;
+        /* sp == target: the counted call was made (inlined) by the very
+         * frame that called setjmp; the jump abandons it all the same. */
+        uintptr_t sp = self->sp[m];
+        if (sp >= from && sp <= target)
+            /* Release: pairs with the scan's acquire load, as psu_leave. */
+            atomic_store_explicit(&self->calls[m], 0, memory_order_release);
+    }
+}
+
+static void *next_symbol(const char *name)
+{
+    void *p = dlsym(RTLD_NEXT, name);
+    if (!p)
+        psu_die(ENOENT, name);
+    return p;
+}
+
+/* _longjmp and __longjmp_chk are glibc's; a C library without them never
+ * has callers of them but our own definitions: longjmp does their job. */
+static void resolve_interposed(void)
+{
+    if (!real_longjmp) {
+        real_pthread_create = (create_fn)next_symbol("pthread_create");
+        real_siglongjmp = (jump_fn)next_symbol("siglongjmp");
+        jump_fn plain = (jump_fn)next_symbol("longjmp");
+        void *p = dlsym(RTLD_NEXT, "_longjmp");
+        real__longjmp = p ? (jump_fn)p : plain;
+        p = dlsym(RTLD_NEXT, "__longjmp_chk");
+        real_longjmp_chk = p ? (jump_fn)p : plain;
+        real_longjmp = plain;       /* last: the others are set when it is */
+    }
+}
+
+#define PSU_INTERPOSED __attribute__((visibility("default"), noreturn))
+PSU_INTERPOSED void longjmp(struct __jmp_buf_tag env[1], int value)
+{
+    resolve_interposed();
+    release_skipped_calls(env);
+    real_longjmp(env, value);
+    __builtin_unreachable();
+}
+
+PSU_INTERPOSED void _longjmp(struct __jmp_buf_tag env[1], int value)
+{
+    resolve_interposed();
+    release_skipped_calls(env);
+    real__longjmp(env, value);
+    __builtin_unreachable();
+}
+
+PSU_INTERPOSED void siglongjmp(struct __jmp_buf_tag env[1], int value)
+{
+    resolve_interposed();
+    release_skipped_calls(env);
+    real_siglongjmp(env, value);
+    __builtin_unreachable();
+}
+
+PSU_INTERPOSED void __longjmp_chk(struct __jmp_buf_tag env[1], int value);
+PSU_INTERPOSED void __longjmp_chk(struct __jmp_buf_tag env[1], int value)
+{
+    resolve_interposed();
+    release_skipped_calls(env);
+    real_longjmp_chk(env, value);
+    __builtin_unreachable();
+}
+
+/* pthread_create: the new thread learns its stack's bounds before running
+ * the program's function, in an ordinary (not a handler's) context. */
+struct thread_start {
+    void *(*function)(void *);
+    void *argument;
+};
+
+static void *start_thread(void *arg)
+{
+    struct thread_start start = *(struct thread_start *)arg;
+    free(arg);
+    note_stack_bounds();
+    return start.function(start.argument);
+}
+
+__attribute__((visibility("default"))) int
+pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*function)(void *),
+               void *argument)
+{
+    resolve_interposed();
+    struct thread_start *start = malloc(sizeof *start);
+    if (!start)
+        return EAGAIN;
+    *start = (struct thread_start){ function, argument };
+    int e = real_pthread_create(thread, attr, start_thread, start);
+    if (e)
+        free(start);
+    return e;
+}
+
+/* Start-up: the real functions, the main thread's stack, and a check that
+ * the demangling reads a jmp_buf as this C library writes it. */
+static void longjmp_release_init(void)
+{
+    resolve_interposed();
+    note_stack_bounds();
+    jmp_buf probe;
+    if (setjmp(probe) == 0) {
+        uintptr_t target = jump_target_sp(probe), here = psu_stack_pointer();
+        longjmp_release_ok = target >= here && target - here < 4096;
+    }
 }
 
 /* ---- function table ------------------------------------------------------ */
@@ -514,39 +790,28 @@ int psu_unpin(const void *addr)
 /* ---- fork ------------------------------------------------------------- */
 
 /* prepare: take every lock in order, so the child gets them in a consistent
- * state (no update half done, no registry half linked). */
+ * state (no update half done, no connection half accepted). */
 static void fork_prepare(void)
 {
     psu_lock(&psu_update_lock);
     psu_lock(&psu_module_lock);
-    psu_lock(&psu_registry_lock);
+    psu_lock(&psu_client_lock);
 }
 
 static void fork_parent(void)
 {
-    psu_unlock(&psu_registry_lock);
+    psu_unlock(&psu_client_lock);
     psu_unlock(&psu_module_lock);
     psu_unlock(&psu_update_lock);
 }
 
-/* child: only the forking thread exists.  Keep its registry node (its TLS is
- * at the same address), drop the others, reinitialise the locks, then start
- * the child's own update thread and socket. */
+/* child: only the forking thread exists.  Keep its record, drop the others,
+ * reinitialise the locks, then close the parent's connections and start the
+ * child's own update thread and socket. */
 static void fork_child(void)
 {
-    struct registered_thread *keep = NULL, *next;
-    for (struct registered_thread *t = registry_head; t; t = next) {
-        next = t->next;
-        if (t->calls == psu_thread_calls)
-            keep = t;
-        else
-            free(t);
-    }
-    registry_head = keep;
-    registry_count = keep ? 1 : 0;
-    if (keep)
-        keep->prev = keep->next = NULL;
-    pthread_mutex_init(&psu_registry_lock, NULL);
+    records_after_fork();
+    pthread_mutex_init(&psu_client_lock, NULL);
     pthread_mutex_init(&psu_module_lock, NULL);
     pthread_mutex_init(&psu_update_lock, NULL);
     psu_control_after_fork_child();
@@ -559,6 +824,7 @@ static void fork_child(void)
 __attribute__((constructor(101))) static void psu_start(void)
 {
     membarrier_probe();
+    longjmp_release_init();
 
     size_t n = 0;
     if (__start_psu_functions && __stop_psu_functions) {

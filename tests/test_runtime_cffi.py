@@ -55,11 +55,12 @@ def runtime(tmp_path_factory):
             uintptr_t word = slot_module == 256 ? PSU_EXECUTABLE_VERSION
                 : ((uintptr_t)slot_module << PSU_MODULE_SHIFT) | 0x401000;
             atomic_store(&fn.current, word);
-            atomic_fetch_add(&psu_thread_calls[held_module], held);
+            struct psu_thread_record *self = psu_thread_register();
+            atomic_fetch_add(&self->calls[held_module], held);
             struct psu_call call = psu_enter_from(&fn, word);
             int decision = !call.code ? 0 : !call.calls ? 1 : 2;
             psu_leave(call);
-            atomic_fetch_sub(&psu_thread_calls[held_module], held);
+            atomic_fetch_sub(&self->calls[held_module], held);
             return decision;
         }}
         """,

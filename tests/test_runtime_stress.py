@@ -13,7 +13,16 @@ import cbuild
 STRESS = cbuild.TESTS_C / "stress.c"
 
 
+# PSU_SANITIZE=thread|address (docs/operations.md, "Sanitizers") builds every
+# variant under that sanitizer too.
+SANITIZE = {"": [], "thread": ["-g", "-fsanitize=thread"],
+            "address": ["-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]}[
+    os.environ.get("PSU_SANITIZE", "")]
+
+
 def build(tmp_path, name, flags):
+    if not any(f.startswith("-fsanitize") for f in flags):
+        flags = list(flags) + SANITIZE
     return cbuild.build_executable([STRESS], tmp_path / name, flags=flags)
 
 
@@ -23,6 +32,7 @@ def run(exe, iterations, callers, window, *extra, env_extra=None):
     proc = subprocess.run([str(exe), str(iterations), str(callers), str(window), *extra],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr
+    assert "Sanitizer" not in proc.stderr and "runtime error" not in proc.stderr, proc.stderr
     m = re.search(r"switches=(\d+) calls=(\d+) reclaims=(\d+) failures=(\d+) "
                   r"leftover=(\d+) accounting_errors=(\d+) membarrier=(\d)", proc.stdout)
     assert m, proc.stdout

@@ -16,14 +16,26 @@ def runtime_dir():
     return f"/tmp/psu-{os.geteuid()}"
 
 
+# A Unix socket address holds 108 bytes: a path of at most 107 and its NUL.
+SOCKET_PATH_MAX = 107
+
+
 def socket_path(target):
     """A PID names `<runtime dir>/<pid>.sock`; anything else is taken as a socket path."""
     text = str(target)
     if text.isdigit():
-        return os.path.join(runtime_dir(), f"{text}.sock")
-    if os.sep in text or text.endswith(".sock"):
-        return text
-    raise UsageError(f"psu: '{text}' is neither a process id nor a socket path")
+        path = os.path.join(runtime_dir(), f"{text}.sock")
+    elif os.sep in text or text.endswith(".sock"):
+        path = text
+    else:
+        raise UsageError(f"psu: '{text}' is neither a process id nor a socket path")
+    size = len(os.fsencode(path))
+    if size > SOCKET_PATH_MAX:
+        raise ControlError(f"psu: socket path {path} is {size} bytes, more than the "
+                           f"{SOCKET_PATH_MAX} a Unix socket address holds (a DSU process "
+                           "refuses to serve there too): choose a shorter PSU_RUNTIME_DIR",
+                           "unreachable")
+    return path
 
 
 def check_ours(path):
@@ -51,6 +63,11 @@ def check_ours(path):
 
 def request(target, line, timeout=60.0):
     """Send one request line; return the process's JSON answer (ok or not)."""
+    if any(c in line for c in "\n\r\0"):
+        # The protocol carries one line: what follows a newline would be cut
+        # off (docs/control-protocol.md), so such a path is refused here.
+        raise UsageError(f"psu: {line.split(' ', 1)[-1]!r}: a path with a newline, carriage "
+                         "return or NUL cannot be sent to a DSU process; rename the file")
     path = socket_path(target)
     check_ours(path)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -83,23 +100,51 @@ def request(target, line, timeout=60.0):
                            f"{text[:80]!r}", "not-ours")
 
 
+def _remove_if_stale(path, pid):
+    """Removes the socket (or the half-made `<pid>.tmp`) of a process that died
+    without exiting normally: no process has its pid, nothing accepts on it,
+    and it is still the same file.  The runtime does the same at start-up."""
+    try:
+        before = os.lstat(path)
+        if not stat.S_ISSOCK(before.st_mode):
+            return
+        if path.endswith(".sock"):
+            with socket.socket(socket.AF_UNIX) as probe:
+                try:
+                    probe.connect(path)
+                    return
+                except ConnectionRefusedError:
+                    pass
+        if os.lstat(path).st_ino == before.st_ino:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
 def processes():
-    """(pid, socket path) of live DSU processes of this user."""
+    """(pid, socket path) of live DSU processes of this user; sockets left by
+    dead ones are removed on the way."""
     folder = runtime_dir()
     try:
         names = sorted(os.listdir(folder))
     except FileNotFoundError:
         return []
+    except OSError as error:
+        raise ControlError(f"psu: cannot read {folder}: {error.strerror or error}; DSU processes "
+                           "of yours list their sockets there (set PSU_RUNTIME_DIR?)", "unreachable")
     found = []
     for name in names:
-        if not name.endswith(".sock") or not name[:-5].isdigit():
+        stem, dot, suffix = name.partition(".")
+        if not stem.isdigit() or suffix not in ("sock", "tmp"):
             continue
-        pid = int(name[:-5])
+        pid = int(stem)
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
+            _remove_if_stale(os.path.join(folder, name), pid)
             continue
         except PermissionError:
             pass
-        found.append((pid, os.path.join(folder, name)))
+        if suffix == "sock":
+            found.append((pid, os.path.join(folder, name)))
     return found
