@@ -76,8 +76,10 @@ class UnitPlan:
 
 def transform(unit, text, role, dsu_names, output_path, plan=None, program_functions=()):
     """The source of `unit` for `role`; `dsu_names` are its DSU functions' names;
-    `program_functions` (code role): the external DSU functions of the running
-    program, by name, that its calls from the bundle should reach."""
+    `program_functions` (bundle roles): the external DSU functions, by name, that
+    calls from the bundle reach through their exported `psu_tramp_` aliases --
+    the running program's, and those the bundle's state object adds.  Plain
+    names would not link where a header declares the function hidden."""
     if role not in ROLES:
         raise ValueError(role)
     plan = plan or UnitPlan()
@@ -131,10 +133,14 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         body += "\n"
     first_line = body.count("\n") + 3
     redirected = []
-    if role == "code":
+    if role != "program":
+        # The state object defines the trampolines of the functions it adds
+        # (under their own names): those are not redirected there.
+        defined_here = {f.name for f in unit.functions if f.qualname in plan.added_functions} \
+            if role == "state" else set()
         called = set().union(*(f.callees for f in unit.functions))
         redirected = [{"name": name, "symbol": tramp_symbol(name)}
-                      for name in sorted(called & set(program_functions))]
+                      for name in sorted((called & set(program_functions)) - defined_here)]
     trailer = render("unit_trailer.c.j2", unit=unit.path, role=role, functions=entries,
                      hoisted=hoisted, first_line=first_line, redirected=redirected,
                      output_path=output_path.replace("\\", "/"))

@@ -195,11 +195,12 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     # functions older bundles still provide move here and those bundles unload.
     code_objects, state_objects, carried = [], [], []
     switched = set(change_set.switched)
-    # the running program's external DSU functions (those this patch adds are not there yet)
+    # external DSU functions, reached through their psu_tramp_ aliases: the
+    # running program's, and (from its state object) those this patch adds
     dsu_by_path = {path: manifest.dsu_names(by_path[path], config.exclude, config.direct_statics)
                    for path, u in new["units"].items() if u["dsu"]}
     program_functions = {f.name for path, dsu in dsu_by_path.items() for f in by_path[path].functions
-                         if f.name in dsu and not f.static and f.qualname not in added_functions}
+                         if f.name in dsu and not f.static}
     for path, dsu in sorted(dsu_by_path.items()):
         unit = by_path[path]
         with open(os.path.join(root, path), encoding="utf-8",
