@@ -51,6 +51,25 @@ ADD_STATE = [
     (CORE_C, "return core_scale(x) + 1;", "return core_scale(x) + count_step();"),
 ]
 
+# Every variadic and K&R function changed; the thread main loop too.
+CHANGE_EVERY_KIND = [
+    (CORE_C, "n = vsnprintf(out, size, fmt, ap);",
+     'n = snprintf(out, size, "v2 ");\n    n += vsnprintf(out + n, size - n, fmt, ap);'),
+    (CORE_C, "return 1 + core_nest(", "return 2 + core_nest("),
+    (CORE_C, "int total = 0;", "int total = 10;"),
+    (CORE_INTERNAL_H, "CORE_FUNC int core_scale(int x);",
+     "CORE_FUNC int core_scale(int x);\nCORE_FUNC int core_joined(int n, ...);"),
+    (CORE_C, "/* never reads", "int core_joined(int n, ...)\n{\n    va_list ap;\n    double d;\n"
+                              "    va_start(ap, n);\n    d = va_arg(ap, double);\n    va_end(ap);\n"
+                              "    return n + (int)d;\n}\n\n/* never reads"),
+    (CORE_C, "return a + 1;", "return core_joined(a, 2.0);"),
+    (CORE_C, "int sum = 0;", "int sum = 1;"),
+    (CORE_C, "tally(1, 100);", "tally(1, 200);"),
+    (CORE_C, "return c + (int)(f * 100) + n;", "return 1000 + c + (int)(f * 100) + n;"),
+    (CORE_C, "return n <= 1 ? 1 :", "return n <= 1 ? 2 :"),
+    (CORE_C, "usleep(1000);", "usleep(2000);"),
+]
+
 
 @pytest.fixture(scope="module")
 def everyfn(tmp_path_factory):
@@ -59,6 +78,7 @@ def everyfn(tmp_path_factory):
     project.commit("v1")
     revision(project, "v1", "hidden-added", *ADD_HIDDEN_FUNCTION)
     revision(project, "v1", "state-added", *ADD_STATE)
+    revision(project, "v1", "v2", *CHANGE_EVERY_KIND)
     project.checkout("v1")
     project.build()
     return project
@@ -109,3 +129,26 @@ def test_state_added_to_a_unit_of_hidden_functions_links(everyfn, program):
     assert program("step") == "21"
     program.apply(everyfn.bundle("everyfn", "v1", "state-added"))
     assert [program("step") for _ in range(2)] == ["61", "62"]
+
+
+def test_variadic_and_kr_functions_are_replaced_live_under_load(everyfn, program):
+    """Capability 3: a changed variadic function (doubles and ints among its
+    variable arguments, va_start through the macro and the builtin, one that
+    never calls it, one recursive, a static one, one added and declared hidden)
+    and changed K&R definitions (char and float
+    parameters, called without a prototype, one recursive) apply live while two
+    threads call them without pause; no call sees anything but the old or the
+    new result."""
+    everyfn.patch("v1", "v2")
+    shown = json.loads(psu("inspect", "--json", everyfn.bundle("everyfn", "v1", "v2")).stdout)
+    assert shown["manifest"]["changes"]["functions"]["replaced"] == [
+        "core_fact", "core_first", "core_format", "core_kr", "core_nest", "core_sum", "core_tally",
+        "core_worker", "src/core.c:tally"]
+    assert shown["manifest"]["changes"]["functions"]["added"] == ["core_joined"]
+    before = [program(c) for c in ("fmt", "nest", "sum", "first", "tally", "kr", "fact")]
+    assert before == ["7|2.50|x|-3", "23", "6", "2", "111", "250", "120"]
+    program.apply(everyfn.bundle("everyfn", "v1", "v2"))
+    after = [program(c) for c in ("fmt", "nest", "sum", "first", "tally", "kr", "fact")]
+    assert after == ["v2 7|2.50|x|-3", "26", "16", "3", "213", "1250", "240"]
+    assert wait_until(lambda: program("checks") == "1 0") and program("checks") == "1 0"
+    assert program("ticks") == "1"

@@ -45,6 +45,11 @@ def var_symbol(qualname, type_hash):
     return "psu_var_" + mangle(qualname, type_hash)
 
 
+def va_tramp_symbol(qualname):
+    """The exported name of a variadic function's va_list variant."""
+    return "psu_vtramp_" + mangle(qualname)
+
+
 def patch_symbol(qualname):
     return "psu_patch_" + mangle(qualname)
 
@@ -94,16 +99,22 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         name_index = source.find_name(function.name, function.location.line, function.location.column)
         entry = _function_entry(function, role, plan)
         entries.append(entry)
+        if function.va_head:
+            _va_list_variant(source, function, name_index, entry["name"] if role == "program"
+                             else entry["impl"])
         if role == "program":
+            if function.va_head:
+                source.insert_lines_before(source.declaration_start(name_index),
+                                           f"static {entry['head']};")
             _check_on_entry(source, function, name_index, entry, first=len(entries) == 1)
             continue
-        source.replace(name_index, f"psu_impl_{function.name}")
-        prototype = ("static " if function.static else "") + function.signature.replace("@NAME@", function.name)
-        if not function.static:
-            # a bundle exports some implementations by alias and compiles the rest
-            # unused: hidden, so only the table names them
-            prototype += ";\n__attribute__((visibility(\"hidden\"))) " + \
-                function.signature.replace("@NAME@", f"psu_impl_{function.name}")
+        source.replace(name_index, entry["impl"])
+        # a bundle exports some implementations by alias and compiles the rest
+        # unused: hidden, so only the table names them
+        prototype = ("static " if function.static else "") + \
+            function.signature.replace("@NAME@", function.name) + ";\n" + \
+            ("static " if function.static else "__attribute__((visibility(\"hidden\"))) ") + \
+            (function.va_head or function.signature).replace("@NAME@", entry["impl"])
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
 
     for variable in unit.variables:
@@ -148,30 +159,80 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
 
 
 def _function_entry(function, role, plan):
-    args = ", ".join(f"psu_a{i}" for i in range(function.arity))
+    """What the templates need of one DSU function.  Its slot holds versions of
+    `name`: the function itself, or for a variadic `f` its va_list variant
+    `psu_va_f` (every version is compiled so, since a call cannot pass `...`
+    on), which a generated variadic `f` (the `wrapper`) calls."""
+    variadic = bool(function.va_head)
+    name = f"psu_va_{function.name}" if variadic else function.name
+    head = function.va_head if variadic else function.head
+    arity = function.arity + variadic
+    tramp = (va_tramp_symbol if variadic else tramp_symbol)(function.qualname)
     entry = {
-        "name": function.name, "qualname": function.qualname, "static": function.static,
-        "head": function.head.replace("@NAME@", function.name), "args": args,
+        "name": name, "qualname": function.qualname, "static": function.static,
+        "head": head.replace("@NAME@", name),
+        "args": ", ".join(f"psu_a{i}" for i in range(arity)),
         "returns_void": function.returns_void, "result": function.result,
-        "pointer_type": function.signature.replace("@NAME@", "(*)"),
-        "tramp_symbol": tramp_symbol(function.qualname),
-        "tramp_declaration": function.signature.replace("@NAME@", tramp_symbol(function.qualname)),
-        "patch_declaration": function.signature.replace("@NAME@", patch_symbol(function.qualname)),
+        "pointer_type": head.replace("@NAME@", "(*)"),
+        "tramp_symbol": tramp, "tramp_declaration": head.replace("@NAME@", tramp),
+        "patch_declaration": head.replace("@NAME@", patch_symbol(function.qualname)),
+        "impl": f"psu_impl_{function.name}",
         "exported": role == "code" and function.qualname in plan.patched | plan.carried,
-        "kind": None, "record": f"psu_fn_{function.name}", "record_static": True,
-        "initial": "PSU_EXECUTABLE_VERSION",
+        "kind": None, "record": f"psu_fn_{name}", "record_static": True,
+        "initial": "PSU_EXECUTABLE_VERSION", "general_static": bool(function.static),
+        "wrapper": None,
     }
     added = function.qualname in plan.added_functions
     if role == "program":
         # the executable's version is the definition itself, entered by every call
-        entry.update(kind="trampoline",
-                     general_head=function.head.replace("@NAME@", f"psu_general_{function.name}"))
+        entry.update(kind="trampoline", general_static=True,
+                     general_head=head.replace("@NAME@", f"psu_general_{name}"))
     elif role == "state" and added:
         entry.update(kind="trampoline", record=record_symbol(function.qualname),
-                     record_static=False, initial="0", general_head=entry["head"])
+                     record_static=False, initial="0", general_head=entry["head"],
+                     general_static=function.static or variadic)
     elif function.static:
         entry["kind"] = "forwarder"
+    if variadic and entry["kind"] is not None:
+        # the variadic function callers call by name: it passes its arguments on
+        # as a va_list, to the slot's function (or, in a bundle's code, to the
+        # program's, through its exported alias)
+        entry["wrapper"] = {
+            "name": function.name, "static": function.static,
+            "head": function.head.replace("@NAME@", function.name),
+            "last": f"psu_a{function.arity - 1}",
+            "args": ", ".join(f"psu_a{i}" for i in range(function.arity)),
+            "callee": tramp if entry["kind"] == "forwarder" else name,
+            "tramp_declaration": None if entry["kind"] == "forwarder" else
+            function.head.replace("@NAME@", tramp_symbol(function.qualname)),
+        }
     return entry
+
+
+def _va_list_variant(source, function, name_index, name):
+    """Turn the definition of variadic `f` into its va_list variant `name`:
+    `...` becomes the parameter `psu_va_in`, and while the body is compiled
+    `va_start` (or `__builtin_va_start`, written directly) copies it instead.
+    A body that never calls va_start ignores it."""
+    if function.arity == 0:
+        loc = function.location
+        raise CSourceError(loc.file, loc.line, loc.column,
+                           f"'{function.name}' has no named parameter before '...'; "
+                           f"add it to PSU_EXCLUDE")
+    brace = source.body_start(name_index)
+    ellipsis = next((i for i in range(name_index, brace) if source.tokens[i].text == "..."), None)
+    if ellipsis is None:
+        token = source.tokens[name_index]
+        raise CSourceError(source.path, token.line, token.column,
+                           f"cannot find the '...' of '{function.name}' (a macro writes it?); "
+                           f"add it to PSU_EXCLUDE")
+    source.replace(name_index, name)
+    source.replace(ellipsis, "__builtin_va_list psu_va_in")
+    edits = _environment().get_template("function_entry.c.j2").module
+    start = source.declaration_start(name_index)
+    prototype = ("static " if function.static else "") + function.signature.replace("@NAME@", function.name)
+    source.insert_lines_before(start, prototype + ";\n" + str(edits.va_start_redirected()))
+    source.insert_lines_after(source.matching_close(brace), str(edits.va_start_restored()))
 
 
 def _check_on_entry(source, function, name_index, entry, first):
@@ -185,7 +246,7 @@ def _check_on_entry(source, function, name_index, entry, first):
         raise CSourceError(loc.file, loc.line, loc.column,
                            f"a parameter of '{function.name}' has no name, so its DSU entry "
                            f"check cannot pass it on; name it or add '{function.name}' to PSU_EXCLUDE")
-    brace = source.body_start(name_index)
+    brace = source.body_start(name_index, old_style=function.kr_style)
     if source.tokens[brace].line != function.body_line:
         token = source.tokens[brace]
         raise CSourceError(source.path, token.line, token.column,
@@ -194,7 +255,7 @@ def _check_on_entry(source, function, name_index, entry, first):
     edits = _environment().get_template("function_entry.c.j2").module
     source.insert_lines_before(source.declaration_start(name_index),
                                str(edits.declarations(entry, first)))
-    check = dict(entry, args=", ".join(function.parameters))
+    check = dict(entry, args=", ".join(function.parameters + ["psu_va_in"] * bool(function.va_head)))
     source.insert_after(brace, " " + str(edits.entry_check(check)))
     end = str(edits.entry_check_end(check))
     if end:

@@ -45,6 +45,7 @@ class Function:
     address_taken: bool  # named other than as the callee of a call
     signature: str       # prototype text with the placeholder @NAME@ for the declarator name
     head: str            # prototype with parameters named psu_a0.. (for trampolines)
+    va_head: str         # variadic: `head` with a `__builtin_va_list` for `...`; else ""
     arity: int
     returns_void: bool
     result: str          # declaration of `psu_result` of the return type ("" for void)

@@ -119,12 +119,13 @@ class SourceText:
             i -= 1
         return 0
 
-    def body_start(self, name_index):
+    def body_start(self, name_index, old_style=False):
         """Index of the `{` opening the body of the function whose definition
         writes its name at `name_index`: the first `{` outside the brackets
         that follow the name (parameter lists, attributes; the depth goes
         below 0 where the name is inside a declarator's parentheses, as in
-        `void (*f(int x))(void) {`)."""
+        `void (*f(int x))(void) {`).  An `old_style` (K&R) definition has its
+        parameters' declarations, each ending in `;`, before the `{`."""
         depth = 0
         for i in range(name_index + 1, len(self.tokens)):
             text = self.tokens[i].text
@@ -134,7 +135,7 @@ class SourceText:
                 depth -= 1
             elif depth <= 0 and text == "{":
                 return i
-            elif depth <= 0 and text == ";":
+            elif depth <= 0 and text == ";" and not old_style:
                 break
         token = self.tokens[name_index]
         raise CSourceError(self.path, token.line, token.column,
@@ -252,6 +253,14 @@ class SourceText:
         token = self.tokens[index]
         restore = f'\n#line {token.line} "{self.path}"\n' + " " * (token.column - 1)
         self._edits.append((token.start, token.start, "\n" + text + restore))
+
+    def insert_lines_after(self, index, text):
+        """Insert whole generated lines after token `index`, then restore the line
+        and column of what follows it."""
+        token = self.tokens[index]
+        column = token.column + token.end - token.start
+        restore = f'\n#line {token.line} "{self.path}"\n' + " " * (column - 1)
+        self._edits.append((token.end, token.end, "\n" + text + restore))
 
     def delete_range(self, first, last_exclusive):
         """Delete tokens [first, last_exclusive) keeping their newlines (lines stay

@@ -60,6 +60,24 @@ int core_first(int a, ...)
     return a + 1;
 }
 
+/* static, its address taken: a DSU function reached by name in its unit */
+static int tally(int count, ...)
+{
+    va_list ap;
+    int sum = 0;
+    va_start(ap, count);
+    while (count-- > 0)
+        sum += va_arg(ap, int);
+    va_end(ap);
+    return sum;
+}
+
+int core_tally(void)
+{
+    int (*volatile fn)(int, ...) = tally;
+    return fn(2, 5, 6) + tally(1, 100);
+}
+
 int core_kr(c, f, n)
     char c;
     float f;

@@ -9,6 +9,7 @@ int core_format(char *out, unsigned long size, const char *fmt, ...);
 int core_nest(int depth, const char *tag, ...);
 int core_sum(int count, ...);
 int core_first(int a, ...);
+int core_tally(void);
 
 /* K&R definitions, called without a prototype */
 int core_kr();

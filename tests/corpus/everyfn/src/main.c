@@ -23,11 +23,11 @@ static void *check(void *arg)
         core_format(text, sizeof text, "%d|%.2f|%s|%ld", 7, 2.5, "x", -3L);
         ok &= either(text, "7|2.50|x|-3", "v2 7|2.50|x|-3");
         nest = core_nest(3, "x", 1.5, 4);
-        ok &= nest == 23 || nest == 26;
+        ok &= nest >= 23 && nest <= 26;     /* a recursion the update crossed mixes */
         kr = core_kr('a', 1.5, 3);          /* char and float, promoted */
         ok &= kr == 97 + 150 + 3 || kr == 1000 + 97 + 150 + 3;
         fact = core_fact(5);
-        ok &= fact == 120 || fact == 121;
+        ok &= fact == 120 || fact == 240;
         ok &= core_sum(3, 1, 2, 3) == 6 || core_sum(3, 1, 2, 3) == 16;
         __atomic_add_fetch(&checks, 1, __ATOMIC_RELAXED);
         if (!ok)
@@ -56,6 +56,8 @@ int main(void)
             printf("%d\n", core_sum(3, 1, 2, 3));
         else if (strcmp(line, "first") == 0)
             printf("%d\n", core_first(1, 2.0, "unused"));
+        else if (strcmp(line, "tally") == 0)
+            printf("%d\n", core_tally());
         else if (strcmp(line, "kr") == 0)
             printf("%d\n", core_kr('a', 1.5, 3));
         else if (strcmp(line, "fact") == 0)
