@@ -67,7 +67,8 @@ CHANGE_EVERY_KIND = [
     (CORE_C, "tally(1, 100);", "tally(1, 200);"),
     (CORE_C, "return c + (int)(f * 100) + n;", "return 1000 + c + (int)(f * 100) + n;"),
     (CORE_C, "return n <= 1 ? 1 :", "return n <= 1 ? 2 :"),
-    (CORE_C, "usleep(1000);", "usleep(2000);"),
+    (CORE_C, "usleep(1000);\n    }", "usleep(2000);\n    }"),
+    (CORE_C, "return 1;\n}\n\nint core_waiting", "return 2;\n}\n\nint core_waiting"),
 ]
 
 
@@ -79,6 +80,8 @@ def everyfn(tmp_path_factory):
     revision(project, "v1", "hidden-added", *ADD_HIDDEN_FUNCTION)
     revision(project, "v1", "state-added", *ADD_STATE)
     revision(project, "v1", "v2", *CHANGE_EVERY_KIND)
+    revision(project, "v2", "v3", (CORE_C, "return 2;\n}\n\nint core_waiting",
+                                   "return 3;\n}\n\nint core_waiting"))
     project.checkout("v1")
     project.build()
     return project
@@ -143,7 +146,7 @@ def test_variadic_and_kr_functions_are_replaced_live_under_load(everyfn, program
     shown = json.loads(psu("inspect", "--json", everyfn.bundle("everyfn", "v1", "v2")).stdout)
     assert shown["manifest"]["changes"]["functions"]["replaced"] == [
         "core_fact", "core_first", "core_format", "core_kr", "core_nest", "core_sum", "core_tally",
-        "core_worker", "src/core.c:tally"]
+        "core_wait", "core_worker", "src/core.c:tally"]
     assert shown["manifest"]["changes"]["functions"]["added"] == ["core_joined"]
     before = [program(c) for c in ("fmt", "nest", "sum", "first", "tally", "kr", "fact")]
     assert before == ["7|2.50|x|-3", "23", "6", "2", "111", "250", "120"]
@@ -152,3 +155,37 @@ def test_variadic_and_kr_functions_are_replaced_live_under_load(everyfn, program
     assert after == ["v2 7|2.50|x|-3", "26", "16", "3", "213", "1250", "240"]
     assert wait_until(lambda: program("checks") == "1 0") and program("checks") == "1 0"
     assert program("ticks") == "1"
+
+
+def test_apply_and_status_name_replaced_functions_still_running_their_old_version(
+        everyfn, program):
+    """Capability 4: core_worker is a thread's endless main loop, started in the
+    executable's version: the bundle says at patch time that it may never
+    return, and the apply answer and status say it may still run v1.  A call
+    of core_wait in progress in v2's module when v3 replaces it is known
+    exactly (the module's calls are counted), and named until it returns."""
+    everyfn.patch("v1", "v2")
+    everyfn.patch("v2", "v3")
+    shown = json.loads(psu("inspect", "--json", everyfn.bundle("everyfn", "v1", "v2")).stdout)
+    assert shown["manifest"]["may_not_return"] == {"core_worker": "loops forever"}
+    assert "may still run their old version until their next call:\n    core_worker (loops forever)" \
+        in shown["manifest"]["report"]
+    process = program.process
+    applied = process.psu("apply", process.pid, everyfn.bundle("everyfn", "v1", "v2"))
+    assert applied.returncode == 0, applied.stderr
+    assert "core_worker: may still run v1 (module 0)" in applied.stdout
+    assert program("hold") == "held"                 # core_wait running v2's version
+    answer = process.request(f"apply {everyfn.bundle('everyfn', 'v2', 'v3')}")
+    assert answer["ok"] and answer["old_versions_running"] == [
+        {"function": "core_wait", "label": "v2", "module": 1, "certain": True}]
+    status = json.loads(process.psu("status", process.pid, "--json").stdout)
+    assert status["old_versions_running"] == [
+        {"function": "core_worker", "label": "v1", "module": 0, "certain": False},
+        {"function": "core_wait", "label": "v2", "module": 1, "certain": True}]
+    shown = process.psu("status", process.pid).stdout
+    assert "core_wait: still running v2 (module 1)" in shown
+    assert program("release") == "2"                 # the call ended in v2's version
+    assert program("hold") == "held" and program("release") == "3"
+    assert wait_until(lambda: "core_wait" not in process.psu("status", process.pid).stdout)
+    status = json.loads(process.psu("status", process.pid, "--json").stdout)
+    assert [e["function"] for e in status["old_versions_running"]] == ["core_worker"]

@@ -319,17 +319,19 @@ def program_info(program, build_id, label):
     return render("program_info.c.j2", program=program, build_id=build_id, label=label)
 
 
-def bundle_main(label, base, target, functions, transformed=None, carried=()):
+def bundle_main(label, base, target, functions, transformed=None, carried=(), may_not_return=()):
     """The bundle's tables: `functions` switched, `carried` unchanged copies (the
     runtime switches those only away from older bundles, so they can be unloaded);
-    `transformed`: variable qualname -> {transformer, old_type_hash}."""
+    `transformed`: variable qualname -> {transformer, old_type_hash};
+    `may_not_return`: replaced functions whose running calls may never end."""
     entries = [{"qualname": q, "symbol": patch_symbol(q)} for q in sorted(functions)]
     carried_entries = [{"qualname": q, "symbol": patch_symbol(q)} for q in sorted(carried)]
     transformers = [{"function": t["transformer"], "wrapper": f"psu_run_transformer_{i}",
                      "old": f"psu_old_state_{i}", "old_symbol": var_symbol(q, t["old_type_hash"])}
                     for i, (q, t) in enumerate(sorted((transformed or {}).items()))]
     return render("bundle_main.c.j2", label=label, base=base, target=target, entries=entries,
-                  carried=carried_entries, transformers=transformers)
+                  carried=carried_entries, transformers=transformers,
+                  may_not_return=sorted(may_not_return))
 
 
 def state_main(label, added_functions):

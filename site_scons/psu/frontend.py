@@ -478,6 +478,63 @@ class _BodyFacts(c_ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def _always_true(condition):
+    """Whether a loop condition is absent or a non-zero integer constant."""
+    if condition is None:
+        return True
+    if isinstance(condition, c_ast.Constant) and condition.type == "int":
+        try:
+            return int(condition.value.rstrip("uUlL"), 0) != 0
+        except ValueError:
+            return False
+    return False
+
+
+def _leaves(node, in_inner=False):
+    """Whether control can leave the loop whose body is `node`: a `return`, a
+    `goto` (anywhere: it may jump out), or a `break` not owned by an inner loop
+    or switch."""
+    if isinstance(node, (c_ast.Return, c_ast.Goto)):
+        return True
+    if isinstance(node, c_ast.Break):
+        return not in_inner
+    inner = in_inner or isinstance(node, (c_ast.For, c_ast.While, c_ast.DoWhile, c_ast.Switch))
+    return any(_leaves(child, inner) for _, child in node.children())
+
+
+class _EndlessLoops(c_ast.NodeVisitor):
+    """Finds a loop that never ends: no condition (or a constant true one) and
+    nothing that leaves it.  A call of such a function may never return."""
+
+    def __init__(self):
+        self.found = False
+
+    def _loop(self, node):
+        if _always_true(node.cond) and (node.stmt is None or not _leaves(node.stmt)):
+            self.found = True
+        self.generic_visit(node)
+
+    visit_For = visit_While = visit_DoWhile = _loop
+
+
+class _ThreadRoutines(c_ast.NodeVisitor):
+    """Functions passed to pthread_create (or thrd_create) as a thread's start routine."""
+
+    def __init__(self):
+        self.names = set()
+
+    def visit_FuncCall(self, node):
+        position = {"pthread_create": 2, "thrd_create": 1}.get(
+            node.name.name if isinstance(node.name, c_ast.ID) else None)
+        if position is not None and node.args is not None and len(node.args.exprs) > position:
+            routine = node.args.exprs[position]
+            while isinstance(routine, (c_ast.Cast, c_ast.UnaryOp)):
+                routine = routine.expr
+            if isinstance(routine, c_ast.ID):
+                self.names.add(routine.name)
+        self.generic_visit(node)
+
+
 def _names_in(node):
     """Named types (as (kind, name)) and identifiers that appear in `node`."""
     found = _BodyFacts()
@@ -565,6 +622,11 @@ class _Describer:
                 self.references.visit(ext)
 
     def run(self):
+        routines = _ThreadRoutines()
+        for ext in self.ast.ext:
+            if isinstance(ext, c_ast.FuncDef) and ext.coord is not None and ext.coord.file == self.path:
+                routines.visit(ext.body)
+        self.unit.thread_routines = sorted(routines.names)
         for ext in self.ast.ext:
             if isinstance(ext, c_ast.Decl) and ext.name and \
                     not isinstance(ext.type, c_ast.FuncDecl) and "typedef" not in (ext.storage or []):
@@ -667,6 +729,8 @@ class _Describer:
 
         seen = {}
         locals_ = [self.local_static(decl.name, local, facts, seen) for local in facts.statics]
+        endless = _EndlessLoops()
+        endless.visit(ext.body)
         self.unit.functions.append(Function(
             name=decl.name, qualname=_qualname(self.path, decl.name, static), static=static,
             inline="inline" in (decl.funcspec or []), variadic=variadic, kr_style=kr_style,
@@ -680,7 +744,7 @@ class _Describer:
             header_statics=sorted(f"{n} ({self.header_statics[n]})" for n in
                                   (facts.ids & set(self.header_statics)) - facts.local_names),
             locals=locals_, location=Location(self.path, decl.coord.line, decl.coord.column),
-            parameters=parameter_names,
+            parameters=parameter_names, loops_forever=endless.found,
             body_line=ext.body.coord.line if ext.body.coord else 0))
 
     def local_static(self, function, local, facts, seen):
@@ -714,7 +778,7 @@ class _Describer:
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "11"
+ANALYSIS_VERSION = "12"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):

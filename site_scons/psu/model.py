@@ -57,6 +57,7 @@ class Function:
     header_statics: list = field(default_factory=list)  # mutable statics of headers it uses
     parameters: list = field(default_factory=list)  # names in its definition (None: unnamed)
     body_line: int = 0   # line of the `{` that opens its body
+    loops_forever: bool = False  # has a loop nothing leaves: a call may never return
 
 
 @dataclass
@@ -85,6 +86,7 @@ class Unit:
     variables: list = field(default_factory=list)  # [Variable], in source order
     helpers: dict = field(default_factory=dict)    # name -> body hash of functions defined in headers
     storage_macros: dict = field(default_factory=dict)  # macro -> "static"/"extern" it expands to
+    thread_routines: list = field(default_factory=list)  # names it passes to pthread_create
 
     def to_json(self):
         return asdict(self)
@@ -108,4 +110,5 @@ class Unit:
         return cls(path=data["path"], text_hash=data["text_hash"], dsu=data["dsu"],
                    source_hash=data.get("source_hash", ""),
                    functions=functions, variables=variables, helpers=dict(data["helpers"]),
-                   storage_macros=dict(data.get("storage_macros", {})))
+                   storage_macros=dict(data.get("storage_macros", {})),
+                   thread_routines=list(data.get("thread_routines", [])))

@@ -101,6 +101,29 @@ void *core_worker(void *arg)
     }
 }
 
+/* a long call: it waits until released */
+static int waiting, released;
+
+int core_wait(void)
+{
+    __atomic_store_n(&waiting, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&released, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    __atomic_store_n(&released, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&waiting, 0, __ATOMIC_RELAXED);
+    return 1;
+}
+
+int core_waiting(void)
+{
+    return __atomic_load_n(&waiting, __ATOMIC_ACQUIRE);
+}
+
+void core_release(void)
+{
+    __atomic_store_n(&released, 1, __ATOMIC_RELEASE);
+}
+
 long core_ticks(void)
 {
     return __atomic_load_n(&ticks, __ATOMIC_RELAXED);

@@ -19,4 +19,9 @@ int core_fact();
 void *core_worker(void *arg);
 long core_ticks(void);
 
+/* a long call, and what tells it to return */
+int core_wait(void);
+int core_waiting(void);
+void core_release(void);
+
 #endif

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "core.h"
 
 static int stopping, checks, wrong;
@@ -36,10 +37,19 @@ static void *check(void *arg)
     return NULL;
 }
 
+static int held;
+
+static void *hold(void *arg)
+{
+    (void)arg;
+    held = core_wait();
+    return NULL;
+}
+
 int main(void)
 {
     char line[256], text[64];
-    pthread_t checkers[2], worker;
+    pthread_t checkers[2], worker, holder;
     for (int i = 0; i < 2; i++)
         pthread_create(&checkers[i], NULL, check, NULL);
     pthread_create(&worker, NULL, core_worker, NULL);
@@ -64,7 +74,16 @@ int main(void)
             printf("%d\n", core_fact(5));
         else if (strcmp(line, "step") == 0)
             printf("%d\n", core_step(10));
-        else if (strcmp(line, "ticks") == 0)
+        else if (strcmp(line, "hold") == 0) {      /* a call of core_wait in progress */
+            pthread_create(&holder, NULL, hold, NULL);
+            while (!core_waiting())
+                usleep(1000);
+            printf("held\n");
+        } else if (strcmp(line, "release") == 0) {
+            core_release();
+            pthread_join(holder, NULL);
+            printf("%d\n", held);
+        } else if (strcmp(line, "ticks") == 0)
             printf("%d\n", core_ticks() > 0);
         else if (strcmp(line, "checks") == 0)
             printf("%d %d\n", __atomic_load_n(&checks, __ATOMIC_RELAXED) > 0,
