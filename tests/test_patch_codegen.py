@@ -189,3 +189,81 @@ def test_apply_and_status_name_replaced_functions_still_running_their_old_versio
     assert wait_until(lambda: "core_wait" not in process.psu("status", process.pid).stdout)
     status = json.loads(process.psu("status", process.pid, "--json").stdout)
     assert [e["function"] for e in status["old_versions_running"]] == ["core_worker"]
+
+
+# -- generated code, without a process -----------------------------------------
+
+from psu import codegen, frontend, manifest  # noqa: E402  (after the fixtures above)
+from projects import run  # noqa: E402
+
+KINDS_OF_DEFINITION = """\
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+typedef unsigned char byte;
+int with_prototype(char c, float f);
+int with_prototype(c, f) char c; float f; { return c + (int)f; }
+int promoted(c, f, b, s, p, a) char c; float f; byte b; short s; char *p; int a[]; { return c + (int)f + b + s + *p + a[0]; }
+static long kr_static(n) long n; { return n + 1; }
+long calls_kr_static(void) { return kr_static(1); }
+__attribute__((noreturn)) void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    exit(1);
+}
+int check(int ok) { if (ok) return ok; fail("bad %d\\n", ok); }
+static void note(int (*sink)(const char *, ...), const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sink("%s", fmt);
+    va_end(ap);
+}
+void notes(void) { note(printf, "x", 1, 2.0); }
+"""
+
+
+def analyse_text(tmp_path, text):
+    (tmp_path / "unit.c").write_text(text)
+    return frontend.analyse("unit.c", "gcc", ["-O2"], str(tmp_path))
+
+
+def test_kr_definitions_take_the_prototype_in_scope_or_the_promoted_types(tmp_path):
+    """A K&R definition's type -- its signature, and its general path's and its
+    slot's -- is the prototype in scope, else its declared types after the
+    default argument promotions (through typedefs), which is what callers pass."""
+    unit = analyse_text(tmp_path, KINDS_OF_DEFINITION)
+    signatures = {f.name: f.signature.replace("@NAME@", f.name) for f in unit.functions}
+    assert signatures["with_prototype"] == "int with_prototype(char c, float f)"
+    assert signatures["promoted"] == \
+        "int promoted(int c, double f, int b, int s, char *p, int a[])"
+    assert signatures["kr_static"] == "long kr_static(long n)"
+    heads = {f.name: f.head for f in unit.functions}
+    assert heads["promoted"] == \
+        "int @NAME@(int psu_a0, double psu_a1, int psu_a2, int psu_a3, char *psu_a4, int psu_a5[])"
+    direct = {f.qualname: manifest.direct_reason(f, direct_statics="none") for f in unit.functions}
+    assert set(direct.values()) == {None}      # variadic and K&R: DSU functions like any other
+
+
+def test_variadic_and_kr_definitions_compile_cleanly_in_every_role(tmp_path):
+    """Every role of a unit with K&R definitions (static, prototyped) and variadic
+    ones (void, noreturn, static with a function-pointer parameter) compiles
+    under -Wall -Wextra -Werror, the functions added and replaced included."""
+    unit = analyse_text(tmp_path, KINDS_OF_DEFINITION)
+    dsu = manifest.dsu_names(unit, direct_statics="none")
+    assert {"fail", "unit.c:note"} <= {f.qualname for f in unit.functions if f.name in dsu}
+    plan = codegen.UnitPlan(patched={"fail", "unit.c:note", "promoted"},
+                            added_functions={"check", "unit.c:kr_static"})
+    for role in codegen.ROLES:
+        generated = codegen.transform(unit, KINDS_OF_DEFINITION, role, dsu, f"gen_{role}.c", plan,
+                                      program_functions={"fail", "promoted", "with_prototype"})
+        (tmp_path / f"gen_{role}.c").write_text(generated)
+        run(["gcc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
+             "-fPIC", f"-I{REPO}/runtime", "-c", f"gen_{role}.c", "-o", f"gen_{role}.o"], tmp_path)
+    program = (tmp_path / "gen_program.c").read_text()
+    # the variadic function callers call by name passes its arguments on as a va_list
+    assert "void fail(const char *psu_a0, ...)" in program
+    assert "psu_va_fail(psu_a0, psu_ap);" in program

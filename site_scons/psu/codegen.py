@@ -220,7 +220,12 @@ def _va_list_variant(source, function, name_index, name):
                            f"'{function.name}' has no named parameter before '...'; "
                            f"add it to PSU_EXCLUDE")
     brace = source.body_start(name_index)
-    ellipsis = next((i for i in range(name_index, brace) if source.tokens[i].text == "..."), None)
+    ellipsis = None
+    if source.tokens[name_index + 1].text == "(":
+        # the last token of its own parameter list (not of a parameter's)
+        close = source.matching_close(name_index + 1)
+        if source.tokens[close - 1].text == "...":
+            ellipsis = close - 1
     if ellipsis is None:
         token = source.tokens[name_index]
         raise CSourceError(source.path, token.line, token.column,
@@ -232,7 +237,10 @@ def _va_list_variant(source, function, name_index, name):
     start = source.declaration_start(name_index)
     prototype = ("static " if function.static else "") + function.signature.replace("@NAME@", function.name)
     source.insert_lines_before(start, prototype + ";\n" + str(edits.va_start_redirected()))
-    source.insert_lines_after(source.matching_close(brace), str(edits.va_start_restored()))
+    # attributes only the definition states (noreturn, say) hold for `f` too
+    source.insert_lines_after(source.matching_close(brace), str(edits.va_start_restored()) +
+                              f"\n__typeof__({function.name}) {function.name} "
+                              f"__attribute__((copy({name})));")
 
 
 def _check_on_entry(source, function, name_index, entry, first):
