@@ -239,8 +239,8 @@ def _va_list_variant(source, function, name_index, name):
     source.insert_lines_before(start, prototype + ";\n" + str(edits.va_start_redirected()))
     # attributes only the definition states (noreturn, say) hold for `f` too
     source.insert_lines_after(source.matching_close(brace), str(edits.va_start_restored()) +
-                              f"\n__typeof__({function.name}) {function.name} "
-                              f"__attribute__((copy({name})));")
+                              f"\n#ifndef PSU_PARSE_ONLY\n__typeof__({function.name}) {function.name} "
+                              f"__attribute__((copy({name})));\n#endif")
 
 
 def _check_on_entry(source, function, name_index, entry, first):
