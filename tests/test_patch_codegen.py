@@ -215,14 +215,14 @@ __attribute__((noreturn)) void fail(const char *fmt, ...)
     exit(1);
 }
 int check(int ok) { if (ok) return ok; fail("bad %d\\n", ok); }
-static void note(int (*sink)(const char *, ...), const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void note(int (*sink)(const char *, ...), const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
     sink("%s", fmt);
     va_end(ap);
 }
-void notes(void) { note(printf, "x", 1, 2.0); }
+void notes(void) { note(printf, "x %d %f", 1, 2.0); }
 """
 
 
@@ -250,7 +250,8 @@ def test_kr_definitions_take_the_prototype_in_scope_or_the_promoted_types(tmp_pa
 
 def test_variadic_and_kr_definitions_compile_cleanly_in_every_role(tmp_path):
     """Every role of a unit with K&R definitions (static, prototyped) and variadic
-    ones (void, noreturn, static with a function-pointer parameter) compiles
+    ones (void, noreturn, static with a function-pointer parameter and a format
+    attribute, which the va_list variant takes as vprintf does) compiles
     under -Wall -Wextra -Werror, the functions added and replaced included."""
     unit = analyse_text(tmp_path, KINDS_OF_DEFINITION)
     dsu = manifest.dsu_names(unit, direct_statics="none")
@@ -267,3 +268,22 @@ def test_variadic_and_kr_definitions_compile_cleanly_in_every_role(tmp_path):
     # the variadic function callers call by name passes its arguments on as a va_list
     assert "void fail(const char *psu_a0, ...)" in program
     assert "psu_va_fail(psu_a0, psu_ap);" in program
+
+
+def test_functions_that_may_not_return_are_found_with_why(tmp_path):
+    """A loop nothing leaves, a thread's start routine (a static one, named by
+    pthread_create in its unit), and callers of either; a loop with a break of
+    its own, or one that returns, ends."""
+    from psu import patch
+    unit = analyse_text(tmp_path, """\
+#include <pthread.h>
+void serve(void) { for (;;) { } }
+void run(void) { serve(); }
+static void *routine(void *arg) { while (arg) { } return 0; }
+void start(void) { pthread_t t; pthread_create(&t, 0, routine, 0); }
+int poll_once(int x) { while (1) { if (x) break; } do { return 1; } while (1); }
+int nested(int x) { for (;;) { switch (x) { case 1: break; } for (;;) { break; } } }
+""")
+    assert patch.may_not_return([unit]) == {
+        "serve": "loops forever", "run": "calls serve, which may not return",
+        "unit.c:routine": "a thread's start routine", "nested": "loops forever"}

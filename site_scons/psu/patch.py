@@ -142,13 +142,14 @@ def compare(config, from_ref, to_ref, from_sha=None, to_sha=None):
 
 def may_not_return(units):
     """Functions of the DSU `units` a call of which may never return, each with
-    why: it has a loop nothing leaves, it is a thread's start routine (passed to
-    pthread_create by one of these units), or it calls such a function.  A
-    replaced function's calls in progress run their old version to the end, so
-    for these the new code may never run but on their next call (SPEC §2)."""
+    why: it has a loop nothing leaves, or calls such a function, or it is a
+    thread's start routine (passed to pthread_create by one of these units; a
+    thread may run it for as long as the process lives).  A replaced function's
+    calls in progress run their old version to the end, so for these the new
+    code may never run but on their next call (SPEC §2)."""
     dsu_units = [u for u in units if u.dsu]
     external = {f.name: f.qualname for u in dsu_units for f in u.functions if not f.static}
-    reasons, callees = {}, {}
+    reasons, callees, routines = {}, {}, {}
     for unit in dsu_units:
         own = {f.name: f.qualname for f in unit.functions}
 
@@ -156,7 +157,7 @@ def may_not_return(units):
             return own.get(name) or external.get(name)
         for name in unit.thread_routines:
             if resolve(name):
-                reasons.setdefault(resolve(name), "a thread's start routine")
+                routines[resolve(name)] = "a thread's start routine"
         for f in unit.functions:
             callees[f.qualname] = [q for q in map(resolve, f.callees) if q and q != f.qualname]
             if f.loops_forever:
@@ -169,7 +170,7 @@ def may_not_return(units):
             if qualname not in reasons and reached:
                 reasons[qualname] = f"calls {reached.rsplit(':', 1)[-1]}, which may not return"
                 changed = True
-    return reasons
+    return {**routines, **reasons}
 
 
 # -- building the bundle -----------------------------------------------------------
