@@ -79,6 +79,7 @@ def everyfn(tmp_path_factory):
     project.commit("v1")
     revision(project, "v1", "hidden-added", *ADD_HIDDEN_FUNCTION)
     revision(project, "v1", "state-added", *ADD_STATE)
+    revision(project, "v1", "hidden-address", (CORE_C, "return fn(x);", "return fn(x) + 1;"))
     revision(project, "v1", "v2", *CHANGE_EVERY_KIND)
     revision(project, "v2", "v3", (CORE_C, "return 2;\n}\n\nint core_waiting",
                                    "return 3;\n}\n\nint core_waiting"))
@@ -132,6 +133,16 @@ def test_state_added_to_a_unit_of_hidden_functions_links(everyfn, program):
     assert program("step") == "21"
     program.apply(everyfn.bundle("everyfn", "v1", "state-added"))
     assert [program("step") for _ in range(2)] == ["61", "62"]
+
+
+def test_a_patch_takes_the_address_of_a_function_declared_hidden(everyfn, program):
+    """gcc takes the address of a hidden function PC-relative, which a shared
+    object cannot link against the program's symbol: the bundle names it in
+    its bodies by a declaration of default visibility (zlib stores zcfree)."""
+    everyfn.patch("v1", "hidden-address")
+    assert program("apply") == "20"
+    program.apply(everyfn.bundle("everyfn", "v1", "hidden-address"))
+    assert program("apply") == "21"
 
 
 def test_variadic_and_kr_functions_are_replaced_live_under_load(everyfn, program):

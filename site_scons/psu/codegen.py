@@ -139,10 +139,6 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
                 hoisted.append({"qualname": local.qualname,
                                 "definition": local.decl.replace("@NAME@", var_symbol(local.qualname, local.type_hash))})
 
-    body = source.edited()
-    if not body.endswith("\n"):
-        body += "\n"
-    first_line = body.count("\n") + 3
     redirected = []
     if role != "program":
         # The state object defines the trampolines of the functions it adds
@@ -152,6 +148,12 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         called = set().union(*(f.callees for f in unit.functions))
         redirected = [{"name": name, "symbol": tramp_symbol(name)}
                       for name in sorted((called & set(program_functions)) - defined_here)]
+        _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected})
+
+    body = source.edited()
+    if not body.endswith("\n"):
+        body += "\n"
+    first_line = body.count("\n") + 3
     trailer = render("unit_trailer.c.j2", unit=unit.path, role=role, functions=entries,
                      hoisted=hoisted, first_line=first_line, redirected=redirected,
                      output_path=output_path.replace("\\", "/"))
@@ -242,6 +244,37 @@ def _va_list_variant(source, function, name_index, name):
     source.insert_lines_after(source.matching_close(brace), str(edits.va_start_restored()) +
                               f"\n#ifndef PSU_PARSE_ONLY\n__typeof__({function.name}) {function.name} "
                               f"__attribute__((copy({name})));\n#endif")
+
+
+def _name_in_bodies_by_default_visibility(source, unit, names):
+    """Bundle roles: in the unit's function bodies, the running program's
+    functions `names` are named `psu_ext_f`, a declaration of default visibility
+    bound to `f`'s exported alias.  The asm-label redirect of `f` (appended)
+    keeps the visibility a header gave `f`, and gcc takes the address of a
+    hidden function PC-relative, which no shared object can link against
+    another module's symbol (zlib's `strm->zfree = zcfree`).  Names a header's
+    macro writes still go through the redirect: calls link, addresses do not."""
+    first_use = {}
+    for function in unit.functions:
+        try:
+            name_index = source.find_name(function.name, function.location.line,
+                                          function.location.column)
+            brace = source.body_start(name_index, old_style=function.kr_style)
+            close = source.matching_close(brace)
+        except CSourceError:
+            continue        # a body psu does not edit (its name made by a macro)
+        for i in range(brace + 1, close):
+            token = source.tokens[i]
+            if token.kind == "ident" and token.text in names and \
+                    source.tokens[i - 1].text not in (".", "->") and not source.edited_at(i):
+                source.replace(i, f"psu_ext_{token.text}")
+                first_use.setdefault(token.text, source.declaration_start(name_index))
+    for name, start in sorted(first_use.items()):
+        source.insert_lines_before(start, f"#ifndef PSU_PARSE_ONLY\n"
+                                          f"extern __typeof__({name}) psu_ext_{name} "
+                                          f'__asm__("{tramp_symbol(name)}") '
+                                          f'__attribute__((copy({name}), visibility("default")));\n'
+                                          f"#else\n#define psu_ext_{name} {name}\n#endif")
 
 
 def _format_attributes_take_va_list(source, indices):

@@ -236,6 +236,12 @@ class SourceText:
 
     # -- editing ---------------------------------------------------------------------
 
+    def edited_at(self, index):
+        """Whether an edit made so far touches token `index`."""
+        token = self.tokens[index]
+        return any(start < token.end and token.start < end or start == end == token.start
+                   for start, end, _ in self._edits)
+
     def replace(self, index, text):
         token = self.tokens[index]
         self._edits.append((token.start, token.end, text))

@@ -17,6 +17,13 @@ int core_step(int x)
     return core_scale(x) + 1;
 }
 
+/* takes the address of a hidden function */
+int core_apply(int x)
+{
+    int (*volatile fn)(int) = core_scale;
+    return fn(x);
+}
+
 int core_format(char *out, unsigned long size, const char *fmt, ...)
 {
     va_list ap;

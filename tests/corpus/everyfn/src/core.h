@@ -3,6 +3,7 @@
 #define CORE_H
 
 int core_step(int x);
+int core_apply(int x);
 
 /* variadic */
 int core_format(char *out, unsigned long size, const char *fmt, ...);
