@@ -1,9 +1,12 @@
 """Issue 10 on real code: Lua 5.4.7 -> 5.4.8 (a function added, declared hidden
 by LUAI_FUNC in ldo.h) applies live and Lua's own test suite passes in the
-updated process; a change to Lua's variadic error functions applies live.
+updated process; a change to Lua's variadic error functions applies live; in
+zlib 1.2.13, written in K&R style, every function is patchable and changed K&R
+functions apply live.
 
 Lua's sources come from the lupa sdists on PyPI (2.3 has Lua 5.4.7, 2.8 has
-5.4.8), cached under ~/.cache/psu-realcode, never committed.
+5.4.8), zlib's from Debian (apt-get source), cached under ~/.cache/psu-realcode,
+never committed.
 """
 import os
 import pathlib
@@ -138,3 +141,105 @@ def test_lua_variadic_error_function_changed_live(lua, tmp_path):
     lines = run_updated(lua, tmp_path, lua.bundle("lua", "v5.4.7", "v5.4.7-errors"), "none")
     assert lines == ["false\twait.lua:2: attempt to perform arithmetic on a nil value",
                      "false\twait.lua:9: patched 7 2.5 attempt to perform arithmetic on a nil value"]
+
+
+# -- zlib 1.2.13: K&R definitions -------------------------------------------------
+
+ZLIB_DRIVER = """\
+#include <stdio.h>
+#include <string.h>
+#include "zlib.h"
+int main(void)
+{
+    char line[256];
+    printf("ready\\n");
+    fflush(stdout);
+    while (fgets(line, sizeof line, stdin)) {
+        unsigned char packed[512], plain[512];
+        uLongf packed_len = sizeof packed, plain_len = sizeof plain;
+        uLong n;
+        line[strcspn(line, "\\n")] = 0;
+        n = strlen(line);
+        int packed_ok = compress(packed, &packed_len, (const Bytef *)line, n) == Z_OK;
+        int plain_ok = uncompress(plain, &plain_len, packed, packed_len) == Z_OK;
+        printf("%d %lu %lu\\n", packed_ok && plain_ok && plain_len == n &&
+               memcmp(plain, line, n) == 0, (unsigned long)compressBound(n),
+               (unsigned long)adler32(1, (const Bytef *)line, n));
+        fflush(stdout);
+    }
+    return 0;
+}
+"""
+ZLIB_SCONSTRUCT = """\
+env = Environment(tools=['default', 'psu'])
+# HAVE_HIDDEN: zlib's internal functions are hidden (ZLIB_INTERNAL)
+env.Append(CCFLAGS=['-O2', '-Wall'], CPPDEFINES=['HAVE_HIDDEN', 'HAVE_UNISTD_H', 'HAVE_STDARG_H'])
+zlib = sorted(str(f) for f in Glob('*.c') if str(f) != 'driver.c')
+env.PSUProgram('zdriver', zlib + ['driver.c'], PSU_UNITS=zlib)
+"""
+
+
+def zlib_sources():
+    folder = CACHE / "codegen-zlib"
+    found = sorted(folder.glob("zlib-1.2.13*/deflate.c"))
+    if found:
+        return found[0].parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if not list(folder.glob("zlib_1.2.13*.orig.tar.*")):
+        done = subprocess.run(["apt-get", "source", "--download-only", "zlib=1:1.2.13.dfsg-1"],
+                              cwd=folder, capture_output=True, text=True, timeout=600)
+        if not list(folder.glob("zlib_1.2.13*.orig.tar.*")):
+            pytest.skip(f"zlib 1.2.13 source not available: {done.stderr[-500:]}")
+    archive = sorted(folder.glob("zlib_1.2.13*.orig.tar.*"))[0]
+    with tarfile.open(archive) as tar:
+        tar.extractall(folder, filter="data")
+    return sorted(folder.glob("zlib-1.2.13*/deflate.c"))[0].parent
+
+
+def test_zlib_kr_functions_are_dsu_functions_and_change_live(tmp_path):
+    """Capability 3 on a K&R code base: every zlib function is a DSU function
+    (statics called by name are left direct by policy, as anywhere); changed
+    K&R functions -- compressBound visibly, deflate without a visible change --
+    apply live, and compression still round-trips."""
+    source = zlib_sources()
+    project = Project(tmp_path / "zlib")
+    for item in source.iterdir():
+        if item.suffix in (".c", ".h") and item.name not in ("example.c", "minigzip.c"):
+            shutil.copy(item, project.root / item.name)
+    project.write({"SConstruct": ZLIB_SCONSTRUCT, "driver.c": ZLIB_DRIVER})
+    project.commit("v1")
+    compress_c, deflate_c = project.root / "compress.c", project.root / "deflate.c"
+    compress_c.write_text(compress_c.read_text().replace("(sourceLen >> 25) + 13;",
+                                                         "(sourceLen >> 25) + 14;"))
+    old = "    deflate_state *s;\n\n    if (deflateStateCheck(strm) || flush > Z_BLOCK"
+    assert old in deflate_c.read_text()
+    deflate_c.write_text(deflate_c.read_text().replace(old, old.replace(
+        "\n\n", "\n    int unused_in_v2 = 0;\n\n    (void)unused_in_v2;\n"), 1))
+    project.commit("v2")
+    project.checkout("v1")
+    project.build()
+    functions = [f for u in project.manifest("zdriver")["units"].values()
+                 for f in (u.get("functions") or {}).values()]
+    assert {f["direct"] for f in functions} == {None, "static, called by name"}
+    assert sum(f["direct"] is None for f in functions) >= 90
+    done = project.patch("v1", "v2")
+    assert "replaced:\n    compressBound\n    deflate\n" in done.stdout
+    running = Process([project.root / "zdriver"], project.root, tmp_path / "run", stdin=True)
+    try:
+        assert running.read_line() == "ready"
+        running.wait_for_socket()
+
+        def ask(line):
+            running.process.stdin.write(line + "\n")
+            running.process.stdin.flush()
+            return running.read_line()
+        # compressBound(12) is 12 + 13; adler32 as Python's zlib computes it
+        # compressBound(n) is n + 13 for short n; adler32 as Python's zlib computes it
+        assert ask("hello, world") == "1 25 492045449"
+        applied = running.psu("apply", running.pid, project.bundle("zdriver", "v1", "v2"))
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        assert ask("hello, world") == "1 26 492045449"
+        assert ask("x" * 200) == "1 214 3502529985"
+    finally:
+        running.process.stdin.close()
+        running.stop()
