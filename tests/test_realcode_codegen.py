@@ -233,7 +233,6 @@ def test_zlib_kr_functions_are_dsu_functions_and_change_live(tmp_path):
             running.process.stdin.write(line + "\n")
             running.process.stdin.flush()
             return running.read_line()
-        # compressBound(12) is 12 + 13; adler32 as Python's zlib computes it
         # compressBound(n) is n + 13 for short n; adler32 as Python's zlib computes it
         assert ask("hello, world") == "1 25 492045449"
         applied = running.psu("apply", running.pid, project.bundle("zdriver", "v1", "v2"))
