@@ -234,6 +234,11 @@ __attribute__((format(printf, 2, 3))) static void note(int (*sink)(const char *,
     va_end(ap);
 }
 void notes(void) { note(printf, "x %d %f", 1, 2.0); }
+void (*handler_of(void))(const char *, ...)
+{
+    static void (*handler)(const char *, ...) = fail;   /* bound: its initializer goes */
+    return handler != fail ? handler : fail;
+}
 """
 
 

@@ -254,7 +254,7 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
     hidden function PC-relative, which no shared object can link against
     another module's symbol (zlib's `strm->zfree = zcfree`).  Names a header's
     macro writes still go through the redirect: calls link, addresses do not."""
-    first_use = {}
+    first_use, edited = {}, source.edited_so_far()
     for function in unit.functions:
         try:
             name_index = source.find_name(function.name, function.location.line,
@@ -266,7 +266,7 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
         for i in range(brace + 1, close):
             token = source.tokens[i]
             if token.kind == "ident" and token.text in names and \
-                    source.tokens[i - 1].text not in (".", "->") and not source.edited_at(i):
+                    source.tokens[i - 1].text not in (".", "->") and not edited(i):
                 source.replace(i, f"psu_ext_{token.text}")
                 first_use.setdefault(token.text, source.declaration_start(name_index))
     for name, start in sorted(first_use.items()):

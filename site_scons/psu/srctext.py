@@ -5,6 +5,7 @@ psu never regenerates user code: it edits declarations in the original text
 generated code.  This module finds the places to edit from the coordinates the
 front end reports; `#line` directives keep diagnostics on the user's lines.
 """
+import bisect
 import re
 
 from .errors import CSourceError
@@ -202,15 +203,19 @@ class SourceText:
         return text if text in _STORAGE else self.storage_macros.get(text)
 
     def declarator_end(self, name_index):
-        """Index of the first token after the declarator whose name is at `name_index`."""
-        depth, i = 0, name_index + 1
+        """Index of the first token after the declarator whose name is at `name_index`.
+        Brackets the name sits in close below depth 0 (`(*handler)(...)`); a
+        stop inside brackets opened after the name (a parameter list's `,`) is
+        not the end."""
+        depth, floor, i = 0, 0, name_index + 1
         while i < len(self.tokens):
             text = self.tokens[i].text
             if text in "([":
                 depth += 1
             elif text in ")]":
                 depth -= 1
-            elif depth <= 0 and text in _DECLARATOR_STOP:
+                floor = min(floor, depth)
+            elif depth == floor and text in _DECLARATOR_STOP:
                 return i
             i += 1
         raise CSourceError(self.path, self.tokens[name_index].line, self.tokens[name_index].column,
@@ -236,11 +241,21 @@ class SourceText:
 
     # -- editing ---------------------------------------------------------------------
 
-    def edited_at(self, index):
-        """Whether an edit made so far touches token `index`."""
-        token = self.tokens[index]
-        return any(start < token.end and token.start < end or start == end == token.start
-                   for start, end, _ in self._edits)
+    def edited_so_far(self):
+        """A test of whether an edit made so far (not later ones) changes the
+        text of a token: `test(index)`, in O(log edits)."""
+        spans = sorted((start, end) for start, end, _ in self._edits)
+        starts = [start for start, _ in spans]
+        furthest, reach = [], -1
+        for _, end in spans:
+            reach = max(reach, end)
+            furthest.append(reach)
+
+        def edited(index):
+            token = self.tokens[index]
+            before = bisect.bisect_left(starts, token.end)   # edits starting inside or before it
+            return before > 0 and furthest[before - 1] > token.start
+        return edited
 
     def replace(self, index, text):
         token = self.tokens[index]
