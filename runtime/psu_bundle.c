@@ -151,6 +151,97 @@ static struct psu_bundle *provider_of(uintptr_t word)
     return b;
 }
 
+/* ---- old versions still running ------------------------------------------- */
+
+/* A replaced function whose calls in progress may still run its old version.
+ * Written by apply and read by status, both under psu_update_lock. */
+struct old_running {
+    const char *function;           /* the slot's qualified name (lives forever) */
+    struct psu_bundle *bundle;      /* provider of the old version (referenced), NULL: the executable */
+};
+
+static struct old_running *old_running;
+static size_t old_running_len, old_running_cap;
+
+/* Forgets entries whose module was unloaded: nothing runs their code. */
+static void old_running_prune(void)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < old_running_len; i++) {
+        if (old_running[i].bundle && old_running[i].bundle->module < 0)
+            bundle_unref(old_running[i].bundle);
+        else
+            old_running[kept++] = old_running[i];
+    }
+    old_running_len = kept;
+}
+
+static void old_running_add(const char *function, struct psu_bundle *bundle)
+{
+    if (old_running_len == old_running_cap) {
+        size_t cap = old_running_cap ? 2 * old_running_cap : 16;
+        struct old_running *p = realloc(old_running, cap * sizeof *p);
+        if (!p)
+            psu_die(ENOMEM, "old versions list");
+        old_running = p;
+        old_running_cap = cap;
+    }
+    if (bundle)
+        bundle_ref(bundle);
+    old_running[old_running_len++] = (struct old_running){ function, bundle };
+}
+
+/* Just after the switch of one update: `previous` (n items) are the providers
+ * the replaced functions had, `lingering` the bundle's list of functions whose
+ * calls may never return (NULL-terminated, or NULL). */
+static void old_running_note(const struct previous_provider *previous, size_t n,
+                             const char *const *lingering)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct previous_provider *p = &previous[i];
+        if (p->added)
+            continue;
+        if (p->bundle) {
+            if (p->bundle->module > 0 && psu_active_calls((unsigned)p->bundle->module) > 0)
+                old_running_add(p->fn->name, p->bundle);
+            continue;
+        }
+        for (const char *const *name = lingering; name && *name; name++)
+            if (strcmp(*name, p->fn->name) == 0) {
+                bool known = false;
+                for (size_t j = 0; j < old_running_len; j++)
+                    known |= !old_running[j].bundle && old_running[j].function == p->fn->name;
+                if (!known)
+                    old_running_add(p->fn->name, NULL);
+                break;
+            }
+    }
+}
+
+size_t psu_old_running_length(void)
+{
+    return old_running_len;
+}
+
+bool psu_old_running_entry(size_t i, const char **function, const char **label,
+                           int *module, bool *certain)
+{
+    const struct old_running *e = &old_running[i];
+    *function = e->function;
+    if (!e->bundle) {
+        *label = psu_version_label;
+        *module = 0;
+        *certain = false;
+        return true;
+    }
+    if (e->bundle->module <= 0 || psu_active_calls((unsigned)e->bundle->module) == 0)
+        return false;
+    *label = e->bundle->label;
+    *module = e->bundle->module;
+    *certain = true;
+    return true;
+}
+
 /* ---- reading and verifying a file -------------------------------------- */
 
 struct section {
@@ -491,6 +582,7 @@ bool psu_apply_bundle(const char *path, struct psu_update_result *res, struct ps
     const struct psu_bundle_function *carried = dlsym(code_handle, "psu_bundle_carried");
     while (carried && carried[ncarried].name)
         ncarried++;
+    size_t nreplaced = n;       /* the bundle's own functions come first in items */
     items = calloc(n + ncarried + 1, sizeof *items);
     previous = calloc(n + ncarried + 1, sizeof *previous);
     if (!items || !previous)
@@ -572,6 +664,11 @@ bool psu_apply_bundle(const char *path, struct psu_update_result *res, struct ps
     }
 
     psu_switch(items, n);
+
+    old_running_prune();
+    res->old_running_first = psu_old_running_length();
+    old_running_note(previous, nreplaced,
+                     (const char *const *)dlsym(code_handle, "psu_bundle_may_not_return"));
 
     b->module = index;
     bundle_ref(b);                  /* the module's reference */

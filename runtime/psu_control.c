@@ -139,6 +139,28 @@ static void answer_error(struct text *t, const struct psu_error *err)
     text_add(t, "}");
 }
 
+/* `"old_versions_running":[...]`: replaced functions with calls in progress in
+ * an old version (entries from `first` on), the new code runs on their next call. */
+static void add_old_running(struct text *t, size_t first)
+{
+    text_add(t, ",\"old_versions_running\":[");
+    bool comma = false;
+    for (size_t i = first; i < psu_old_running_length(); i++) {
+        const char *function, *label;
+        int module;
+        bool certain;
+        if (!psu_old_running_entry(i, &function, &label, &module, &certain))
+            continue;
+        text_add(t, "%s{\"function\":", comma ? "," : "");
+        text_add_json(t, function);
+        text_add(t, ",\"label\":");
+        text_add_json(t, label);
+        text_add(t, ",\"module\":%d,\"certain\":%s}", module, certain ? "true" : "false");
+        comma = true;
+    }
+    text_add(t, "]");
+}
+
 static void answer_update(struct text *t, const struct psu_update_result *r)
 {
     if (strcmp(r->result, "already") == 0) {
@@ -150,7 +172,10 @@ static void answer_update(struct text *t, const struct psu_update_result *r)
     text_add(t, "{\"ok\":true,\"result\":\"%s\",\"from\":\"%s\",\"to\":\"%s\",\"label\":",
              r->result, r->from, r->to);
     text_add_json(t, r->label);
-    text_add(t, ",\"functions\":%zu,\"module\":%d}", r->functions, r->module);
+    text_add(t, ",\"functions\":%zu,\"module\":%d", r->functions, r->module);
+    if (strcmp(r->result, "applied") == 0)
+        add_old_running(t, r->old_running_first);
+    text_add(t, "}");
 }
 
 static void answer_status(struct text *t)
@@ -190,7 +215,9 @@ static void answer_status(struct text *t)
     }
     unsigned long unloaded = psu_modules_unloaded;
     psu_unlock(&psu_module_lock);
-    text_add(t, "],\"unloaded\":%lu}", unloaded);
+    text_add(t, "],\"unloaded\":%lu", unloaded);
+    add_old_running(t, 0);
+    text_add(t, "}");
 }
 
 /* Answers one request line (without its newline). */

@@ -167,6 +167,7 @@ struct psu_update_result {
     char label[256];
     size_t functions;
     int module;
+    size_t old_running_first;           /* entries psu_apply_bundle added: from here on */
 };
 
 /* Locks: caller holds psu_update_lock for all of these. */
@@ -178,6 +179,16 @@ PSU_HIDDEN const char *psu_current_label(void);
 PSU_HIDDEN unsigned long psu_updates_applied(void);
 PSU_HIDDEN size_t psu_history_length(void);
 PSU_HIDDEN void psu_history_entry(size_t i, const char **build_id, const char **label);
+/* Replaced functions whose calls in progress may still run an old version
+ * (SPEC §2, documented limits): entry i of psu_old_running_length() gives the
+ * function's qualified name, the label of the version still running, its
+ * module (0: the executable) and whether that is certain (a bundle module with
+ * active calls) or only possible (the executable's version, whose calls are
+ * not counted, of a function the bundle says may never return).  False when
+ * that version has stopped running (its module drained). */
+PSU_HIDDEN size_t psu_old_running_length(void);
+PSU_HIDDEN bool psu_old_running_entry(size_t i, const char **function, const char **label,
+                                      int *module, bool *certain);
 /* A module was unloaded: its bundle forgets it (psu_runtime.c calls this). */
 PSU_HIDDEN void psu_bundle_module_unloaded(struct psu_bundle *b);
 

@@ -128,7 +128,8 @@ def test_program_functions_begin_with_the_entry_check(tmp_path):
     assert "fib(n - 1) + fib(n - 2)" in body and "psu_impl_" not in program
     assert "pthread_create(&threads[i], NULL, tally_thread, &rounds)" in body
     for f in unit.functions:
-        assert (f"psu_executable_is_current(&psu_fn_{f.name})" in body) == (f.name in dsu), f.name
+        checked = f"psu_va_{f.name}" if f.variadic else f.name   # a variadic's va_list variant
+        assert (f"psu_executable_is_current(&psu_fn_{checked})" in body) == (f.name in dsu), f.name
 
 
 def test_entry_check_finds_the_body_of_any_declarator(tmp_path):
@@ -211,11 +212,13 @@ def test_generated_units_reparse(tmp_path):
         generated = codegen.transform(unit, source, role, dsu, f"gen_{role}.c", plan)
         (tmp_path / f"gen_{role}.c").write_text(generated)
         reparsed = frontend.analyse(f"gen_{role}.c", "gcc", [f"-I{REPO}/runtime"], str(tmp_path))
-        # the generated trailer's functions: general paths (program), forwarders to
-        # the program's trampolines for statics (code, state)
+        # the generated trailer's functions: general paths (program; of a variadic
+        # function's va_list variant, with the variadic function itself calling
+        # it), forwarders to the program's trampolines for statics (code, state)
         names = {f.name for f in reparsed.functions}
         statics = {f.name for f in unit.functions if f.static and f.name in dsu}
-        general = {f"psu_general_{name}" for name in dsu}
+        variadic = {f.name for f in unit.functions if f.variadic and f.name in dsu}
+        general = {f"psu_general_{'psu_va_' * (name in variadic)}{name}" for name in dsu} | variadic
         assert names == (general if role == "program" else statics | {"add"} if role == "state"
                          else statics)
         compiles_cleanly(tmp_path, f"gen_{role}.c", generated, "-Wno-unused-function")

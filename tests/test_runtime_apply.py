@@ -192,7 +192,7 @@ def test_apply_switches_and_unloads_old_module(app, build, tmp_path):
     assert app.call(5) == 1005
     r = app.request(f"apply {make_bundle(build, tmp_path / 'v2.psu')}")
     assert r == {"ok": True, "result": "applied", "from": A, "to": B, "label": "v2",
-                 "functions": 2, "module": 1}
+                 "functions": 2, "module": 1, "old_versions_running": []}
     assert app.call(5) == 2005
     assert mapped(app, "v2")
     r = app.request(f"apply {make_bundle(build, tmp_path / 'v3.psu', 'v3', B, C_ID, 'v3')}")

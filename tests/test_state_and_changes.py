@@ -168,8 +168,6 @@ REFUSALS = {
     "struct-layout": ([("struct tally { int hits; int misses; };",
                         "struct tally { int hits; int misses; int extra; };")],
                       "src/state.c:9: state-type: src/state.c:tally: type of existing state changed"),
-    "variadic": ([("vfprintf(stderr, fmt, ap);", "vfprintf(stdout, fmt, ap);")],
-                 "src/state.c:16: variadic: log_line: variadic functions are called directly"),
     "outside": ([], "src/main.c: outside-dsu: src/main.c: changed, but it is not a DSU unit"),
     "direct-global": ([("return 2 * v;", "return v + v;")],
                       "direct-global: twice: changed, but it is called directly (inline) and "

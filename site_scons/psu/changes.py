@@ -14,7 +14,7 @@ from .errors import NoChanges, RefusedChanges
 
 @dataclass
 class Refusal:
-    kind: str          # signature, state-type, outside-dsu, variadic, direct-unreachable, dsu-status
+    kind: str          # signature, state-type, outside-dsu, direct-unreachable, dsu-status
     where: str         # file:line
     what: str          # the entity
     detail: str
@@ -121,7 +121,7 @@ def _compare_unit(changes, path, before, after):
         if was is None:
             if now["direct"] is None:
                 changes.added[q] = path
-            elif not now["variadic"] and now["direct"] != "state transformer":
+            elif now["direct"] != "state transformer":
                 changed_direct.add(now["name"])
             continue
         if was["direct"] is not None and now["direct"] is None \
@@ -140,11 +140,7 @@ def _compare_unit(changes, path, before, after):
             continue
         if now["direct"] is not None:
             if was["body_hash"] != now["body_hash"] or was["signature_hash"] != now["signature_hash"]:
-                if now["variadic"]:
-                    changes.refusals.append(Refusal(
-                        "variadic", where, q,
-                        "variadic functions are called directly and cannot be replaced live"))
-                elif now["direct"] not in ("entry point", "state transformer"):
+                if now["direct"] not in ("entry point", "state transformer"):
                     changed_direct.add(now["name"])
                 elif now["direct"] == "entry point":
                     changes.refusals.append(Refusal(

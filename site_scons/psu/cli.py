@@ -54,7 +54,18 @@ def command_apply(arguments):
             print(f"psu: {arguments.target}: applied {answer.get('label')}: "
                   f"{str(answer.get('from'))[:12]} -> {str(answer.get('to'))[:12]}, "
                   f"{answer.get('functions')} function(s) switched (module {answer.get('module')})")
+            _print_old_versions(answer)
     return code
+
+
+def _print_old_versions(answer):
+    """The replaced functions with calls in progress in an old version (SPEC §2)."""
+    running = answer.get("old_versions_running") or []
+    if running:
+        print("  the new code runs on their next call; calls in progress run their old version:")
+    for item in running:
+        how = "still running" if item.get("certain") else "may still run"
+        print(f"    {item['function']}: {how} {item.get('label')} (module {item.get('module')})")
 
 
 def command_rollback(arguments):
@@ -80,6 +91,7 @@ def command_status(arguments):
         for m in answer.get("modules", []):
             print(f"  {m['index']:>6}  {m['kind']:<10} {str(m.get('label')):<16} "
                   f"{m['functions_current']:>7} {m['active_calls']:>6}  {m['state']}")
+        _print_old_versions(answer)
     return code
 
 

@@ -45,6 +45,11 @@ def var_symbol(qualname, type_hash):
     return "psu_var_" + mangle(qualname, type_hash)
 
 
+def va_tramp_symbol(qualname):
+    """The exported name of a variadic function's va_list variant."""
+    return "psu_vtramp_" + mangle(qualname)
+
+
 def patch_symbol(qualname):
     return "psu_patch_" + mangle(qualname)
 
@@ -76,8 +81,10 @@ class UnitPlan:
 
 def transform(unit, text, role, dsu_names, output_path, plan=None, program_functions=()):
     """The source of `unit` for `role`; `dsu_names` are its DSU functions' names;
-    `program_functions` (code role): the external DSU functions of the running
-    program, by name, that its calls from the bundle should reach."""
+    `program_functions` (bundle roles): the external DSU functions, by name, that
+    calls from the bundle reach through their exported `psu_tramp_` aliases --
+    the running program's, and those the bundle's state object adds.  Plain
+    names would not link where a header declares the function hidden."""
     if role not in ROLES:
         raise ValueError(role)
     plan = plan or UnitPlan()
@@ -92,16 +99,22 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         name_index = source.find_name(function.name, function.location.line, function.location.column)
         entry = _function_entry(function, role, plan)
         entries.append(entry)
+        if function.va_head:
+            _va_list_variant(source, function, name_index, entry["name"] if role == "program"
+                             else entry["impl"])
         if role == "program":
+            if function.va_head:
+                source.insert_lines_before(source.declaration_start(name_index),
+                                           f"static {entry['head']};")
             _check_on_entry(source, function, name_index, entry, first=len(entries) == 1)
             continue
-        source.replace(name_index, f"psu_impl_{function.name}")
-        prototype = ("static " if function.static else "") + function.signature.replace("@NAME@", function.name)
-        if not function.static:
-            # a bundle exports some implementations by alias and compiles the rest
-            # unused: hidden, so only the table names them
-            prototype += ";\n__attribute__((visibility(\"hidden\"))) " + \
-                function.signature.replace("@NAME@", f"psu_impl_{function.name}")
+        source.replace(name_index, entry["impl"])
+        # a bundle exports some implementations by alias and compiles the rest
+        # unused: hidden, so only the table names them
+        prototype = ("static " if function.static else "") + \
+            function.signature.replace("@NAME@", function.name) + ";\n" + \
+            ("static " if function.static else "__attribute__((visibility(\"hidden\"))) ") + \
+            (function.va_head or function.signature).replace("@NAME@", entry["impl"])
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
 
     for variable in unit.variables:
@@ -126,15 +139,21 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
                 hoisted.append({"qualname": local.qualname,
                                 "definition": local.decl.replace("@NAME@", var_symbol(local.qualname, local.type_hash))})
 
+    redirected = []
+    if role != "program":
+        # The state object defines the trampolines of the functions it adds
+        # (under their own names): those are not redirected there.
+        defined_here = {f.name for f in unit.functions if f.qualname in plan.added_functions} \
+            if role == "state" else set()
+        called = set().union(*(f.callees for f in unit.functions))
+        redirected = [{"name": name, "symbol": tramp_symbol(name)}
+                      for name in sorted((called & set(program_functions)) - defined_here)]
+        _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected})
+
     body = source.edited()
     if not body.endswith("\n"):
         body += "\n"
     first_line = body.count("\n") + 3
-    redirected = []
-    if role == "code":
-        called = set().union(*(f.callees for f in unit.functions))
-        redirected = [{"name": name, "symbol": tramp_symbol(name)}
-                      for name in sorted(called & set(program_functions))]
     trailer = render("unit_trailer.c.j2", unit=unit.path, role=role, functions=entries,
                      hoisted=hoisted, first_line=first_line, redirected=redirected,
                      output_path=output_path.replace("\\", "/"))
@@ -142,30 +161,130 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
 
 
 def _function_entry(function, role, plan):
-    args = ", ".join(f"psu_a{i}" for i in range(function.arity))
+    """What the templates need of one DSU function.  Its slot holds versions of
+    `name`: the function itself, or for a variadic `f` its va_list variant
+    `psu_va_f` (every version is compiled so, since a call cannot pass `...`
+    on), which a generated variadic `f` (the `wrapper`) calls."""
+    variadic = bool(function.va_head)
+    name = f"psu_va_{function.name}" if variadic else function.name
+    head = function.va_head if variadic else function.head
+    arity = function.arity + variadic
+    tramp = (va_tramp_symbol if variadic else tramp_symbol)(function.qualname)
     entry = {
-        "name": function.name, "qualname": function.qualname, "static": function.static,
-        "head": function.head.replace("@NAME@", function.name), "args": args,
+        "name": name, "qualname": function.qualname, "static": function.static,
+        "head": head.replace("@NAME@", name),
+        "args": ", ".join(f"psu_a{i}" for i in range(arity)),
         "returns_void": function.returns_void, "result": function.result,
-        "pointer_type": function.signature.replace("@NAME@", "(*)"),
-        "tramp_symbol": tramp_symbol(function.qualname),
-        "tramp_declaration": function.signature.replace("@NAME@", tramp_symbol(function.qualname)),
-        "patch_declaration": function.signature.replace("@NAME@", patch_symbol(function.qualname)),
+        "pointer_type": head.replace("@NAME@", "(*)"),
+        "tramp_symbol": tramp, "tramp_declaration": head.replace("@NAME@", tramp),
+        "patch_declaration": head.replace("@NAME@", patch_symbol(function.qualname)),
+        "impl": f"psu_impl_{function.name}",
         "exported": role == "code" and function.qualname in plan.patched | plan.carried,
-        "kind": None, "record": f"psu_fn_{function.name}", "record_static": True,
-        "initial": "PSU_EXECUTABLE_VERSION",
+        "kind": None, "record": f"psu_fn_{name}", "record_static": True,
+        "initial": "PSU_EXECUTABLE_VERSION", "general_static": bool(function.static),
+        "wrapper": None,
     }
     added = function.qualname in plan.added_functions
     if role == "program":
         # the executable's version is the definition itself, entered by every call
-        entry.update(kind="trampoline",
-                     general_head=function.head.replace("@NAME@", f"psu_general_{function.name}"))
+        entry.update(kind="trampoline", general_static=True,
+                     general_head=head.replace("@NAME@", f"psu_general_{name}"))
     elif role == "state" and added:
         entry.update(kind="trampoline", record=record_symbol(function.qualname),
-                     record_static=False, initial="0", general_head=entry["head"])
+                     record_static=False, initial="0", general_head=entry["head"],
+                     general_static=function.static or variadic)
     elif function.static:
         entry["kind"] = "forwarder"
+    if variadic and entry["kind"] is not None:
+        # the variadic function callers call by name: it passes its arguments on
+        # as a va_list, to the slot's function (or, in a bundle's code, to the
+        # program's, through its exported alias)
+        entry["wrapper"] = {
+            "name": function.name, "static": function.static,
+            "head": function.head.replace("@NAME@", function.name),
+            "last": f"psu_a{function.arity - 1}",
+            "args": ", ".join(f"psu_a{i}" for i in range(function.arity)),
+            "callee": tramp if entry["kind"] == "forwarder" else name,
+            "tramp_declaration": None if entry["kind"] == "forwarder" else
+            function.head.replace("@NAME@", tramp_symbol(function.qualname)),
+        }
     return entry
+
+
+def _va_list_variant(source, function, name_index, name):
+    """Turn the definition of variadic `f` into its va_list variant `name`:
+    `...` becomes the parameter `psu_va_in`, and while the body is compiled
+    `va_start` (or `__builtin_va_start`, written directly) copies it instead.
+    A body that never calls va_start ignores it."""
+    if function.arity == 0:
+        loc = function.location
+        raise CSourceError(loc.file, loc.line, loc.column,
+                           f"'{function.name}' has no named parameter before '...'; "
+                           f"add it to PSU_EXCLUDE")
+    brace = source.body_start(name_index)
+    ellipsis = None
+    if source.tokens[name_index + 1].text == "(":
+        # the last token of its own parameter list (not of a parameter's)
+        close = source.matching_close(name_index + 1)
+        if source.tokens[close - 1].text == "...":
+            ellipsis = close - 1
+    if ellipsis is None:
+        token = source.tokens[name_index]
+        raise CSourceError(source.path, token.line, token.column,
+                           f"cannot find the '...' of '{function.name}' (a macro writes it?); "
+                           f"add it to PSU_EXCLUDE")
+    source.replace(name_index, name)
+    source.replace(ellipsis, "__builtin_va_list psu_va_in")
+    start = source.declaration_start(name_index)
+    _format_attributes_take_va_list(source, [*range(start, name_index), *range(close + 1, brace)])
+    edits = _environment().get_template("function_entry.c.j2").module
+    prototype = ("static " if function.static else "") + function.signature.replace("@NAME@", function.name)
+    source.insert_lines_before(start, prototype + ";\n" + str(edits.va_start_redirected()))
+    # attributes only the definition states (noreturn, say) hold for `f` too
+    source.insert_lines_after(source.matching_close(brace), str(edits.va_start_restored()) +
+                              f"\n#ifndef PSU_PARSE_ONLY\n__typeof__({function.name}) {function.name} "
+                              f"__attribute__((copy({name})));\n#endif")
+
+
+def _name_in_bodies_by_default_visibility(source, unit, names):
+    """Bundle roles: in the unit's function bodies, the running program's
+    functions `names` are named `psu_ext_f`, a declaration of default visibility
+    bound to `f`'s exported alias.  The asm-label redirect of `f` (appended)
+    keeps the visibility a header gave `f`, and gcc takes the address of a
+    hidden function PC-relative, which no shared object can link against
+    another module's symbol (zlib's `strm->zfree = zcfree`).  Names a header's
+    macro writes still go through the redirect: calls link, addresses do not."""
+    first_use, edited = {}, source.edited_so_far()
+    for function in unit.functions:
+        try:
+            name_index = source.find_name(function.name, function.location.line,
+                                          function.location.column)
+            brace = source.body_start(name_index, old_style=function.kr_style)
+            close = source.matching_close(brace)
+        except CSourceError:
+            continue        # a body psu does not edit (its name made by a macro)
+        for i in range(brace + 1, close):
+            token = source.tokens[i]
+            if token.kind == "ident" and token.text in names and \
+                    source.tokens[i - 1].text not in (".", "->") and not edited(i):
+                source.replace(i, f"psu_ext_{token.text}")
+                first_use.setdefault(token.text, source.declaration_start(name_index))
+    for name, start in sorted(first_use.items()):
+        source.insert_lines_before(start, f"#ifndef PSU_PARSE_ONLY\n"
+                                          f"extern __typeof__({name}) psu_ext_{name} "
+                                          f'__asm__("{tramp_symbol(name)}") '
+                                          f'__attribute__((copy({name}), visibility("default")));\n'
+                                          f"#else\n#define psu_ext_{name} {name}\n#endif")
+
+
+def _format_attributes_take_va_list(source, indices):
+    """`format(printf, 1, 2)` on the definition becomes `format(printf, 1, 0)`,
+    what gcc requires of a function taking a va_list (like vprintf)."""
+    for i in indices:
+        if source.tokens[i].text in ("format", "__format__") and source.tokens[i + 1].text == "(":
+            close = source.matching_close(i + 1)
+            if source.tokens[close - 2].text == ",":
+                source.replace(close - 1, "0")
 
 
 def _check_on_entry(source, function, name_index, entry, first):
@@ -179,7 +298,7 @@ def _check_on_entry(source, function, name_index, entry, first):
         raise CSourceError(loc.file, loc.line, loc.column,
                            f"a parameter of '{function.name}' has no name, so its DSU entry "
                            f"check cannot pass it on; name it or add '{function.name}' to PSU_EXCLUDE")
-    brace = source.body_start(name_index)
+    brace = source.body_start(name_index, old_style=function.kr_style)
     if source.tokens[brace].line != function.body_line:
         token = source.tokens[brace]
         raise CSourceError(source.path, token.line, token.column,
@@ -188,7 +307,7 @@ def _check_on_entry(source, function, name_index, entry, first):
     edits = _environment().get_template("function_entry.c.j2").module
     source.insert_lines_before(source.declaration_start(name_index),
                                str(edits.declarations(entry, first)))
-    check = dict(entry, args=", ".join(function.parameters))
+    check = dict(entry, args=", ".join(function.parameters + ["psu_va_in"] * bool(function.va_head)))
     source.insert_after(brace, " " + str(edits.entry_check(check)))
     end = str(edits.entry_check_end(check))
     if end:
@@ -252,17 +371,19 @@ def program_info(program, build_id, label):
     return render("program_info.c.j2", program=program, build_id=build_id, label=label)
 
 
-def bundle_main(label, base, target, functions, transformed=None, carried=()):
+def bundle_main(label, base, target, functions, transformed=None, carried=(), may_not_return=()):
     """The bundle's tables: `functions` switched, `carried` unchanged copies (the
     runtime switches those only away from older bundles, so they can be unloaded);
-    `transformed`: variable qualname -> {transformer, old_type_hash}."""
+    `transformed`: variable qualname -> {transformer, old_type_hash};
+    `may_not_return`: replaced functions whose running calls may never end."""
     entries = [{"qualname": q, "symbol": patch_symbol(q)} for q in sorted(functions)]
     carried_entries = [{"qualname": q, "symbol": patch_symbol(q)} for q in sorted(carried)]
     transformers = [{"function": t["transformer"], "wrapper": f"psu_run_transformer_{i}",
                      "old": f"psu_old_state_{i}", "old_symbol": var_symbol(q, t["old_type_hash"])}
                     for i, (q, t) in enumerate(sorted((transformed or {}).items()))]
     return render("bundle_main.c.j2", label=label, base=base, target=target, entries=entries,
-                  carried=carried_entries, transformers=transformers)
+                  carried=carried_entries, transformers=transformers,
+                  may_not_return=sorted(may_not_return))
 
 
 def state_main(label, added_functions):

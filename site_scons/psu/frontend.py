@@ -7,6 +7,7 @@ Everything that could differ between two checkouts of the same source
 before hashing, so a manifest is a function of the source and flags alone.
 """
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -333,6 +334,69 @@ def _declaration_text(decl, name, storage=(), param_names=()):
         return c_generator.CGenerator().visit(decl)
 
 
+def _is_prototype(func_type):
+    """Whether a function declarator is a prototype (not `f()` or an identifier list)."""
+    params = func_type.args.params if func_type.args else None
+    return bool(params) and not any(isinstance(p, c_ast.ID) for p in params)
+
+
+# Integer types narrower than int: an argument of one is passed as int where no
+# prototype is in scope (C11 6.5.2.2p6); float is passed as double.
+_PROMOTED_TO_INT = {"char", "short", "_Bool"}
+
+
+def _promoted(type_node, canon):
+    """The type an argument of `type_node` is passed as without a prototype."""
+    names, seen = None, set()
+    node = type_node
+    while isinstance(node, c_ast.TypeDecl) and isinstance(node.type, c_ast.IdentifierType):
+        names = node.type.names
+        key = ("typedef", names[0])
+        if len(names) != 1 or key not in canon.definitions or key in seen:
+            break
+        seen.add(key)
+        node = canon.definitions[key]
+    if names is None or not isinstance(node, c_ast.TypeDecl):
+        return type_node
+    if _PROMOTED_TO_INT & set(names):
+        promoted = "int"
+    elif names == ["float"]:
+        promoted = "double"
+    else:
+        return type_node
+    return c_ast.TypeDecl(None, [], None, c_ast.IdentifierType([promoted]))
+
+
+def _kr_prototyped(decl, ext, prototype, canon):
+    """The declaration of a K&R definition as a prototype (parameters named as in
+    its identifier list): the types of the prototype in scope, if there is one
+    and it agrees in count, else the declared types after the default argument
+    promotions -- the types its callers pass, so a pointer of this type calls
+    it correctly.  A parameter the declaration list omits is an int."""
+    names = [p.name for p in (decl.type.args.params if decl.type.args else [])]
+    declared = {d.name: d for d in (ext.param_decls or [])}
+    typed = prototype.args.params if prototype is not None else None
+    if typed is not None and len(typed) != len(names) or any(isinstance(p, c_ast.EllipsisParam)
+                                                                for p in typed or []):
+        typed = None
+    params = []
+    for index, name in enumerate(names):
+        if typed is not None:
+            type_node = copy.deepcopy(typed[index].type)
+        elif name in declared:
+            type_node = _promoted(copy.deepcopy(declared[name].type), canon)
+        else:
+            type_node = c_ast.TypeDecl(None, [], None, c_ast.IdentifierType(["int"]))
+        _innermost_typedecl(type_node).declname = name
+        params.append(c_ast.Decl(name, [], [], [], [], type_node, None, None))
+    if not params:
+        params = [c_ast.Typename(None, [], None, c_ast.TypeDecl(
+            None, [], None, c_ast.IdentifierType(["void"])))]
+    return c_ast.Decl(decl.name, decl.quals, decl.align, decl.storage, decl.funcspec,
+                      c_ast.FuncDecl(c_ast.ParamList(params), decl.type.type), None, None,
+                      decl.coord)
+
+
 def _array_length(decl):
     """Elements of `T x[] = {...}`: a bound `extern T x[]` keeps its size (so
     `sizeof x` still compiles in a patch).  None when the type has its size or it
@@ -414,6 +478,63 @@ class _BodyFacts(c_ast.NodeVisitor):
         self.generic_visit(node)
 
 
+def _always_true(condition):
+    """Whether a loop condition is absent or a non-zero integer constant."""
+    if condition is None:
+        return True
+    if isinstance(condition, c_ast.Constant) and condition.type == "int":
+        try:
+            return int(condition.value.rstrip("uUlL"), 0) != 0
+        except ValueError:
+            return False
+    return False
+
+
+def _leaves(node, in_inner=False):
+    """Whether control can leave the loop whose body is `node`: a `return`, a
+    `goto` (anywhere: it may jump out), or a `break` not owned by an inner loop
+    or switch."""
+    if isinstance(node, (c_ast.Return, c_ast.Goto)):
+        return True
+    if isinstance(node, c_ast.Break):
+        return not in_inner
+    inner = in_inner or isinstance(node, (c_ast.For, c_ast.While, c_ast.DoWhile, c_ast.Switch))
+    return any(_leaves(child, inner) for _, child in node.children())
+
+
+class _EndlessLoops(c_ast.NodeVisitor):
+    """Finds a loop that never ends: no condition (or a constant true one) and
+    nothing that leaves it.  A call of such a function may never return."""
+
+    def __init__(self):
+        self.found = False
+
+    def _loop(self, node):
+        if _always_true(node.cond) and (node.stmt is None or not _leaves(node.stmt)):
+            self.found = True
+        self.generic_visit(node)
+
+    visit_For = visit_While = visit_DoWhile = _loop
+
+
+class _ThreadRoutines(c_ast.NodeVisitor):
+    """Functions passed to pthread_create (or thrd_create) as a thread's start routine."""
+
+    def __init__(self):
+        self.names = set()
+
+    def visit_FuncCall(self, node):
+        position = {"pthread_create": 2, "thrd_create": 1}.get(
+            node.name.name if isinstance(node.name, c_ast.ID) else None)
+        if position is not None and node.args is not None and len(node.args.exprs) > position:
+            routine = node.args.exprs[position]
+            while isinstance(routine, (c_ast.Cast, c_ast.UnaryOp)):
+                routine = routine.expr
+            if isinstance(routine, c_ast.ID):
+                self.names.add(routine.name)
+        self.generic_visit(node)
+
+
 def _names_in(node):
     """Named types (as (kind, name)) and identifiers that appear in `node`."""
     found = _BodyFacts()
@@ -482,18 +603,30 @@ class _Describer:
         # `static int f(int);` then `int f(int x) {...}`: the definition has internal
         # linkage too (C11 6.2.2p5), though its own declaration says nothing.
         self.declared_static = set()
+        # K&R definition -> the prototype in scope where it is defined, if any
+        self.prototype_of = {}
+        prototypes = {}
         for ext in ast.ext:
             decl = ext.decl if isinstance(ext, c_ast.FuncDef) else ext
             if isinstance(decl, c_ast.Decl) and isinstance(decl.type, c_ast.FuncDecl):
                 self.functions_known.add(decl.name)
                 if "static" in (decl.storage or []):
                     self.declared_static.add(decl.name)
+                if isinstance(ext, c_ast.FuncDef):
+                    self.prototype_of[id(ext)] = prototypes.get(decl.name)
+                elif _is_prototype(decl.type):
+                    prototypes[decl.name] = decl.type
         self.references = _References()
         for ext in ast.ext:
             if ext.coord is not None and ext.coord.file == self.path:
                 self.references.visit(ext)
 
     def run(self):
+        routines = _ThreadRoutines()
+        for ext in self.ast.ext:
+            if isinstance(ext, c_ast.FuncDef) and ext.coord is not None and ext.coord.file == self.path:
+                routines.visit(ext.body)
+        self.unit.thread_routines = sorted(routines.names)
         for ext in self.ast.ext:
             if isinstance(ext, c_ast.Decl) and ext.name and \
                     not isinstance(ext.type, c_ast.FuncDecl) and "typedef" not in (ext.storage or []):
@@ -546,17 +679,32 @@ class _Describer:
         size = _Size()
         size.visit(ext.body)
         static = "static" in (decl.storage or []) or decl.name in self.declared_static
-        func_type = decl.type
-        params = func_type.args.params if func_type.args else []
+        params = decl.type.args.params if decl.type.args else []
         variadic = any(isinstance(p, c_ast.EllipsisParam) for p in params)
         kr_style = ext.param_decls is not None or any(isinstance(p, c_ast.ID) for p in params)
+        parameter_names = [p.name for p in params if not isinstance(p, c_ast.EllipsisParam)]
+        if kr_style:
+            # its type as a prototype: the one in scope, or the promoted types
+            decl = _kr_prototyped(decl, ext, self.prototype_of.get(id(ext)), canon)
+            params = decl.type.args.params
+        func_type = decl.type
         if len(params) == 1 and isinstance(params[0], c_ast.Typename) and \
                 canon.type_text(params[0].type) == "void":
-            params = []
-        head = ""
-        if not (variadic or kr_style):
-            head = _declaration_text(decl, "@NAME@", param_names=[
-                (param, f"psu_a{index}") for index, param in enumerate(params)])
+            params = parameter_names = []
+        fixed = [p for p in params if not isinstance(p, c_ast.EllipsisParam)]
+        head = _declaration_text(decl, "@NAME@", param_names=[
+            (param, f"psu_a{index}") for index, param in enumerate(fixed)])
+        va_head = ""
+        if variadic:
+            # the variant every version is compiled as: `...` becomes a va_list
+            va_list = c_ast.Decl(f"psu_a{len(fixed)}", [], [], [], [], c_ast.TypeDecl(
+                f"psu_a{len(fixed)}", [], None, c_ast.IdentifierType(["__builtin_va_list"])),
+                None, None)
+            va_decl = c_ast.Decl(decl.name, decl.quals, decl.align, decl.storage, decl.funcspec,
+                                 c_ast.FuncDecl(c_ast.ParamList(fixed + [va_list]), func_type.type),
+                                 None, None)
+            va_head = _declaration_text(va_decl, "@NAME@", param_names=[
+                (param, f"psu_a{index}") for index, param in enumerate(fixed)])
         returns = func_type.type
         returns_void = isinstance(returns, c_ast.TypeDecl) and canon.type_text(returns) == "void"
         result = ""
@@ -581,19 +729,22 @@ class _Describer:
 
         seen = {}
         locals_ = [self.local_static(decl.name, local, facts, seen) for local in facts.statics]
+        endless = _EndlessLoops()
+        endless.visit(ext.body)
         self.unit.functions.append(Function(
             name=decl.name, qualname=_qualname(self.path, decl.name, static), static=static,
             inline="inline" in (decl.funcspec or []), variadic=variadic, kr_style=kr_style,
             macro_made=not _written_on(self.lines, decl.name, decl.coord.line),
             size=size.nodes, address_taken=decl.name in self.references.referenced,
-            signature=_declaration_text(decl, "@NAME@"), head=head, arity=len(params),
+            signature=_declaration_text(decl, "@NAME@"), head=head, va_head=va_head,
+            arity=len(fixed),
             returns_void=returns_void, result=result, signature_hash=canon.type_hash(func_type),
             body_hash=sha256(body_text + "\n" + "\n".join(touched)),
             callees=sorted((facts.ids & self.functions_known) - facts.local_names),
             header_statics=sorted(f"{n} ({self.header_statics[n]})" for n in
                                   (facts.ids & set(self.header_statics)) - facts.local_names),
             locals=locals_, location=Location(self.path, decl.coord.line, decl.coord.column),
-            parameters=[] if kr_style or variadic else [p.name for p in params],
+            parameters=parameter_names, loops_forever=endless.found,
             body_line=ext.body.coord.line if ext.body.coord else 0))
 
     def local_static(self, function, local, facts, seen):
@@ -627,7 +778,7 @@ class _Describer:
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "10"
+ANALYSIS_VERSION = "12"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):

@@ -47,10 +47,6 @@ def direct_reason(function, exclude=(), direct_statics=DEFAULT_DIRECT_STATICS):
         return "entry point"
     if function.name.startswith(TRANSFORMER_PREFIX):
         return "state transformer"
-    if function.variadic:
-        return "variadic"
-    if function.kr_style:
-        return "K&R definition"
     if function.macro_made:
         return "defined by a macro"
     if function.inline:

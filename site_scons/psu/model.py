@@ -45,6 +45,7 @@ class Function:
     address_taken: bool  # named other than as the callee of a call
     signature: str       # prototype text with the placeholder @NAME@ for the declarator name
     head: str            # prototype with parameters named psu_a0.. (for trampolines)
+    va_head: str         # variadic: `head` with a `__builtin_va_list` for `...`; else ""
     arity: int
     returns_void: bool
     result: str          # declaration of `psu_result` of the return type ("" for void)
@@ -56,6 +57,7 @@ class Function:
     header_statics: list = field(default_factory=list)  # mutable statics of headers it uses
     parameters: list = field(default_factory=list)  # names in its definition (None: unnamed)
     body_line: int = 0   # line of the `{` that opens its body
+    loops_forever: bool = False  # has a loop nothing leaves: a call may never return
 
 
 @dataclass
@@ -84,6 +86,7 @@ class Unit:
     variables: list = field(default_factory=list)  # [Variable], in source order
     helpers: dict = field(default_factory=dict)    # name -> body hash of functions defined in headers
     storage_macros: dict = field(default_factory=dict)  # macro -> "static"/"extern" it expands to
+    thread_routines: list = field(default_factory=list)  # names it passes to pthread_create
 
     def to_json(self):
         return asdict(self)
@@ -107,4 +110,5 @@ class Unit:
         return cls(path=data["path"], text_hash=data["text_hash"], dsu=data["dsu"],
                    source_hash=data.get("source_hash", ""),
                    functions=functions, variables=variables, helpers=dict(data["helpers"]),
-                   storage_macros=dict(data.get("storage_macros", {})))
+                   storage_macros=dict(data.get("storage_macros", {})),
+                   thread_routines=list(data.get("thread_routines", [])))

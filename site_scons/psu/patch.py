@@ -125,6 +125,7 @@ class Comparison:
     new_root: str
     to_sha: str
     changes: object
+    old_units: list = field(default_factory=list)
 
 
 def compare(config, from_ref, to_ref, from_sha=None, to_sha=None):
@@ -134,9 +135,42 @@ def compare(config, from_ref, to_ref, from_sha=None, to_sha=None):
     to_sha = to_sha or resolve(config.top, to_ref, "TO")
     old_root = export(config, from_sha)
     new_root = config.top if to_sha == "WORKTREE" else export(config, to_sha)
-    _, old = analyse_tree(config, old_root, from_ref)
+    old_units, old = analyse_tree(config, old_root, from_ref)
     new_units, new = analyse_tree(config, new_root, to_ref)
-    return Comparison(old, new, new_units, new_root, to_sha, changes.compare(old, new))
+    return Comparison(old, new, new_units, new_root, to_sha, changes.compare(old, new), old_units)
+
+
+def may_not_return(units):
+    """Functions of the DSU `units` a call of which may never return, each with
+    why: it has a loop nothing leaves, or calls such a function, or it is a
+    thread's start routine (passed to pthread_create by one of these units; a
+    thread may run it for as long as the process lives).  A replaced function's
+    calls in progress run their old version to the end, so for these the new
+    code may never run but on their next call (SPEC §2)."""
+    dsu_units = [u for u in units if u.dsu]
+    external = {f.name: f.qualname for u in dsu_units for f in u.functions if not f.static}
+    reasons, callees, routines = {}, {}, {}
+    for unit in dsu_units:
+        own = {f.name: f.qualname for f in unit.functions}
+
+        def resolve(name):       # a name in this unit: its own static, else the global
+            return own.get(name) or external.get(name)
+        for name in unit.thread_routines:
+            if resolve(name):
+                routines[resolve(name)] = "a thread's start routine"
+        for f in unit.functions:
+            callees[f.qualname] = [q for q in map(resolve, f.callees) if q and q != f.qualname]
+            if f.loops_forever:
+                reasons[f.qualname] = "loops forever"
+    changed = True
+    while changed:
+        changed = False
+        for qualname, called in sorted(callees.items()):
+            reached = next((q for q in called if q in reasons), None)
+            if qualname not in reasons and reached:
+                reasons[qualname] = f"calls {reached.rsplit(':', 1)[-1]}, which may not return"
+                changed = True
+    return {**routines, **reasons}
 
 
 # -- building the bundle -----------------------------------------------------------
@@ -180,6 +214,14 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     root = comparison.new_root
     text_report = changes.report(change_set, old, new)
     full_report = changes.report(change_set, old, new, verbose=True)
+    # replaced functions whose calls in the running version may never end
+    never_returning = may_not_return(comparison.old_units)
+    lingering = {q: never_returning[q] for q in sorted(change_set.replaced) if q in never_returning}
+    if lingering:
+        note = "\n  may still run their old version until their next call:\n" + \
+            "\n".join(f"    {q} ({why})" for q, why in lingering.items())
+        text_report += note
+        full_report += note
 
     key = hashlib.sha256(f"{old['build_id']}{new['build_id']}".encode()).hexdigest()[:16]
     work = config.path("patches", f"{config.program}-{key}")
@@ -195,11 +237,12 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     # functions older bundles still provide move here and those bundles unload.
     code_objects, state_objects, carried = [], [], []
     switched = set(change_set.switched)
-    # the running program's external DSU functions (those this patch adds are not there yet)
+    # external DSU functions, reached through their psu_tramp_ aliases: the
+    # running program's, and (from its state object) those this patch adds
     dsu_by_path = {path: manifest.dsu_names(by_path[path], config.exclude, config.direct_statics)
                    for path, u in new["units"].items() if u["dsu"]}
     program_functions = {f.name for path, dsu in dsu_by_path.items() for f in by_path[path].functions
-                         if f.name in dsu and not f.static and f.qualname not in added_functions}
+                         if f.name in dsu and not f.static}
     for path, dsu in sorted(dsu_by_path.items()):
         unit = by_path[path]
         with open(os.path.join(root, path), encoding="utf-8",
@@ -229,7 +272,7 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
     main = os.path.join(work, "bundle_main.c")
     with open(main, "w") as f:
         f.write(codegen.bundle_main(label, old["build_id"], new["build_id"], change_set.switched,
-                                    change_set.transformed, carried))
+                                    change_set.transformed, carried, lingering))
     _compile(config, root, main, main + ".o", include)
     code_so = os.path.join(work, "code.so")
     libraries = [f"-l{name}" for name in config.libraries]
@@ -252,6 +295,7 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
         "target_build_id": new["build_id"], "label": label,
         "compiler": new["compiler"], "flags": new["flags"],
         "changes": change_set.to_json(), "report": full_report,
+        "may_not_return": lingering,
     }
     with open(code_so, "rb") as f:
         code_bytes = f.read()

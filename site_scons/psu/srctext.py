@@ -5,6 +5,7 @@ psu never regenerates user code: it edits declarations in the original text
 generated code.  This module finds the places to edit from the coordinates the
 front end reports; `#line` directives keep diagnostics on the user's lines.
 """
+import bisect
 import re
 
 from .errors import CSourceError
@@ -119,12 +120,13 @@ class SourceText:
             i -= 1
         return 0
 
-    def body_start(self, name_index):
+    def body_start(self, name_index, old_style=False):
         """Index of the `{` opening the body of the function whose definition
         writes its name at `name_index`: the first `{` outside the brackets
         that follow the name (parameter lists, attributes; the depth goes
         below 0 where the name is inside a declarator's parentheses, as in
-        `void (*f(int x))(void) {`)."""
+        `void (*f(int x))(void) {`).  An `old_style` (K&R) definition has its
+        parameters' declarations, each ending in `;`, before the `{`."""
         depth = 0
         for i in range(name_index + 1, len(self.tokens)):
             text = self.tokens[i].text
@@ -134,7 +136,7 @@ class SourceText:
                 depth -= 1
             elif depth <= 0 and text == "{":
                 return i
-            elif depth <= 0 and text == ";":
+            elif depth <= 0 and text == ";" and not old_style:
                 break
         token = self.tokens[name_index]
         raise CSourceError(self.path, token.line, token.column,
@@ -201,15 +203,19 @@ class SourceText:
         return text if text in _STORAGE else self.storage_macros.get(text)
 
     def declarator_end(self, name_index):
-        """Index of the first token after the declarator whose name is at `name_index`."""
-        depth, i = 0, name_index + 1
+        """Index of the first token after the declarator whose name is at `name_index`.
+        Brackets the name sits in close below depth 0 (`(*handler)(...)`); a
+        stop inside brackets opened after the name (a parameter list's `,`) is
+        not the end."""
+        depth, floor, i = 0, 0, name_index + 1
         while i < len(self.tokens):
             text = self.tokens[i].text
             if text in "([":
                 depth += 1
             elif text in ")]":
                 depth -= 1
-            elif depth <= 0 and text in _DECLARATOR_STOP:
+                floor = min(floor, depth)
+            elif depth == floor and text in _DECLARATOR_STOP:
                 return i
             i += 1
         raise CSourceError(self.path, self.tokens[name_index].line, self.tokens[name_index].column,
@@ -235,6 +241,22 @@ class SourceText:
 
     # -- editing ---------------------------------------------------------------------
 
+    def edited_so_far(self):
+        """A test of whether an edit made so far (not later ones) changes the
+        text of a token: `test(index)`, in O(log edits)."""
+        spans = sorted((start, end) for start, end, _ in self._edits)
+        starts = [start for start, _ in spans]
+        furthest, reach = [], -1
+        for _, end in spans:
+            reach = max(reach, end)
+            furthest.append(reach)
+
+        def edited(index):
+            token = self.tokens[index]
+            before = bisect.bisect_left(starts, token.end)   # edits starting inside or before it
+            return before > 0 and furthest[before - 1] > token.start
+        return edited
+
     def replace(self, index, text):
         token = self.tokens[index]
         self._edits.append((token.start, token.end, text))
@@ -252,6 +274,14 @@ class SourceText:
         token = self.tokens[index]
         restore = f'\n#line {token.line} "{self.path}"\n' + " " * (token.column - 1)
         self._edits.append((token.start, token.start, "\n" + text + restore))
+
+    def insert_lines_after(self, index, text):
+        """Insert whole generated lines after token `index`, then restore the line
+        and column of what follows it."""
+        token = self.tokens[index]
+        column = token.column + token.end - token.start
+        restore = f'\n#line {token.line} "{self.path}"\n' + " " * (column - 1)
+        self._edits.append((token.end, token.end, "\n" + text + restore))
 
     def delete_range(self, first, last_exclusive):
         """Delete tokens [first, last_exclusive) keeping their newlines (lines stay

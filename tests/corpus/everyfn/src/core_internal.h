@@ -1,0 +1,9 @@
+/* The DSU unit's own declarations: hidden, as Lua's LUAI_FUNC makes them. */
+#ifndef CORE_INTERNAL_H
+#define CORE_INTERNAL_H
+
+#define CORE_FUNC __attribute__((visibility("hidden"))) extern
+
+CORE_FUNC int core_scale(int x);
+
+#endif
