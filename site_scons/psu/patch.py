@@ -29,6 +29,7 @@ class BuildConfig:
     exclude: list = field(default_factory=list)
     direct_statics: str = manifest.DEFAULT_DIRECT_STATICS   # see manifest.direct_reason
     libraries: list = field(default_factory=list)  # what the program links: a bundle may need them too
+    accept: list = field(default_factory=list)   # refusals the user vouches for (PSU_ACCEPT)
     work_dir: str = ".psu-build"                 # absolute or relative to top
 
     def path(self, *parts):
@@ -136,7 +137,8 @@ def compare(config, from_ref, to_ref, from_sha=None, to_sha=None):
     new_root = config.top if to_sha == "WORKTREE" else export(config, to_sha)
     _, old = analyse_tree(config, old_root, from_ref)
     new_units, new = analyse_tree(config, new_root, to_ref)
-    return Comparison(old, new, new_units, new_root, to_sha, changes.compare(old, new))
+    return Comparison(old, new, new_units, new_root, to_sha,
+                      changes.compare(old, new, accept=config.accept))
 
 
 # -- building the bundle -----------------------------------------------------------
