@@ -524,7 +524,8 @@ def _compare_types(changes, old_units, new_units):
             signatures = sorted(q for q, f in after["functions"].items()
                                 if q in before["functions"] and reaching & set(f.get("signature_types", ())))
             users = sorted(q for q in changes.switched if changes.replaced.get(q, changes.added.get(q)) == path
-                           and name in after["functions"].get(q, {}).get("body_types", ()))
+                           and name in set(after["functions"].get(q, {}).get("body_types", ())) |
+                           set(after["functions"].get(q, {}).get("signature_types", ())))
             key = (name, json.dumps(was, sort_keys=True), json.dumps(now, sort_keys=True))
             record = found.setdefault(key, {"where": now.get("where") or path, "was": was, "now": now,
                                             "state": set(), "signatures": set(), "users": set()})

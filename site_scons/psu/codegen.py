@@ -74,10 +74,18 @@ class UnitPlan:
         self.added_variables = set(added_variables)
 
 
-def transform(unit, text, role, dsu_names, output_path, plan=None, program_functions=()):
+def const_symbol(name):
+    """A bundle's own copy of the constant `name` (code role only)."""
+    return "psu_const_" + mangle(name)
+
+
+def transform(unit, text, role, dsu_names, output_path, plan=None, program_functions=(),
+              constants=()):
     """The source of `unit` for `role`; `dsu_names` are its DSU functions' names;
     `program_functions` (code role): the external DSU functions of the running
-    program, by name, that its calls from the bundle should reach."""
+    program, by name, that its calls from the bundle should reach; `constants`
+    (code role): names of the constant data with external linkage the DSU units
+    define, which the bundle's code reads from its own copies."""
     if role not in ROLES:
         raise ValueError(role)
     plan = plan or UnitPlan()
@@ -129,6 +137,17 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     body = source.edited()
     if not body.endswith("\n"):
         body += "\n"
+    if role == "code":
+        # Constant data is private to each version: the executable's copy would
+        # interpose on a same-named one here, so the bundle's copy and every use
+        # of it get a name of the bundle's own (gcc renames earlier uses too),
+        # hidden so that uses bind to it when the bundle links.
+        used = {v.name for v in unit.variables} | {n for f in unit.functions for n in f.reads} | \
+            {n for v in unit.variables for n in v.reads}
+        used -= {v.name for v in unit.variables if v.static}
+        for name in sorted(used & set(constants)):
+            body += (f'extern __typeof__({name}) {name} __asm__("{const_symbol(name)}") '
+                     '__attribute__((visibility("hidden")));\n')
     first_line = body.count("\n") + 3
     redirected = []
     if role == "code":

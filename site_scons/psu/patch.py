@@ -202,6 +202,9 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
                    for path, u in new["units"].items() if u["dsu"]}
     program_functions = {f.name for path, dsu in dsu_by_path.items() for f in by_path[path].functions
                          if f.name in dsu and not f.static and f.qualname not in added_functions}
+    # constant data with external linkage the DSU units define: the bundle reads its own copies
+    constants = {v.name for path in dsu_by_path for v in by_path[path].variables
+                 if v.const and not v.static and v.definition and not v.thread_local}
     for path, dsu in sorted(dsu_by_path.items()):
         unit = by_path[path]
         with open(os.path.join(root, path), encoding="utf-8",
@@ -222,7 +225,8 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
             generated = os.path.join(work, role, path)
             os.makedirs(os.path.dirname(generated), exist_ok=True)
             with open(generated, "w") as f:
-                f.write(codegen.transform(unit, text, role, dsu, generated, plan, program_functions))
+                f.write(codegen.transform(unit, text, role, dsu, generated, plan, program_functions,
+                                          constants))
             obj = generated + ".o"
             _compile(config, root, generated, obj, quote + include)
             objects.append(obj)

@@ -1,0 +1,129 @@
+"""Issue 10: change analysis by type and by definition, on units analysed
+directly (no build): a changed type is reported once, with what changed in it
+and what state reaches it; signatures change only by their own text; units
+outside PSU_UNITS are compared by what they define; the build id covers
+attributes."""
+import pytest
+
+from psu import changes, frontend, manifest
+from psu.errors import NoChanges, RefusedChanges
+
+HEADER = """\
+struct inner { int depth;%(inner)s };
+struct node { struct node *next; struct inner *where; int %(count)s;%(more)s };
+struct callbacks { void (*visit)(struct opaque_arg *arg); };
+struct opaque_arg { int %(opaque)s; };
+struct local_only { int a; int b; };
+int use(struct node *n);
+int outside(int v)%(attribute)s;
+%(extra)s
+"""
+
+UNIT = """\
+#include "t.h"
+static struct node head;
+static struct callbacks hooks;
+int use(struct node *n) { struct local_only l = { 1, 2 }; return n->%(count)s + l.a + head.%(count)s; }
+int again(void) { return use(&head) + (hooks.visit != 0); }
+"""
+
+PLAIN = """\
+#include "t.h"
+int outside(int v) { return v + 1; }
+"""
+
+
+def manifest_of(root, count="count", opaque="x", extra="", attribute="", local="", more="", inner=""):
+    header = HEADER % dict(count=count, opaque=opaque, extra=extra, attribute=attribute,
+                           more=more, inner=inner)
+    (root / "t.h").write_text(header.replace("int a;", "int a;" + local))
+    (root / "t.c").write_text(UNIT % dict(count=count))
+    (root / "plain.c").write_text(PLAIN)
+    units = [frontend.analyse("t.c", "cc", ["-O2"], str(root)),
+             frontend.analyse("plain.c", "cc", ["-O2"], str(root), dsu=False)]
+    return manifest.build("t", str(root.name), units, "cc", ["-O2"])
+
+
+@pytest.fixture
+def versions(tmp_path):
+    def make(**settings):
+        root = tmp_path / f"v{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        return manifest_of(root, **settings)
+    return make
+
+
+def refusals(old, new, accept=()):
+    with pytest.raises(RefusedChanges) as refused:
+        changes.compare(old, new, accept=accept)
+    return [str(r) for r in refused.value.refusals]
+
+
+def test_a_renamed_member_is_one_refusal_of_its_type_not_of_every_signature(versions):
+    old, new = versions(), versions(count="total")
+    found = refusals(old, new)
+    assert found == [
+        "t.h:2: type: struct node: count renamed total, same layout; existing state holds it: "
+        "reached by 1 variable(s) (t.c:head) and the signatures of 1 function(s) (use); the "
+        "patch's functions using it: use (to accept: PSU_ACCEPT=['type:struct node'])"]
+
+
+def test_a_type_change_the_user_vouches_for_is_accepted_by_name_only(versions):
+    old, new = versions(), versions(count="total")
+    change_set = changes.compare(old, new, accept=["type:node"])
+    assert change_set.replaced == {"use": "t.c"}
+    assert any(note.startswith("accepted type:struct node") for note in change_set.notes)
+    assert len(refusals(old, new, accept=["type:inner"])) == 1
+
+
+def test_a_layout_change_cannot_be_accepted(versions):
+    old, new = versions(), versions(more=" int added;")
+    found = refusals(old, new, accept=["type:node"])
+    assert len(found) == 1 and "added added, layout changed" in found[0]
+    assert "PSU_ACCEPT" not in found[0]
+
+
+def test_types_reached_only_through_function_pointer_parameters_or_only_by_bodies_are_no_state(versions):
+    old = versions()
+    with pytest.raises(NoChanges) as nothing:
+        changes.compare(old, versions(opaque="y"))
+    assert "nothing to patch" in str(nothing.value)
+    change_set = changes.compare(old, versions(local=" int c;"))
+    assert change_set.replaced == {"use": "t.c"} and not change_set.refusals
+
+
+def test_a_signature_is_changed_only_by_its_own_text(versions):
+    """use() takes a struct node *, which points to struct inner: a new member
+    of struct inner is one refusal of that type, and no signature changed."""
+    found = refusals(versions(), versions(inner=" int width;"))
+    assert len(found) == 1 and found[0].startswith(
+        "t.h:1: type: struct inner: width added, layout changed; existing state holds it: "
+        "reached by 1 variable(s) (t.c:head) and the signatures of 1 function(s) (use)")
+
+
+def test_a_declaration_added_to_a_header_of_a_plain_unit_is_no_change(versions):
+    old = versions()
+    new = versions(extra="int declared_later(int);", local=" int c;")
+    assert changes.compare(old, new).replaced == {"use": "t.c"}
+
+
+def test_a_changed_definition_outside_the_dsu_units_is_refused_by_function(versions, tmp_path):
+    old = versions()
+    root = tmp_path / "changed"
+    root.mkdir()
+    global PLAIN
+    saved = PLAIN
+    try:
+        PLAIN = PLAIN.replace("v + 1", "v + 2")
+        new = manifest_of(root)
+    finally:
+        PLAIN = saved
+    assert refusals(old, new) == [
+        "plain.c:2: outside-dsu: outside: changed outside the DSU units (add plain.c to PSU_UNITS "
+        "to update it live); accepted, it stays at its old version (to accept: PSU_ACCEPT=['stale:outside'])"]
+
+
+def test_the_build_id_covers_attributes(versions):
+    plain = versions()
+    hidden = versions(attribute=' __attribute__((visibility("hidden")))')
+    assert plain["build_id"] != hidden["build_id"]
