@@ -112,7 +112,12 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
                 function.signature.replace("@NAME@", f"psu_impl_{function.name}")
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
 
+    own_constants = set()
     for variable in unit.variables:
+        if role == "code" and variable.name in constants and variable.const and not variable.static:
+            own_constants.add(variable.name)
+            for location in variable.locations:
+                _label_constant(source, variable, location)
         if variable.const or not variable.definition or variable.unbound:
             continue
         if role == "program":
@@ -142,9 +147,9 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         # interpose on a same-named one here, so the bundle's copy and every use
         # of it get a name of the bundle's own (gcc renames earlier uses too),
         # hidden so that uses bind to it when the bundle links.
-        used = {v.name for v in unit.variables} | {n for f in unit.functions for n in f.reads} | \
-            {n for v in unit.variables for n in v.reads}
-        used -= {v.name for v in unit.variables if v.static}
+        # (a unit that defines or declares one labels its own declarations above)
+        used = {n for f in unit.functions for n in f.reads} | {n for v in unit.variables for n in v.reads}
+        used -= {v.name for v in unit.variables}
         for name in sorted(used & set(constants)):
             body += (f'extern __typeof__({name}) {name} __asm__("{const_symbol(name)}") '
                      '__attribute__((visibility("hidden")));\n')
@@ -226,6 +231,14 @@ def _bind_local(source, local):
                            f"cannot find 'static' of '{local.name}'")
     _make_extern(source, storage, name_index, var_symbol(local.qualname, local.type_hash),
                  local.length)
+
+
+def _label_constant(source, variable, location):
+    """Code role: the bundle's own copy of a constant with external linkage."""
+    name_index = source.find_name(variable.name, location.line, location.column)
+    if not source.existing_label(name_index):
+        source.insert_before(source.declarator_end(name_index),
+                             f' __asm__("{const_symbol(variable.name)}") __attribute__((visibility("hidden")))')
 
 
 def _bind_file_variable(source, variable, location, define):
