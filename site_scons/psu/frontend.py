@@ -16,6 +16,7 @@ import subprocess
 from pycparser import c_ast, c_generator, c_parser
 from pycparser.c_parser import ParseError
 
+from . import resources
 from .errors import CSourceError, ToolError
 from .model import Function, LocalStatic, Location, Unit, Variable
 
@@ -82,7 +83,8 @@ PARSE_ONLY_INCLUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "i
 
 def preprocess(path, cc, flags, cwd):
     """Run the compiler's preprocessor on `path` (relative to `cwd`); keep line markers."""
-    command = [cc, "-E", "-isystem", PARSE_ONLY_INCLUDE, *preprocessing_flags(flags), *PARSE_ONLY_DEFINES,
+    command = [cc, "-E", "-isystem", PARSE_ONLY_INCLUDE, *preprocessing_flags(flags),
+               "-idirafter", resources.runtime_dir(), *PARSE_ONLY_DEFINES,
                *NORMALISING_DEFINES, f"-D__FILE__=\"{path}\"", path]
     try:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
@@ -821,7 +823,8 @@ ANALYSIS_VERSION = "11"
 def code_text_hash(path, cc, flags, cwd):
     """Hash of the unit as the compiler sees it (attributes and visibility pragmas
     included, which the parse-only defines drop): part of the build id."""
-    command = [cc, "-E", *preprocessing_flags(flags), *NORMALISING_DEFINES,
+    command = [cc, "-E", *preprocessing_flags(flags), "-idirafter", resources.runtime_dir(),
+               *NORMALISING_DEFINES,
                f"-D__FILE__=\"{path}\"", path]
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
