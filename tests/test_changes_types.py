@@ -33,11 +33,12 @@ int outside(int v) { return v + 1; }
 """
 
 
-def manifest_of(root, count="count", opaque="x", extra="", attribute="", local="", more="", inner=""):
+def manifest_of(root, count="count", opaque="x", extra="", attribute="", local="", more="", inner="",
+                main="0"):
     header = HEADER % dict(count=count, opaque=opaque, extra=extra, attribute=attribute,
                            more=more, inner=inner)
     (root / "t.h").write_text(header.replace("int a;", "int a;" + local))
-    (root / "t.c").write_text(UNIT % dict(count=count))
+    (root / "t.c").write_text(UNIT % dict(count=count) + f"int main(void) {{ return again() + {main}; }}\n")
     (root / "plain.c").write_text(PLAIN)
     units = [frontend.analyse("t.c", "cc", ["-O2"], str(root)),
              frontend.analyse("plain.c", "cc", ["-O2"], str(root), dsu=False)]
@@ -127,3 +128,13 @@ def test_the_build_id_covers_attributes(versions):
     plain = versions()
     hidden = versions(attribute=' __attribute__((visibility("hidden")))')
     assert plain["build_id"] != hidden["build_id"]
+
+
+def test_a_changed_main_is_refused_and_can_be_accepted_as_staying_old(versions):
+    old, new = versions(), versions(main="1", local=" int c;")
+    assert refusals(old, new) == [
+        "t.c:6: entry-point: main: changed, but the entry point is running and cannot be "
+        "replaced; accepted, it stays at its old version (to accept: PSU_ACCEPT=['stale:main'])"]
+    change_set = changes.compare(old, new, accept=["stale:main"])
+    assert change_set.replaced == {"use": "t.c"}
+    assert [str(r).split(": ")[1] for r in change_set.accepted] == ["entry-point"]
