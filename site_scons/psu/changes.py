@@ -498,6 +498,20 @@ def _reaching(types, target):
     return found
 
 
+def _held_by(found, derived, name):
+    """The changed types that hold `name` by value, directly or through others."""
+    result, pending = set(), [name]
+    while pending:
+        current = pending.pop()
+        for holder in found.get(current, {}).get("held_by", ()):
+            if holder in derived and holder not in result:
+                result.add(holder)
+                pending.append(holder)
+    # a typedef that only names a type (`typedef struct S S`) is that type
+    return sorted(h for h in result if found[h]["now"]["members"] != [["", found[h]["now"]["members"][0][1]]]
+                  or found[h]["now"]["members"][0][1] not in found)
+
+
 def _compare_types(changes, old_units, new_units):
     """One refusal per changed type that existing state can hold: a bound
     variable or the signature of an existing function reaches it (through
@@ -521,19 +535,31 @@ def _compare_types(changes, old_units, new_units):
                            if q in old_units[path]["variables"] and not v["const"]
                            and q not in changes.transformed and not v.get("unbound")
                            and reaching & set(v.get("type_refs", ())))
+            # calls cross between versions only through DSU functions (a direct one
+            # is called by name from its own unit, and comes into the patch with its callers)
             signatures = sorted(q for q, f in after["functions"].items()
-                                if q in before["functions"] and reaching & set(f.get("signature_types", ())))
+                                if q in before["functions"] and f["direct"] is None
+                                and reaching & set(f.get("signature_types", ())))
             users = sorted(q for q in changes.switched if changes.replaced.get(q, changes.added.get(q)) == path
                            and name in set(after["functions"].get(q, {}).get("body_types", ())) |
                            set(after["functions"].get(q, {}).get("signature_types", ())))
-            key = (name, json.dumps(was, sort_keys=True), json.dumps(now, sort_keys=True))
-            record = found.setdefault(key, {"where": now.get("where") or path, "was": was, "now": now,
-                                            "state": set(), "signatures": set(), "users": set()})
+            # one record per type name, whatever the units that see it
+            record = found.setdefault(name, {"where": now.get("where") or path, "was": was, "now": now,
+                                             "state": set(), "signatures": set(), "users": set(),
+                                             "holds": set()})
             record["state"] |= set(state)
             record["signatures"] |= set(signatures)
             record["users"] |= set(users)
-    for (name, _, _), record in sorted(found.items()):
-        if not record["state"] and not record["signatures"]:
+            record["holds"] |= {ref for ref, how in now.get("refs", {}).items() if how == "value"}
+    # A type whose members read the same but whose layout changed holds a changed
+    # type by value: that type's line says so, once, instead of one line each.
+    derived = {name for name, r in found.items()
+               if r["was"]["members"] == r["now"]["members"] and r["holds"] & set(found)}
+    for name in sorted(derived):
+        for held in sorted(found[name]["holds"] & set(found)):
+            found[held].setdefault("held_by", set()).add(name)
+    for name, record in sorted(found.items()):
+        if name in derived or (not record["state"] and not record["signatures"]):
             continue
         reach = []
         if record["state"]:
@@ -544,9 +570,11 @@ def _compare_types(changes, old_units, new_units):
         used = f"; the patch's functions using it: {_few(sorted(record['users']), 4)}" \
             if record["users"] else ""
         same_layout = record["was"]["layout"] == record["now"]["layout"]
+        held_by = _held_by(found, derived, name)
+        held = f" (so does the layout of {_few(held_by, 4)}, which hold it by value)" if held_by else ""
         changes.refusals.append(Refusal(
             "type", record["where"], name,
-            f"{_describe_type_change(record['was'], record['now'])}; existing state holds it: "
+            f"{_describe_type_change(record['was'], record['now'])}{held}; existing state holds it: "
             f"reached by {' and '.join(reach)}{used}",
             accept=f"type:{name}" if same_layout else ""))
     # a variable whose layout changed was transformed or is refused through its
