@@ -138,3 +138,24 @@ def test_a_changed_main_is_refused_and_can_be_accepted_as_staying_old(versions):
     change_set = changes.compare(old, new, accept=["stale:main"])
     assert change_set.replaced == {"use": "t.c"}
     assert [str(r).split(": ")[1] for r in change_set.accepted] == ["entry-point"]
+
+
+def test_many_changes_outside_the_dsu_units_are_one_line_accepted_by_unit_or_by_every_name(versions, tmp_path):
+    old = versions()
+    root = tmp_path / "changed-more"
+    root.mkdir()
+    global PLAIN
+    saved = PLAIN
+    try:
+        PLAIN = PLAIN.replace("v + 1", "v + 2") + "int helper(void) { return 3; }\n"
+        new = manifest_of(root)
+    finally:
+        PLAIN = saved
+    assert refusals(old, new) == [
+        "plain.c: outside-dsu: plain.c: definitions outside the DSU units (add it to PSU_UNITS to "
+        "update them live): 1 changed (outside); 1 added (helper); accepted, they stay at their old "
+        "version (to accept: PSU_ACCEPT=['stale:plain.c'])"]
+    for accept in (["stale:plain.c"], ["stale:outside", "stale:helper"]):
+        with pytest.raises(NoChanges):     # accepted: nothing else changed
+            changes.compare(old, new, accept=accept)
+    assert len(refusals(old, new, accept=["stale:outside"])) == 1

@@ -24,6 +24,7 @@ class Refusal:
     what: str          # the entity
     detail: str
     accept: str = ""   # the PSU_ACCEPT name that accepts it, or "" (it cannot be accepted)
+    accept_each: tuple = ()  # or: PSU_ACCEPT names that together accept it
 
     def __str__(self):
         hint = f" (to accept: PSU_ACCEPT=['{self.accept}'])" if self.accept else ""
@@ -127,7 +128,8 @@ def _take_accepted(changes, accept):
     kept = []
     for refusal in changes.refusals:
         key = refusal.accept
-        if key and (key in names or _short_name(key) in names):
+        if key and (key in names or _short_name(key) in names or
+                    (refusal.accept_each and set(refusal.accept_each) <= names)):
             changes.accepted.append(refusal)
             changes.notes.append(f"accepted {key}: {refusal.what}: {refusal.detail}")
         else:
@@ -355,24 +357,34 @@ def _compare_outside(changes, path, before, after):
                         return True
             return False
         changed |= {q for q, f in new_functions.items() if reaches(f["callees"], set())}
-    for q in sorted(changed):
-        now = new_functions[q]
-        changes.refusals.append(Refusal(
-            "outside-dsu", f"{path}:{now['line']}", q,
-            ("added" if q not in old_functions else "changed") + " outside the DSU units (add "
-            f"{path} to PSU_UNITS to update it live); accepted, it stays at its old version",
-            accept=f"stale:{now['name']}"))
+    entities = [(q, new_functions[q], q not in old_functions) for q in sorted(changed)]
     old_vars, new_vars = before["variables"], after["variables"]
     for q in sorted(new_vars):
         was, now = old_vars.get(q), new_vars[q]
         if was is not None and was["type_hash"] == now["type_hash"] and was["init_hash"] == now["init_hash"]:
             continue
         if was is not None and now["const"] and not now["static"]:
-            changes.constants[now["name"]] = path      # refused through its readers
+            changes.constants[now["name"]] = path      # its readers are traced too
+        entities.append((q, now, was is None))
+    if len(entities) == 1:
+        q, now, added = entities[0]
         changes.refusals.append(Refusal(
             "outside-dsu", f"{path}:{now['line']}", q,
-            ("added" if was is None else "changed") + " outside the DSU units: the running "
-            "program keeps its old definition", accept=f"stale:{now['name']}"))
+            ("added" if added else "changed") + f" outside the DSU units (add {path} to "
+            "PSU_UNITS to update it live); accepted, it stays at its old version",
+            accept=f"stale:{now['name']}"))
+    elif entities:
+        # one line for the unit: the names, a few of them, and one name to accept them all
+        changed_names = [q for q, _, added in entities if not added]
+        added_names = [q for q, _, added in entities if added]
+        what = "; ".join(part for part in (
+            f"{len(changed_names)} changed ({_few(changed_names, 6)})" if changed_names else "",
+            f"{len(added_names)} added ({_few(added_names, 3)})" if added_names else "") if part)
+        changes.refusals.append(Refusal(
+            "outside-dsu", path, path,
+            f"definitions outside the DSU units (add it to PSU_UNITS to update them live): {what}; "
+            "accepted, they stay at their old version", accept=f"stale:{path}",
+            accept_each=tuple(sorted({f"stale:{now['name']}" for _, now, _ in entities}))))
 
 
 def _propagate_constants(changes, old_units, new_units):
