@@ -168,3 +168,39 @@ def test_state_computed_from_a_changed_constant_is_refused_by_name(project):
     finally:
         project.git("checkout", "--", ".")
         project.checkout("v1")
+
+
+def test_a_state_transformer_sets_state_computed_from_a_changed_constant(project, tmp_path):
+    """A static computed from an enumerator: its transformer recomputes the
+    running value when the bundle loads (same type, same storage)."""
+    project.checkout("v1")
+    app = project.root / "src" / "app.c"
+    header = project.root / "src" / "app.h"
+    with_state = APP_C.replace(
+        '#include "app.h"\n', '#include "app.h"\nstatic const int *heaviest_static = &weights[HIGH - LOW];\n').replace(
+        '    else\n        snprintf(out, size, "unknown',
+        '    else if (strcmp(command, "heaviest") == 0)\n'
+        '        snprintf(out, size, "heaviest %d", *heaviest_static);\n'
+        '    else\n        snprintf(out, size, "unknown')
+    try:
+        app.write_text(with_state)
+        project.git("commit", "-qam", "heaviest static")
+        project.git("tag", "-f", "heavy-static")
+        project.build()
+        header.write_text(APP_H.replace("LOW, MID", "LOW, LOWER, MID"))
+        app.write_text(with_state + "int psu_transform_heaviest_static(void *old)\n"
+                       "{\n    (void)old;\n    heaviest_static = &weights[HIGH - LOW];\n    return 0;\n}\n")
+        project.git("commit", "-qam", "renumbered")
+        project.git("tag", "-f", "heavy-renumbered")
+        done = project.patch("heavy-static", "heavy-renumbered")
+        assert "psu_transform_heaviest_static() sets the running value when the bundle loads" in done.stdout
+        running = Running(project, tmp_path)
+        try:
+            assert running("heaviest") == "heaviest 30"
+            running.apply(project.bundle("consts", "heavy-static", "heavy-renumbered"))
+            assert running("heaviest") == "heaviest 40" and running("weight") == "weight 30"
+        finally:
+            running.stop()
+    finally:
+        project.checkout("v1")
+        project.build()

@@ -315,7 +315,12 @@ def _compare_variables(changes, path, before, after):
                                               f"; define {transformer}() to convert it")))
             continue
         changes.bound[q] = path
-        if was["init_hash"] != now["init_hash"]:
+        if was["init_hash"] != now["init_hash"] and transformer in transformers and now["static"]:
+            # same type, same storage: the transformer fixes the running value up in place
+            changes.transformed[q] = {"transformer": transformer, "old_type_hash": was["type_hash"]}
+            changes.notes.append(f"{where}: {q}: initializer changed; {transformer}() sets the "
+                                 "running value when the bundle loads")
+        elif was["init_hash"] != now["init_hash"]:
             changes.refusals.append(Refusal(
                 "state-init", where, q,
                 "initializer changed (in its text, or in a constant, enumerator or macro it is "
@@ -430,9 +435,17 @@ def _propagate_constants(changes, old_units, new_units):
                     "functions are called directly and cannot be replaced live"))
             elif f["direct"] != "state transformer":
                 _pull_in_callers(changes, path, unit, {f["name"]} - changes.changed_direct.get(path, set()))
+        transformers = {f["name"] for f in unit["functions"].values() if f["direct"] == "state transformer"}
         for q, v in sorted(unit["variables"].items()):
             names = sorted(set(v.get("reads", ())) & set(changes.constants))
-            if names and not v["const"] and q in changes.bound:
+            if not names or v["const"] or q not in changes.bound or q in changes.transformed:
+                continue
+            transformer = f"psu_transform_{v['name']}"
+            if v["static"] and v["scope"] == "file" and transformer in transformers:
+                changes.transformed[q] = {"transformer": transformer, "old_type_hash": v["type_hash"]}
+                changes.notes.append(f"{path}:{v['line']}: {q}: computed from {', '.join(names)}; "
+                                     f"{transformer}() sets the running value when the bundle loads")
+            else:
                 changes.refusals.append(Refusal(
                     "state-init", f"{path}:{v['line']}", q,
                     f"its initializer names {', '.join(names)}, whose value changed: the running "
