@@ -11,7 +11,6 @@ The pipeline (each step's result holds from there on):
      vouched for by name (`PSU_ACCEPT`) become notes;
   5. plan each unit the bundle compiles.
 """
-import json
 from dataclasses import dataclass, field
 
 from .errors import NoChanges, RefusedChanges
@@ -545,7 +544,30 @@ def _compare_types(changes, old_units, new_units):
     state.  A type whose layout is unchanged (a member renamed) may be
     accepted by name; one whose layout changed cannot: old objects would not
     fit (shadow data or a state transformer is the way, docs/refusals.md)."""
-    found = {}    # (type, old json, new json) -> record
+    found = _changed_types(changes, old_units, new_units)
+    # A type whose members read the same but whose layout changed holds a changed
+    # type by value: that type's line says so, once, instead of one line each.
+    derived = {name for name, r in found.items()
+               if r["was"]["members"] == r["now"]["members"] and r["holds"] & set(found)}
+    for name in sorted(derived):
+        for held in sorted(found[name]["holds"] & set(found)):
+            found[held].setdefault("held_by", set()).add(name)
+    for name, record in sorted(found.items()):
+        if name not in derived and (record["state"] or record["signatures"]):
+            changes.refusals.append(_type_refusal(name, record, _held_by(found, derived, name)))
+    # a variable whose layout changed was transformed or is refused through its
+    # type above; anything else is refused by itself
+    covered = set().union(*(r["state"] for r in found.values())) if found else set()
+    for q in sorted(changes.relayout - covered):
+        path = next(p for p, u in new_units.items() if q in u.get("variables", {}))
+        changes.refusals.append(Refusal(
+            "state-type", f"{path}:{new_units[path]['variables'][q]['line']}", q,
+            "the layout of existing state changed"))
+
+
+def _changed_types(changes, old_units, new_units):
+    """Type name -> what changed and what reaches it, over every DSU unit."""
+    found = {}
     for path, after in sorted(new_units.items()):
         before = old_units.get(path)
         if before is None or not before.get("types") or not after.get("dsu"):
@@ -576,40 +598,25 @@ def _compare_types(changes, old_units, new_units):
             record["signatures"] |= set(signatures)
             record["users"] |= set(users)
             record["holds"] |= {ref for ref, how in now.get("refs", {}).items() if how == "value"}
-    # A type whose members read the same but whose layout changed holds a changed
-    # type by value: that type's line says so, once, instead of one line each.
-    derived = {name for name, r in found.items()
-               if r["was"]["members"] == r["now"]["members"] and r["holds"] & set(found)}
-    for name in sorted(derived):
-        for held in sorted(found[name]["holds"] & set(found)):
-            found[held].setdefault("held_by", set()).add(name)
-    for name, record in sorted(found.items()):
-        if name in derived or (not record["state"] and not record["signatures"]):
-            continue
-        reach = []
-        if record["state"]:
-            reach.append(f"{len(record['state'])} variable(s) ({_few(sorted(record['state']), 3)})")
-        if record["signatures"]:
-            reach.append(f"the signatures of {len(record['signatures'])} function(s) "
-                         f"({_few(sorted(record['signatures']), 3)})")
-        used = f"; the patch's functions using it: {_few(sorted(record['users']), 4)}" \
-            if record["users"] else ""
-        same_layout = record["was"]["layout"] == record["now"]["layout"]
-        held_by = _held_by(found, derived, name)
-        held = f" (so does the layout of {_few(held_by, 4)}, which hold it by value)" if held_by else ""
-        changes.refusals.append(Refusal(
-            "type", record["where"], name,
-            f"{_describe_type_change(record['was'], record['now'])}{held}; existing state holds it: "
-            f"reached by {' and '.join(reach)}{used}",
-            accept=f"type:{name}" if same_layout else ""))
-    # a variable whose layout changed was transformed or is refused through its
-    # type above; anything else is refused by itself
-    covered = set().union(*(r["state"] for r in found.values())) if found else set()
-    for q in sorted(changes.relayout - covered):
-        path = next(p for p, u in new_units.items() if q in u.get("variables", {}))
-        changes.refusals.append(Refusal(
-            "state-type", f"{path}:{new_units[path]['variables'][q]['line']}", q,
-            "the layout of existing state changed"))
+    return found
+
+
+def _type_refusal(name, record, held_by):
+    reach = []
+    if record["state"]:
+        reach.append(f"{len(record['state'])} variable(s) ({_few(sorted(record['state']), 3)})")
+    if record["signatures"]:
+        reach.append(f"the signatures of {len(record['signatures'])} function(s) "
+                     f"({_few(sorted(record['signatures']), 3)})")
+    used = f"; the patch's functions using it: {_few(sorted(record['users']), 4)}" \
+        if record["users"] else ""
+    same_layout = record["was"]["layout"] == record["now"]["layout"]
+    held = f" (so does the layout of {_few(held_by, 4)}, which hold it by value)" if held_by else ""
+    return Refusal(
+        "type", record["where"], name,
+        f"{_describe_type_change(record['was'], record['now'])}{held}; existing state holds it: "
+        f"reached by {' and '.join(reach)}{used}",
+        accept=f"type:{name}" if same_layout else "")
 
 
 def _short(text, limit=120):
