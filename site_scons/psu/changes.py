@@ -587,9 +587,7 @@ def _changed_types(changes, old_units, new_units):
             signatures = sorted(q for q, f in after["functions"].items()
                                 if q in before["functions"] and f["direct"] is None
                                 and reaching & set(f.get("signature_types", ())))
-            users = sorted(q for q in changes.switched if changes.replaced.get(q, changes.added.get(q)) == path
-                           and name in set(after["functions"].get(q, {}).get("body_types", ())) |
-                           set(after["functions"].get(q, {}).get("signature_types", ())))
+            users = _users(changes, path, after, name, reaching, _changed_members(was, now))
             # one record per type name, whatever the units that see it
             record = found.setdefault(name, {"where": now.get("where") or path, "was": was, "now": now,
                                              "state": set(), "signatures": set(), "users": set(),
@@ -599,6 +597,28 @@ def _changed_types(changes, old_units, new_units):
             record["users"] |= set(users)
             record["holds"] |= {ref for ref, how in now.get("refs", {}).items() if how == "value"}
     return found
+
+
+def _changed_members(was, now):
+    """Names of the members renamed (old and new name), added, removed or retyped."""
+    if was["kind"] == "enum" or now["kind"] == "enum":
+        return set()
+    old, new = dict(map(tuple, was["members"])), dict(map(tuple, now["members"]))
+    return {m for m in set(old) | set(new) if old.get(m) != new.get(m)} - {""}
+
+
+def _users(changes, path, unit, name, reaching, members):
+    """The patch's functions of `path` that use type `name`: they name it, or
+    select one of its changed members from something that reaches it."""
+    users = []
+    for q in changes.switched:
+        f = unit["functions"].get(q)
+        if f is None or changes.replaced.get(q, changes.added.get(q)) != path:
+            continue
+        types = set(f.get("body_types", ())) | set(f.get("signature_types", ()))
+        if name in types or (members & set(f.get("members", ())) and reaching & types):
+            users.append(q)
+    return sorted(users)
 
 
 def _type_refusal(name, record, held_by):

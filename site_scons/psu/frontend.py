@@ -517,11 +517,16 @@ class _BodyFacts(c_ast.NodeVisitor):
 
     def __init__(self):
         self.ids, self.typenames, self.tags, self.statics = set(), set(), set(), []
+        self.members = set()        # member names the body selects (`x.m`, `p->m`)
         self.local_names = set()
         self.local_types = set()    # tags and typedef names the body itself declares
 
     def visit_ID(self, node):
         self.ids.add(node.name)
+
+    def visit_StructRef(self, node):
+        self.visit(node.name)
+        self.members.add(node.field.name)
 
     def visit_IdentifierType(self, node):
         self.typenames.update(node.names)
@@ -783,7 +788,8 @@ class _Describer:
             body_line=ext.body.coord.line if ext.body.coord else 0,
             signature_types=self.use_types(signature_refs),
             body_types=self.use_types(body_types),
-            reads=sorted((facts.ids & self.file_scope_names) - facts.local_names - self.functions_known)))
+            reads=sorted((facts.ids & self.file_scope_names) - facts.local_names - self.functions_known),
+            members=sorted(facts.members)))
 
     def local_static(self, function, local, facts, seen):
         """A function-local static: its model, and whether it can be bound."""
@@ -817,7 +823,7 @@ class _Describer:
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "11"
+ANALYSIS_VERSION = "12"
 
 
 def code_text_hash(path, cc, flags, cwd):

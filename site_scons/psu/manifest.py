@@ -92,6 +92,7 @@ def _unit_entry(unit, exclude, direct_statics):
             "signature_hash": f.signature_hash, "body_hash": f.body_hash,
             "callees": f.callees, "reads": f.reads,
             "signature_types": f.signature_types, "body_types": f.body_types,
+            "members": f.members,
         }
         if f.header_statics:
             functions[f.qualname]["header_statics"] = f.header_statics

@@ -60,6 +60,7 @@ class Function:
     signature_types: list = field(default_factory=list)  # named types its parameters and result reach
     body_types: list = field(default_factory=list)  # named types its body names
     reads: list = field(default_factory=list)       # file-scope variables its body names
+    members: list = field(default_factory=list)     # struct and union members its body selects
 
 
 @dataclass
