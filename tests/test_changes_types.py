@@ -159,3 +159,24 @@ def test_many_changes_outside_the_dsu_units_are_one_line_accepted_by_unit_or_by_
         with pytest.raises(NoChanges):     # accepted: nothing else changed
             changes.compare(old, new, accept=accept)
     assert len(refusals(old, new, accept=["stale:outside"])) == 1
+
+
+def test_sizes_and_offsets_come_from_the_compiler(tmp_path):
+    """The packed attribute is invisible to the parse, not to the compiler's answer."""
+    from psu import patch
+    (tmp_path / "t.c").write_text(
+        "struct wide { char tag; long value; };\n"
+        "struct packed { char tag; long value; } __attribute__((packed));\n"
+        "typedef struct { int a : 3; int b; } bits;\n")
+    config = patch.BuildConfig(program="t", top=str(tmp_path), sources=["t.c"], dsu_units=["t.c"],
+                               flags=["-O2"], work_dir=str(tmp_path / "work"))
+    layouts = patch.measure_types(config, str(tmp_path), "t.c", {
+        "struct wide": ["tag", "value"], "struct packed": ["tag", "value"], "bits": ["a", "b"]})
+    assert layouts == {"struct wide": {"size": 16, "offsets": {"tag": 0, "value": 8}},
+                       "struct packed": {"size": 9, "offsets": {"tag": 0, "value": 1}},
+                       "bits": {"size": 8, "offsets": {"b": 4}}}     # no offset of a bit-field
+    refusal = changes.Refusal("type", "t.h:1", "struct wide", "x added, layout changed; existing "
+                              "state holds it: reached by 1 variable(s) (v)")
+    assert str(changes.measured(refusal, layouts["struct wide"], layouts["struct packed"])) == (
+        "t.h:1: type: struct wide: x added, layout changed (size 16 -> 9, offsets value 8 -> 1); "
+        "existing state holds it: reached by 1 variable(s) (v)")

@@ -168,8 +168,8 @@ REFUSALS = {
     # issue 10: a changed type is reported once, by type, with what changed in it
     "struct-layout": ([("struct tally { int hits; int misses; };",
                         "struct tally { int hits; int misses; int extra; };")],
-                      "src/state.h:3: type: struct tally: extra added, layout changed; existing "
-                      "state holds it: reached by 1 variable(s) (src/state.c:tally)"),
+                      "src/state.h:3: type: struct tally: extra added, layout changed (size 8 -> 12); "
+                      "existing state holds it: reached by 1 variable(s) (src/state.c:tally)"),
     "variadic": ([("vfprintf(stderr, fmt, ap);", "vfprintf(stdout, fmt, ap);")],
                  "src/state.c:16: variadic: log_line: variadic functions are called directly"),
     # issue 10: a unit outside PSU_UNITS is refused by the function that changed

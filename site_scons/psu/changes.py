@@ -24,6 +24,7 @@ class Refusal:
     detail: str
     accept: str = ""   # the PSU_ACCEPT name that accepts it, or "" (it cannot be accepted)
     accept_each: tuple = ()  # or: PSU_ACCEPT names that together accept it
+    subject: dict = None     # a changed type: {"type", "unit", "was", "now"} (for measuring it)
 
     def __str__(self):
         hint = f" (to accept: PSU_ACCEPT=['{self.accept}'])" if self.accept else ""
@@ -110,7 +111,7 @@ def compare(old, new, accept=()):
     _take_accepted(changes, accept)
 
     if changes.refusals:
-        raise RefusedChanges(changes.refusals, report=report(changes, old, new))
+        raise RefusedChanges(changes.refusals, report=report(changes, old, new), change_set=changes)
     if not changes.replaced and not changes.added and not changes.added_variables:
         raise NoChanges(f"psu: {old.get('label')} and {new.get('label')} build the same "
                         f"code ({new['build_id'][:12]}); there is nothing to patch")
@@ -590,6 +591,7 @@ def _changed_types(changes, old_units, new_units):
             users = _users(changes, path, after, name, reaching, _changed_members(was, now))
             # one record per type name, whatever the units that see it
             record = found.setdefault(name, {"where": now.get("where") or path, "was": was, "now": now,
+                                             "unit": path,
                                              "state": set(), "signatures": set(), "users": set(),
                                              "holds": set()})
             record["state"] |= set(state)
@@ -636,7 +638,29 @@ def _type_refusal(name, record, held_by):
         "type", record["where"], name,
         f"{_describe_type_change(record['was'], record['now'])}{held}; existing state holds it: "
         f"reached by {' and '.join(reach)}{used}",
-        accept=f"type:{name}" if same_layout else "")
+        accept=f"type:{name}" if same_layout else "",
+        subject={"type": name, "unit": record["unit"], "was": record["was"], "now": record["now"]})
+
+
+def measured(refusal, old_layout, new_layout):
+    """`refusal` of a type with the sizes and offsets the compiler gave, where
+    they moved: {"size": n, "offsets": {member: n}} of each side, or None."""
+    if not old_layout or not new_layout:
+        return refusal
+    moves = []
+    if old_layout.get("size") != new_layout.get("size"):
+        moves.append(f"size {old_layout.get('size')} -> {new_layout.get('size')}")
+    old_offsets, new_offsets = old_layout.get("offsets", {}), new_layout.get("offsets", {})
+    moved = [f"{m} {old_offsets[m]} -> {new_offsets[m]}" for m in old_offsets
+             if m in new_offsets and old_offsets[m] != new_offsets[m]]
+    if moved:
+        moves.append("offsets " + _few(moved, 4))
+    if not moves:
+        return refusal
+    what, _, rest = refusal.detail.partition("; existing state holds it")
+    return Refusal(refusal.kind, refusal.where, refusal.what,
+                   f"{what} ({', '.join(moves)}); existing state holds it{rest}",
+                   refusal.accept, refusal.accept_each, refusal.subject)
 
 
 def _short(text, limit=120):
