@@ -124,10 +124,12 @@ def test_a_changed_definition_outside_the_dsu_units_is_refused_by_function(versi
         "to update it live); accepted, it stays at its old version (to accept: PSU_ACCEPT=['stale:outside'])"]
 
 
-def test_the_build_id_covers_attributes(versions):
+def test_the_build_id_covers_attributes_and_pragmas(versions):
     plain = versions()
     hidden = versions(attribute=' __attribute__((visibility("hidden")))')
-    assert plain["build_id"] != hidden["build_id"]
+    pushed = versions(extra='#pragma GCC visibility push(hidden)\nint later(void);\n#pragma GCC visibility pop')
+    declared = versions(extra='int later(void);')
+    assert len({plain["build_id"], hidden["build_id"], pushed["build_id"], declared["build_id"]}) == 4
 
 
 def test_a_changed_main_is_refused_and_can_be_accepted_as_staying_old(versions):

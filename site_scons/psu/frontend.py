@@ -864,6 +864,8 @@ def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
     except CSourceError:
         if dsu:
             raise
+        # outside the DSU units psu only compares what a unit defines: when it
+        # cannot read the unit, its text is compared instead
         unit = Unit(path=path, text_hash=text_hash, dsu=False, source_hash=source_hash,
                     described=False)
     if dsu:
