@@ -7,7 +7,7 @@ units, `src/main.c` is not.
 """
 import pytest
 
-from projects import Process, Project
+from projects import Process, Project, psu
 
 SCONSTRUCT = """\
 env = Environment(tools=['default', 'psu'])
@@ -139,6 +139,10 @@ def test_accepting_a_stale_reader_by_name_applies_the_rest(project, tmp_path):
         project.build()
         done = project.patch("v3", "v4", extra=["ACCEPT=stale:main"])
         assert "accepted stale:main" in done.stdout
+        # the build description carries the acceptance to psu diff and psu patch
+        project.build("ACCEPT=stale:main")
+        diff = psu("diff", "--config", ".psu-build/consts/build.json", "v3", "v4", cwd=project.root)
+        assert diff.returncode == 0 and "accepted stale:main" in diff.stdout, diff.stderr
         running = Running(project, tmp_path)
         try:
             assert running.first == "ready 2.0"
