@@ -1,6 +1,9 @@
-"""Issue 10: shadow data -- a patch attaches a new field to objects that
-already exist (runtime/psu_shadow.c) instead of changing their layout, and the
-field outlives the bundle that attached it."""
+"""Issue 10: what to do about a changed type of existing state, live:
+- shadow data: a patch attaches a new field to objects that already exist
+  (runtime/psu_shadow.c) instead of changing their layout, and the field
+  outlives the bundle that attached it;
+- a member renamed with the same layout is refused, and applied (state kept)
+  once the build names the type in PSU_ACCEPT."""
 import pytest
 
 from projects import Process, Project
@@ -8,7 +11,8 @@ from projects import Process, Project
 SCONSTRUCT = """\
 env = Environment(tools=['default', 'psu'])
 env.Append(CCFLAGS=['-O2', '-Wall'], CFLAGS=['-std=gnu11'])
-env.PSUProgram('bank', Glob('src/*.c'), PSU_UNITS=['src/bank.c'])
+accept = [name for name in ARGUMENTS.get('ACCEPT', '').split(',') if name]
+env.PSUProgram('bank', Glob('src/*.c'), PSU_UNITS=['src/bank.c'], PSU_ACCEPT=accept)
 """
 
 BANK_C = """\
@@ -69,6 +73,8 @@ def project(tmp_path_factory):
     project.commit("v2", {"src/bank.c": counted})
     # v3: another change; v2's bundle is unloaded, the field stays
     project.commit("v3", {"src/bank.c": counted.replace('size, "deposits %d"', 'size, "deposits: %d"')})
+    # renamed: the member keeps its type and place
+    project.commit("renamed", {"src/bank.c": BANK_C.replace("balance", "funds")})
     project.checkout("v1")
     project.build()
     project.patch("v1", "v2")
@@ -95,6 +101,32 @@ def test_a_patch_attaches_a_field_to_existing_objects_and_it_outlives_the_bundle
         done = process.psu("apply", process.pid, project.bundle("bank", "v2", "v3"))
         assert done.returncode == 0, done.stdout + done.stderr
         assert ask("deposit 2 1") == "balance 61" and ask("deposits 2") == "deposits: 3"
+    finally:
+        process.process.stdin.close()
+        process.stop()
+
+
+def test_a_renamed_member_is_applied_only_when_the_build_accepts_its_type(project, tmp_path):
+    refused = project.patch("v1", "renamed", check=False)
+    assert refused.returncode == 3
+    assert ("src/bank.c:4: type: struct account: balance renamed funds, same layout; existing state "
+            "holds it: reached by 1 variable(s) (src/bank.c:accounts); the patch's functions using "
+            "it: handle (to accept: PSU_ACCEPT=['type:struct account'])") in refused.stderr
+    project.patch("v1", "renamed", extra=["ACCEPT=type:account"])
+    process = Process([project.root / "bank"], project.root, tmp_path / "run", stdin=True)
+
+    def ask(command):
+        process.process.stdin.write(command + "\n")
+        process.process.stdin.flush()
+        return process.read_line()
+
+    try:
+        assert process.read_line() == "ready"
+        process.wait_for_socket()
+        assert ask("deposit 1 7") == "balance 7"
+        done = process.psu("apply", process.pid, project.bundle("bank", "v1", "renamed"))
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert ask("deposit 1 3") == "funds 10"
     finally:
         process.process.stdin.close()
         process.stop()

@@ -613,11 +613,14 @@ def _users(changes, path, unit, name, reaching, members):
     """The patch's functions of `path` that use type `name`: they name it, or
     select one of its changed members from something that reaches it."""
     users = []
+    variable_types = {v["name"]: v.get("type_refs", ()) for v in unit["variables"].values()
+                      if v["scope"] == "file"}
     for q in changes.switched:
         f = unit["functions"].get(q)
         if f is None or changes.replaced.get(q, changes.added.get(q)) != path:
             continue
         types = set(f.get("body_types", ())) | set(f.get("signature_types", ()))
+        types.update(*(variable_types.get(n, ()) for n in f.get("reads", ())))
         if name in types or (members & set(f.get("members", ())) and reaching & types):
             users.append(q)
     return sorted(users)
