@@ -208,3 +208,17 @@ def test_a_state_transformer_sets_state_computed_from_a_changed_constant(project
     finally:
         project.checkout("v1")
         project.build()
+
+
+def test_a_declaration_added_to_a_header_of_a_unit_outside_the_dsu_units_is_no_change(project):
+    """main.c (not a DSU unit) includes app.h: a declaration added there changes
+    none of main.c's definitions, so the patch applies (issue 10, defect 4)."""
+    project.checkout("v1")
+    try:
+        (project.root / "src" / "app.h").write_text(APP_H.replace("#endif", "int declared_later(int);\n#endif"))
+        (project.root / "src" / "app.c").write_text(APP_C.replace("weights[MID]", "weights[HIGH]"))
+        done = project.patch("v1", "WORKTREE", check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "replaced:\n    handle" in done.stdout
+    finally:
+        project.git("checkout", "--", ".")
