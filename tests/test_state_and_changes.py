@@ -165,10 +165,15 @@ REFUSALS = {
     "state-type": ([("static int counter;", "static long counter;")],
                    "src/state.c:7: state-type: src/state.c:counter: type of existing state changed "
                    "from 'int' to 'long'; define psu_transform_counter() to convert it"),
+    # issue 10: a changed type is reported once, by type, with what changed in it
     "struct-layout": ([("struct tally { int hits; int misses; };",
                         "struct tally { int hits; int misses; int extra; };")],
-                      "src/state.c:9: state-type: src/state.c:tally: type of existing state changed"),
-    "outside": ([], "src/main.c: outside-dsu: src/main.c: changed, but it is not a DSU unit"),
+                      "src/state.h:3: type: struct tally: extra added, layout changed (size 8 -> 12); "
+                      "existing state holds it: reached by 1 variable(s) (src/state.c:tally)"),
+    # issue 10: a unit outside PSU_UNITS is refused by the function that changed
+    "outside": ([], "outside-dsu: main: changed outside the DSU units (add src/main.c to "
+                    "PSU_UNITS to update it live); accepted, it stays at its old version "
+                    "(to accept: PSU_ACCEPT=['stale:main'])"),
     "direct-global": ([("return 2 * v;", "return v + v;")],
                       "direct-global: twice: changed, but it is called directly (inline) and "
                       "has external linkage"),
@@ -198,7 +203,7 @@ def test_refused_changes_name_the_place(stateful, kind):
     try:
         base = "header-static-base" if kind == "header-static" else "v1"
         explained = stateful.patch(base, "WORKTREE", check=False)
-        assert explained.returncode != 0
+        assert explained.returncode == 3    # issue 10: the documented code of a refusal
         assert expected in explained.stdout + explained.stderr
         assert "cannot be applied live" in explained.stderr
         diff = psu("diff", "--config", ".psu-build/stateful/build.json", base, "WORKTREE",

@@ -297,7 +297,7 @@ def command_program(arguments):
             program=arguments.name, top=root, sources=sorted(arguments.sources),
             dsu_units=sorted(arguments.dsu), cc=arguments.cc, flags=list(arguments.flags),
             exclude=list(arguments.exclude), direct_statics=arguments.direct_statics,
-            libraries=list(arguments.library),
+            libraries=list(arguments.library), accept=list(arguments.accept),
             work_dir=arguments.work_dir)
         build.write_json(arguments.config, config.__dict__)
     if not arguments.quiet:
@@ -393,6 +393,8 @@ def parser():
     sub.add_argument("--work-dir", default=".psu-build", help="psu patch's work folder")
     sub.add_argument("--library", action="append", default=[],
                      help="a library the program links (-l NAME), for bundles")
+    sub.add_argument("--accept", action="append", default=[],
+                     help="a refusal vouched for by name, as PSU_ACCEPT (docs/refusals.md)")
     sub.add_argument("--quiet", action="store_true")
 
     sub = add("runtime", command_runtime, "where the C runtime is (to compile it in)")

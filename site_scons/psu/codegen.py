@@ -79,12 +79,20 @@ class UnitPlan:
         self.added_variables = set(added_variables)
 
 
-def transform(unit, text, role, dsu_names, output_path, plan=None, program_functions=()):
+def const_symbol(name):
+    """A bundle's own copy of the constant `name` (code role only)."""
+    return "psu_const_" + mangle(name)
+
+
+def transform(unit, text, role, dsu_names, output_path, plan=None, program_functions=(),
+              constants=()):
     """The source of `unit` for `role`; `dsu_names` are its DSU functions' names;
     `program_functions` (bundle roles): the external DSU functions, by name, that
     calls from the bundle reach through their exported `psu_tramp_` aliases --
     the running program's, and those the bundle's state object adds.  Plain
-    names would not link where a header declares the function hidden."""
+    names would not link where a header declares the function hidden.
+    `constants` (code role): names of the constant data with external linkage
+    the DSU units define, which the bundle's code reads from its own copies."""
     if role not in ROLES:
         raise ValueError(role)
     plan = plan or UnitPlan()
@@ -117,7 +125,12 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
             (function.va_head or function.signature).replace("@NAME@", entry["impl"])
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
 
+    own_constants = set()
     for variable in unit.variables:
+        if role == "code" and variable.name in constants and variable.const and not variable.static:
+            own_constants.add(variable.name)
+            for location in variable.locations:
+                _label_constant(source, variable, location)
         if variable.const or not variable.definition or variable.unbound:
             continue
         if role == "program":
@@ -153,6 +166,17 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     body = source.edited()
     if not body.endswith("\n"):
         body += "\n"
+    if role == "code":
+        # Constant data is private to each version: the executable's copy would
+        # interpose on a same-named one here, so the bundle's copy and every use
+        # of it get a name of the bundle's own (gcc renames earlier uses too),
+        # hidden so that uses bind to it when the bundle links.
+        # (a unit that defines or declares one labels its own declarations above)
+        used = {n for f in unit.functions for n in f.reads} | {n for v in unit.variables for n in v.reads}
+        used -= {v.name for v in unit.variables}
+        for name in sorted(used & set(constants)):
+            body += (f'extern __typeof__({name}) {name} __asm__("{const_symbol(name)}") '
+                     '__attribute__((visibility("hidden")));\n')
     first_line = body.count("\n") + 3
     trailer = render("unit_trailer.c.j2", unit=unit.path, role=role, functions=entries,
                      hoisted=hoisted, first_line=first_line, redirected=redirected,
@@ -326,6 +350,14 @@ def _bind_local(source, local):
                            f"cannot find 'static' of '{local.name}'")
     _make_extern(source, storage, name_index, var_symbol(local.qualname, local.type_hash),
                  local.length)
+
+
+def _label_constant(source, variable, location):
+    """Code role: the bundle's own copy of a constant with external linkage."""
+    name_index = source.find_name(variable.name, location.line, location.column)
+    if not source.existing_label(name_index):
+        source.insert_before(source.declarator_end(name_index),
+                             f' __asm__("{const_symbol(variable.name)}") __attribute__((visibility("hidden")))')
 
 
 def _bind_file_variable(source, variable, location, define):

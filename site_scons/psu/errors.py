@@ -43,7 +43,7 @@ class RefusedChanges(PsuError):
 
     exit_code = 3
 
-    def __init__(self, refusals, report=""):
+    def __init__(self, refusals, report="", change_set=None):
         lines = [str(r) for r in refusals]
         super().__init__(
             f"{len(refusals)} change(s) cannot be applied live:\n  " + "\n  ".join(lines),
@@ -51,6 +51,7 @@ class RefusedChanges(PsuError):
         )
         self.refusals = refusals
         self.report = report
+        self.change_set = change_set     # the analysis so far (changes.ChangeSet), or None
 
 
 class NoChanges(PsuError):

@@ -17,6 +17,7 @@ import subprocess
 from pycparser import c_ast, c_generator, c_parser
 from pycparser.c_parser import ParseError
 
+from . import resources
 from .errors import CSourceError, ToolError
 from .model import Function, LocalStatic, Location, Unit, Variable
 
@@ -83,7 +84,8 @@ PARSE_ONLY_INCLUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "i
 
 def preprocess(path, cc, flags, cwd):
     """Run the compiler's preprocessor on `path` (relative to `cwd`); keep line markers."""
-    command = [cc, "-E", "-isystem", PARSE_ONLY_INCLUDE, *preprocessing_flags(flags), *PARSE_ONLY_DEFINES,
+    command = [cc, "-E", "-isystem", PARSE_ONLY_INCLUDE, *preprocessing_flags(flags),
+               "-idirafter", resources.runtime_dir(), *PARSE_ONLY_DEFINES,
                *NORMALISING_DEFINES, f"-D__FILE__=\"{path}\"", path]
     try:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
@@ -110,11 +112,12 @@ def storage_macros(path, cc, flags, cwd):
     return found
 
 
-def normalised_text(preprocessed):
-    """Preprocessed text without line markers and blank lines, whitespace folded."""
+def normalised_text(preprocessed, keep_pragmas=False):
+    """Preprocessed text without line markers and blank lines, whitespace folded
+    (`#pragma` lines kept with `keep_pragmas`: visibility pragmas change code)."""
     out = []
     for line in preprocessed.splitlines():
-        if line.startswith("#"):
+        if line.startswith("#") and not (keep_pragmas and line.startswith("#pragma")):
             continue
         line = " ".join(line.split())
         if line:
@@ -215,6 +218,7 @@ class _Canon:
                 self.definitions[("typedef", ext.name)] = ext.type
             Collector().visit(ext)
         self._entity_text, self._entity_deps, self._entity_deep = {}, {}, {}
+        self._layouts = {}
 
     # -- shallow text and the named types it refers to --------------------------
 
@@ -296,12 +300,153 @@ class _Canon:
         text = self.type_text(node, deps)
         return sha256(text + "\n" + "\n".join(sorted(self.entity_hash(k) for k in deps)))
 
+    # -- layout and references: the change report's view of types ---------------
+
+    def layout(self, node):
+        """What decides the memory layout of a value of this type: member types
+        and order, array sizes, bit-field widths; not member names, not what a
+        pointer points to (every pointer has one size).  Attributes are not seen
+        (the parse drops them); the build id covers them."""
+        if isinstance(node, (c_ast.TypeDecl, c_ast.Typename, c_ast.Decl)):
+            return self.layout(node.type)
+        if isinstance(node, c_ast.IdentifierType):
+            key = ("typedef", node.names[0]) if len(node.names) == 1 else None
+            return self.named_layout(key) if key in self.definitions else " ".join(node.names)
+        if isinstance(node, c_ast.Enum):
+            return "enum"
+        if isinstance(node, (c_ast.Struct, c_ast.Union)):
+            kind = "struct" if isinstance(node, c_ast.Struct) else "union"
+            if node.name and (kind, node.name) in self.definitions:
+                return self.named_layout((kind, node.name))
+            if node.decls is None:
+                return f"{kind} {node.name}?"         # incomplete: never held by value
+            return self._aggregate_layout(kind, node)
+        if isinstance(node, c_ast.PtrDecl):
+            return "*"
+        if isinstance(node, c_ast.ArrayDecl):
+            dim = self.expr_text(node.dim) if node.dim is not None else ""
+            return f"[{dim}]{self.layout(node.type)}"
+        if isinstance(node, c_ast.FuncDecl):
+            return "fn"
+        return type(node).__name__
+
+    def _aggregate_layout(self, kind, node):
+        members = ";".join(self.layout(d.type) + (f":{self.expr_text(d.bitsize)}"
+                                                   if getattr(d, "bitsize", None) else "")
+                           for d in (node.decls or []))
+        return f"{kind}#" + sha256(members)[:16]
+
+    def named_layout(self, key):
+        if key not in self._layouts:
+            node = self.definitions[key]
+            if key[0] == "enum":
+                self._layouts[key] = "enum"
+            elif key[0] == "typedef":
+                self._layouts[key] = self.layout(node)
+            else:
+                self._layouts[key] = self._aggregate_layout(key[0], node)
+        return self._layouts[key]
+
+    _STRENGTH = {"value": 3, "pointer": 2, "fnparam": 1}
+
+    def references(self, node, mode="value", found=None):
+        """Named types `node` refers to, each with how: held by `value`, through a
+        `pointer`, or only as a parameter or result of a function-pointer type
+        (`fnparam`); the strongest way wins."""
+        found = {} if found is None else found
+
+        def note(key, how):
+            if key in self.definitions and self._STRENGTH[how] > self._STRENGTH.get(found.get(key), 0):
+                found[key] = how
+
+        if isinstance(node, (c_ast.TypeDecl, c_ast.Typename, c_ast.Decl)):
+            self.references(node.type, mode, found)
+        elif isinstance(node, c_ast.IdentifierType):
+            if len(node.names) == 1:
+                note(("typedef", node.names[0]), mode)
+        elif isinstance(node, (c_ast.Struct, c_ast.Union, c_ast.Enum)):
+            kind = {c_ast.Struct: "struct", c_ast.Union: "union", c_ast.Enum: "enum"}[type(node)]
+            if node.name:
+                note((kind, node.name), mode)
+            elif kind != "enum":
+                for member in node.decls or []:
+                    self.references(member.type, mode, found)
+        elif isinstance(node, c_ast.PtrDecl):
+            self.references(node.type, "pointer" if mode == "value" else mode, found)
+        elif isinstance(node, c_ast.ArrayDecl):
+            self.references(node.type, mode, found)
+        elif isinstance(node, c_ast.FuncDecl):
+            for p in (node.args.params if node.args else []):
+                if not isinstance(p, (c_ast.EllipsisParam, c_ast.ID)):
+                    self.references(p.type, "fnparam", found)
+            self.references(node.type, "fnparam", found)
+        return found
+
+    def describe_type(self, key):
+        """A named type as the manifest records it: its members (name and type
+        text), its layout, and the named types its members refer to."""
+        kind, node = key[0], self.definitions[key]
+        refs = {}
+        if kind == "enum":
+            members = [[e.name, self.expr_text(e.value)] for e in node.values.enumerators]
+        else:
+            aggregate = node
+            if kind == "typedef":
+                inner = node.type if isinstance(node, c_ast.TypeDecl) else None
+                aggregate = inner if isinstance(inner, (c_ast.Struct, c_ast.Union)) and \
+                    inner.name is None and inner.decls is not None else None
+            if aggregate is None:
+                members = [["", self.type_text(node)]]
+                self.references(node, "value", refs)
+            else:
+                members = []
+                for d in aggregate.decls:
+                    members.append([d.name or "", self.type_text(d.type) +
+                                    (f":{self.expr_text(d.bitsize)}" if getattr(d, "bitsize", None) else "")])
+                    self.references(d.type, "value", refs)
+        coord = node.coord
+        where = ""
+        if coord is not None:    # a project's header by its relative path; a system one by name
+            where = f"{coord.file if not os.path.isabs(coord.file) else os.path.basename(coord.file)}:{coord.line}"
+        return {"kind": kind, "members": members, "where": where,
+                "layout": "enum" if kind == "enum" else self.named_layout(key),
+                "refs": {type_key(k): how for k, how in sorted(refs.items())}}
+
+    def reachable(self, roots):
+        """Named types reachable from `roots` (key -> how) through values and
+        pointers: those existing state or a signature can hold."""
+        reached, pending = set(), [k for k, how in roots.items() if how != "fnparam"]
+        while pending:
+            key = pending.pop()
+            if key in reached or key not in self.definitions:
+                continue
+            reached.add(key)
+            if key[0] != "enum":
+                node = self.definitions[key]
+                inner = {}
+                if key[0] == "typedef":
+                    self.references(node, "value", inner)
+                else:
+                    for d in node.decls or []:
+                        self.references(d.type, "value", inner)
+                pending.extend(k for k, how in inner.items() if how != "fnparam")
+        return reached
+
     def names_hash(self, keys):
         """Deep hash of a set of named types (those a function body mentions)."""
         return sorted(self.entity_hash(k) for k in keys if k in self.definitions)
 
     def expr_text(self, node):
         return self.generator.visit(node) if node is not None else ""
+
+
+def _stronger(how, than):
+    return _Canon._STRENGTH[how] > _Canon._STRENGTH.get(than, 0)
+
+
+def type_key(key):
+    """A named type as a person writes it: `struct S`, `union U`, `enum E`, or a typedef's name."""
+    return key[1] if key[0] == "typedef" else f"{key[0]} {key[1]}"
 
 
 def _innermost_typedecl(node):
@@ -436,11 +581,16 @@ class _BodyFacts(c_ast.NodeVisitor):
 
     def __init__(self):
         self.ids, self.typenames, self.tags, self.statics = set(), set(), set(), []
+        self.members = set()        # member names the body selects (`x.m`, `p->m`)
         self.local_names = set()
         self.local_types = set()    # tags and typedef names the body itself declares
 
     def visit_ID(self, node):
         self.ids.add(node.name)
+
+    def visit_StructRef(self, node):
+        self.visit(node.name)
+        self.members.add(node.field.name)
 
     def visit_IdentifierType(self, node):
         self.typenames.update(node.names)
@@ -584,8 +734,7 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
     With the unit's `original_text`, names a macro made are recognised: such
     functions stay direct and such variables unbound."""
     unit = Unit(path=unit_path, text_hash=text_hash, dsu=dsu, source_hash=source_hash)
-    if dsu:
-        _Describer(ast, unit, original_text).run()
+    _Describer(ast, unit, original_text).run()
     return unit
 
 
@@ -620,6 +769,11 @@ class _Describer:
         for ext in ast.ext:
             if ext.coord is not None and ext.coord.file == self.path:
                 self.references.visit(ext)
+        # file-scope variables by name, wherever declared: what a body reads
+        self.file_scope_names = {ext.name for ext in ast.ext if isinstance(ext, c_ast.Decl) and ext.name
+                                 and not isinstance(ext.type, c_ast.FuncDecl)
+                                 and "typedef" not in (ext.storage or [])}
+        self.type_roots = {}      # named types the unit's state, signatures and bodies use
 
     def run(self):
         routines = _ThreadRoutines()
@@ -634,11 +788,34 @@ class _Describer:
         for ext in self.ast.ext:
             if isinstance(ext, c_ast.FuncDef):
                 self.function(ext)
+        self.unit.types = {type_key(k): self.canon.describe_type(k)
+                           for k in sorted(self.canon.reachable(self.type_roots))}
+
+    def use_types(self, found):
+        for key, how in found.items():
+            if _stronger(how, self.type_roots.get(key)):
+                self.type_roots[key] = how
+        return sorted(type_key(k) for k, how in found.items() if how != "fnparam")
 
     def facts(self, decl):
-        """Type text, type hash, initializer hash of a variable declaration."""
-        return (self.canon.type_text(decl.type), self.canon.type_hash(decl.type),
-                sha256(self.canon.expr_text(decl.init)))
+        """Type text, type hash, initializer hash of a variable declaration.  The
+        type hash covers the type's text and layout (not what its pointers point
+        to: a changed type is reported by itself); the initializer hash covers
+        the values of the enumeration constants and the types it names."""
+        canon = self.canon
+        text = canon.type_text(decl.type)
+        return (text, sha256(text + "\n" + canon.layout(decl.type)), self.init_hash(decl.init))
+
+    def init_reads(self, init):
+        return sorted(_names_in(init)[1] & self.file_scope_names) if init is not None else []
+
+    def init_hash(self, init):
+        if init is None:
+            return sha256("")
+        names, ids = _names_in(init)
+        canon = self.canon
+        enums = sorted(canon.expr_text(canon.enum_of_constant[n]) for n in ids if n in canon.enum_of_constant)
+        return sha256("\n".join([canon.expr_text(init), *enums, *canon.names_hash(names)]))
 
     def variable(self, ext):
         storage = ext.storage or []
@@ -653,7 +830,8 @@ class _Describer:
             if "extern" not in storage:
                 known.definition = True
                 if ext.init is not None:
-                    known.init_hash = sha256(self.canon.expr_text(ext.init))
+                    known.init_hash = self.init_hash(ext.init)
+                    known.reads = self.init_reads(ext.init)
                     known.length = _array_length(ext)
             return
         static = "static" in storage
@@ -663,7 +841,9 @@ class _Describer:
             name=ext.name, qualname=_qualname(self.path, ext.name, static), static=static,
             thread_local="_Thread_local" in storage, const=_is_const(ext.type),
             definition="extern" not in storage, type=type_text, type_hash=type_hash,
-            init_hash=init_hash, locations=[location], length=_array_length(ext))
+            init_hash=init_hash, locations=[location], length=_array_length(ext),
+            type_refs=self.use_types(self.canon.references(ext.type)),
+            reads=self.init_reads(ext.init))
         self.file_vars[ext.name] = variable
         self.unit.variables.append(variable)
 
@@ -726,6 +906,17 @@ class _Describer:
                           (f"={self.file_vars[n].init_hash}" if self.file_vars[n].const else "")
                           for n in facts.ids if n in self.file_vars and n not in facts.local_names)
         touched.append(canon.type_hash(func_type))
+        # Its own signature: text, and the layout of what it takes or returns by value.
+        signature_refs = {}
+        for p in params:
+            if not isinstance(p, (c_ast.EllipsisParam, c_ast.ID)):
+                canon.references(p.type, "value", signature_refs)
+        canon.references(func_type.type, "value", signature_refs)
+        signature_text = canon.type_text(func_type)
+        signature_hash = sha256(signature_text + "\n" + "\n".join(
+            f"{type_key(k)}={canon.named_layout(k)}" for k, how in sorted(signature_refs.items())
+            if how == "value"))
+        body_types = {k: "value" for k in named if k in canon.definitions and k not in facts.local_types}
 
         seen = {}
         locals_ = [self.local_static(decl.name, local, facts, seen) for local in facts.statics]
@@ -738,14 +929,18 @@ class _Describer:
             size=size.nodes, address_taken=decl.name in self.references.referenced,
             signature=_declaration_text(decl, "@NAME@"), head=head, va_head=va_head,
             arity=len(fixed),
-            returns_void=returns_void, result=result, signature_hash=canon.type_hash(func_type),
+            returns_void=returns_void, result=result, signature_hash=signature_hash,
             body_hash=sha256(body_text + "\n" + "\n".join(touched)),
             callees=sorted((facts.ids & self.functions_known) - facts.local_names),
             header_statics=sorted(f"{n} ({self.header_statics[n]})" for n in
                                   (facts.ids & set(self.header_statics)) - facts.local_names),
             locals=locals_, location=Location(self.path, decl.coord.line, decl.coord.column),
             parameters=parameter_names, loops_forever=endless.found,
-            body_line=ext.body.coord.line if ext.body.coord else 0))
+            body_line=ext.body.coord.line if ext.body.coord else 0,
+            signature_types=self.use_types(signature_refs),
+            body_types=self.use_types(body_types),
+            reads=sorted((facts.ids & self.file_scope_names) - facts.local_names - self.functions_known),
+            members=sorted(facts.members)))
 
     def local_static(self, function, local, facts, seen):
         """A function-local static: its model, and whether it can be bound."""
@@ -774,34 +969,58 @@ class _Describer:
             init_hash=init_hash, decl=hoisted,
             thread_local="_Thread_local" in local.storage, const=_is_const(local.type),
             location=Location(self.path, local.coord.line, local.coord.column),
-            length=_array_length(local), unbound=unbound)
+            length=_array_length(local), unbound=unbound,
+            type_refs=self.use_types(self.canon.references(local.type)))
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "12"
+ANALYSIS_VERSION = "13"
+
+
+def code_text_hash(path, cc, flags, cwd):
+    """Hash of the unit as the compiler sees it (attributes and visibility pragmas
+    included, which the parse-only defines drop): part of the build id."""
+    command = [cc, "-E", *preprocessing_flags(flags), "-idirafter", resources.runtime_dir(),
+               *NORMALISING_DEFINES,
+               f"-D__FILE__=\"{path}\"", path]
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ToolError(f"psu: preprocessing {path} failed:\n{done.stderr.strip()}")
+    return sha256(normalised_text(done.stdout, keep_pragmas=True))
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
-    """Preprocess, parse and describe the unit `path` (relative to `cwd`)."""
+    """Preprocess, parse and describe the unit `path` (relative to `cwd`).  A unit
+    outside the DSU units is described too (its definitions are compared, not its
+    text), unless it cannot be parsed: then its text is all there is to compare."""
     preprocessed = preprocess(path, cc, flags, cwd)
-    text_hash = sha256(normalised_text(preprocessed))
+    text_hash = code_text_hash(path, cc, flags, cwd)
     source_hash = sha256(preprocessed)
-    if not dsu:
-        return Unit(path=path, text_hash=text_hash, dsu=False, source_hash=source_hash)
     cache_file = None
+    with open(os.path.join(cwd, path), "rb") as f:
+        original_hash = hashlib.sha256(f.read()).hexdigest()
     if cache_dir:
-        with open(os.path.join(cwd, path), "rb") as f:
-            original_hash = hashlib.sha256(f.read()).hexdigest()
-        key = sha256(f"{ANALYSIS_VERSION}\n{path}\n{original_hash}\n{preprocessed}")
+        key = sha256(f"{ANALYSIS_VERSION}\n{path}\n{dsu}\n{original_hash}\n{preprocessed}")
         cache_file = os.path.join(cache_dir, key[:2], key + ".json")
         if os.path.exists(cache_file):
             with open(cache_file) as f:
-                return Unit.from_json(json.load(f))
+                unit = Unit.from_json(json.load(f))
+            unit.text_hash = text_hash
+            return unit
     with open(os.path.join(cwd, path), encoding="utf-8", errors="surrogateescape") as f:
         original = f.read()
-    unit = describe(parse(preprocessed, path, original, cwd), path, text_hash, source_hash=source_hash,
-                    original_text=original)
-    unit.storage_macros = storage_macros(path, cc, flags, cwd)
+    try:
+        unit = describe(parse(preprocessed, path, original, cwd), path, text_hash, dsu=dsu,
+                        source_hash=source_hash, original_text=original)
+    except CSourceError:
+        if dsu:
+            raise
+        # outside the DSU units psu only compares what a unit defines: when it
+        # cannot read the unit, its text is compared instead
+        unit = Unit(path=path, text_hash=text_hash, dsu=False, source_hash=source_hash,
+                    described=False)
+    if dsu:
+        unit.storage_macros = storage_macros(path, cc, flags, cwd)
     if cache_file:
         os.makedirs(os.path.dirname(cache_file), exist_ok=True)
         temporary = cache_file + f".{os.getpid()}"

@@ -73,16 +73,22 @@ def compiler_identity(cc):
 
 
 def _unit_entry(unit, exclude, direct_statics):
-    if not unit.dsu:
-        return {"dsu": False, "text_hash": unit.text_hash}
+    """A unit as the manifest records it.  A unit outside the DSU units records
+    its definitions too (so a declaration added to a header it includes is no
+    change of its code), unless it could not be parsed."""
+    if not unit.described:
+        return {"dsu": False, "text_hash": unit.text_hash, "described": False}
     functions, variables = {}, {}
     for f in unit.functions:
         functions[f.qualname] = {
             "name": f.name, "static": f.static, "line": f.location.line,
-            "direct": direct_reason(f, exclude, direct_statics), "variadic": f.variadic,
+            "direct": direct_reason(f, exclude, direct_statics) if unit.dsu else "outside the DSU units",
+            "variadic": f.variadic,
             "signature": f.signature.replace("@NAME@", f.name),
             "signature_hash": f.signature_hash, "body_hash": f.body_hash,
-            "callees": f.callees,
+            "callees": f.callees, "reads": f.reads,
+            "signature_types": f.signature_types, "body_types": f.body_types,
+            "members": f.members,
         }
         if f.header_statics:
             functions[f.qualname]["header_statics"] = f.header_statics
@@ -92,6 +98,7 @@ def _unit_entry(unit, exclude, direct_statics):
                 "static": True, "thread_local": local.thread_local, "const": local.const,
                 "line": local.location.line, "type": local.type,
                 "type_hash": local.type_hash, "init_hash": local.init_hash,
+                "type_refs": local.type_refs,
             }
             if local.unbound:
                 variables[local.qualname]["unbound"] = local.unbound
@@ -102,11 +109,12 @@ def _unit_entry(unit, exclude, direct_statics):
             "name": v.name, "scope": "file", "static": v.static,
             "thread_local": v.thread_local, "const": v.const, "line": v.locations[0].line,
             "type": v.type, "type_hash": v.type_hash, "init_hash": v.init_hash,
+            "type_refs": v.type_refs, "reads": v.reads,
         }
         if v.unbound:
             variables[v.qualname]["unbound"] = v.unbound
-    return {"dsu": True, "text_hash": unit.text_hash, "functions": functions,
-            "variables": variables, "helpers": unit.helpers}
+    return {"dsu": unit.dsu, "text_hash": unit.text_hash, "functions": functions,
+            "variables": variables, "helpers": unit.helpers, "types": unit.types}
 
 
 def build(program, label, units, compiler, flags, exclude=(),

@@ -30,6 +30,7 @@ class LocalStatic:
     location: Location
     length: int = None   # element count of an array sized by its initializer
     unbound: str = ""    # why it cannot be bound (then each version has its own), or ""
+    type_refs: list = field(default_factory=list)  # named types its type holds or points to
 
 
 @dataclass
@@ -58,6 +59,10 @@ class Function:
     parameters: list = field(default_factory=list)  # names in its definition (None: unnamed)
     body_line: int = 0   # line of the `{` that opens its body
     loops_forever: bool = False  # has a loop nothing leaves: a call may never return
+    signature_types: list = field(default_factory=list)  # named types its parameters and result reach
+    body_types: list = field(default_factory=list)  # named types its body names
+    reads: list = field(default_factory=list)       # file-scope variables its body names
+    members: list = field(default_factory=list)     # struct and union members its body selects
 
 
 @dataclass
@@ -74,12 +79,14 @@ class Variable:
     locations: list = field(default_factory=list)  # every declaration of it in the unit
     length: int = None   # element count of an array sized by its initializer
     unbound: str = ""    # why it cannot be bound, or ""
+    type_refs: list = field(default_factory=list)  # named types its type holds or points to
+    reads: list = field(default_factory=list)      # file-scope variables its initializer names
 
 
 @dataclass
 class Unit:
     path: str            # relative to the project root, `/`-separated
-    text_hash: str       # normalised preprocessed text
+    text_hash: str       # normalised text as the compiler sees it (attributes included)
     dsu: bool
     source_hash: str = ""  # raw preprocessed text: not in the manifest, rebuild trigger only
     functions: list = field(default_factory=list)  # [Function], in source order
@@ -87,6 +94,8 @@ class Unit:
     helpers: dict = field(default_factory=dict)    # name -> body hash of functions defined in headers
     storage_macros: dict = field(default_factory=dict)  # macro -> "static"/"extern" it expands to
     thread_routines: list = field(default_factory=list)  # names it passes to pthread_create
+    types: dict = field(default_factory=dict)      # named types its state, signatures, bodies use
+    described: bool = True   # False: a unit outside PSU_UNITS that could not be parsed
 
     def to_json(self):
         return asdict(self)
@@ -111,4 +120,5 @@ class Unit:
                    source_hash=data.get("source_hash", ""),
                    functions=functions, variables=variables, helpers=dict(data["helpers"]),
                    storage_macros=dict(data.get("storage_macros", {})),
-                   thread_routines=list(data.get("thread_routines", [])))
+                   thread_routines=list(data.get("thread_routines", [])),
+                   types=dict(data.get("types", {})), described=data.get("described", True))

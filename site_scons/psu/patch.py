@@ -11,7 +11,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from . import bundle, changes, codegen, frontend, manifest, resources
-from .errors import ToolError, UsageError
+from .errors import RefusedChanges, ToolError, UsageError
 
 WORKTREE = ("WORKTREE", ".")
 
@@ -29,6 +29,7 @@ class BuildConfig:
     exclude: list = field(default_factory=list)
     direct_statics: str = manifest.DEFAULT_DIRECT_STATICS   # see manifest.direct_reason
     libraries: list = field(default_factory=list)  # what the program links: a bundle may need them too
+    accept: list = field(default_factory=list)   # refusals the user vouches for (PSU_ACCEPT)
     work_dir: str = ".psu-build"                 # absolute or relative to top
 
     def path(self, *parts):
@@ -137,7 +138,11 @@ def compare(config, from_ref, to_ref, from_sha=None, to_sha=None):
     new_root = config.top if to_sha == "WORKTREE" else export(config, to_sha)
     old_units, old = analyse_tree(config, old_root, from_ref)
     new_units, new = analyse_tree(config, new_root, to_ref)
-    return Comparison(old, new, new_units, new_root, to_sha, changes.compare(old, new), old_units)
+    try:
+        change_set = changes.compare(old, new, accept=config.accept)
+    except RefusedChanges as refused:
+        raise _with_layouts(config, refused, old_root, new_root, old, new) from None
+    return Comparison(old, new, new_units, new_root, to_sha, change_set, old_units)
 
 
 def may_not_return(units):
@@ -171,6 +176,72 @@ def may_not_return(units):
                 reasons[qualname] = f"calls {reached.rsplit(':', 1)[-1]}, which may not return"
                 changed = True
     return {**routines, **reasons}
+
+
+# -- sizes and offsets of changed types, as the compiler lays them out --------------
+
+# A probe line `int psu_probe_N = ((char (*)[EXPR])0) + (char *)0;` is an error in
+# every gcc (and clang), and the message spells the type, EXPR's value included.
+_PROBE_ANSWER = re.compile(r"psu_probe\.c:(\d+):\d+: error: invalid operands to binary \+ "
+                           r"\(have .char \(\*\)\[(\d+)\]")
+
+
+def measure_types(config, root, unit, types):
+    """{type: {"size": n, "offsets": {member: n}}} for `types` (name -> member
+    names) of `unit` under `root`, from a probe compiled with -fsyntax-only
+    that includes the unit; what the compiler could not answer is left out."""
+    lines = [f'#include "{os.path.join(root, unit)}"', "#include <stddef.h>"]
+    asks = {}
+    for name, members in types.items():
+        for member in [None, *members]:
+            expression = f"sizeof({name})" if member is None else f"offsetof({name}, {member})"
+            lines.append(f"int psu_probe_{len(lines)} = ((char (*)[{expression}])0) + (char *)0;")
+            asks[len(lines)] = (name, member)
+    folder = config.path("probes")
+    os.makedirs(folder, exist_ok=True)
+    probe = os.path.join(folder, "psu_probe.c")
+    with open(probe, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    command = [config.cc, "-fsyntax-only", *config.flags, "-iquote", os.path.join(root, os.path.dirname(unit)),
+               "-idirafter", resources.runtime_dir(), probe]
+    try:
+        done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600,
+                              env=dict(os.environ, LC_ALL="C"))
+    except (OSError, subprocess.TimeoutExpired):
+        return {}
+    found = {}
+    for match in _PROBE_ANSWER.finditer(done.stderr):
+        line, value = int(match.group(1)), int(match.group(2))
+        if line in asks:
+            name, member = asks[line]
+            layout = found.setdefault(name, {"offsets": {}})
+            if member is None:
+                layout["size"] = value
+            else:
+                layout["offsets"][member] = value
+    return found
+
+
+def _with_layouts(config, refused, old_root, new_root, old, new):
+    """The refusals of changed types with their sizes and offsets, where the
+    compiler can tell (a report a person can act on: what moved, by how much)."""
+    subjects = [r.subject for r in refused.refusals if r.subject and r.subject["now"]["kind"] != "enum"]
+    if not subjects or refused.change_set is None:
+        return refused
+    layouts = {}
+    for side, root in (("was", old_root), ("now", new_root)):
+        by_unit = {}
+        for subject in subjects:
+            members = [m for m, _ in subject[side]["members"] if m]
+            by_unit.setdefault(subject["unit"], {})[subject["type"]] = members
+        for unit, types in by_unit.items():
+            for name, layout in measure_types(config, root, unit, types).items():
+                layouts[(side, name)] = layout
+    refusals = [changes.measured(r, layouts.get(("was", r.subject["type"])), layouts.get(("now", r.subject["type"])))
+                if r.subject else r for r in refused.refusals]
+    refused.change_set.refusals = refusals
+    return RefusedChanges(refusals, report=changes.report(refused.change_set, old, new),
+                          change_set=refused.change_set)
 
 
 # -- building the bundle -----------------------------------------------------------
@@ -243,6 +314,9 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
                    for path, u in new["units"].items() if u["dsu"]}
     program_functions = {f.name for path, dsu in dsu_by_path.items() for f in by_path[path].functions
                          if f.name in dsu and not f.static}
+    # constant data with external linkage the DSU units define: the bundle reads its own copies
+    constants = {v.name for path in dsu_by_path for v in by_path[path].variables
+                 if v.const and not v.static and v.definition and not v.thread_local}
     for path, dsu in sorted(dsu_by_path.items()):
         unit = by_path[path]
         with open(os.path.join(root, path), encoding="utf-8",
@@ -263,7 +337,8 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
             generated = os.path.join(work, role, path)
             os.makedirs(os.path.dirname(generated), exist_ok=True)
             with open(generated, "w") as f:
-                f.write(codegen.transform(unit, text, role, dsu, generated, plan, program_functions))
+                f.write(codegen.transform(unit, text, role, dsu, generated, plan, program_functions,
+                                          constants))
             obj = generated + ".o"
             _compile(config, root, generated, obj, quote + include)
             objects.append(obj)

@@ -10,6 +10,8 @@ Construction variables (defaults in `generate`):
   PSU_DIRECT_STATICS  static functions whose address is never taken stay direct:
                   'all' (default), 'none', or those under N AST nodes (manifest.direct_reason)
   PSU_VERSION     label of the version built (default: `git describe --tags --always --dirty`)
+  PSU_ACCEPT      refused changes the user vouches for, by name (docs/refusals.md):
+                  'type:<type name>', 'stale:<function>', 'init:<variable>' ([])
   PSU_BUILD_DIR   where generated sources, analyses and patch work go ('#.psu-build')
   PSU_PATCH_DIR   where `scons patch` writes bundles ('#psu-patches')
 """
@@ -88,15 +90,22 @@ def _manifest(target, source, env):
     return 0
 
 
+def _fail_patch(target, error):
+    """`scons patch` exits with the code of the error's class (3 for a refusal, as
+    `psu patch` does): SCons turns any other failed action into exit status 2."""
+    if getattr(error, "report", ""):
+        sys.stdout.write(error.report + "\n")
+    # SCons turns a SystemExit of an action into its own exit status (no traceback)
+    sys.exit(_report(error))
+
+
 def _bundle(target, source, env):
     config = patch.BuildConfig(**json.loads(env["PSU_PATCH_CONFIG"]))
     try:
         _, text = patch.make_bundle(config, env["PSU_FROM"], env["PSU_TO"], target[0].abspath,
                                     from_sha=env["PSU_FROM_SHA"], to_sha=env["PSU_TO_SHA"])
     except PsuError as error:
-        if getattr(error, "report", ""):
-            sys.stdout.write(error.report + "\n")
-        return _report(error)
+        _fail_patch(target, error)
     sys.stdout.write(text + "\n" + f"psu: bundle written to {target[0].get_path()}\n")
     return 0
 
@@ -108,9 +117,7 @@ def _explain(target, source, env):
         comparison = patch.compare(config, env["PSU_FROM"], env["PSU_TO"],
                                    from_sha=env["PSU_FROM_SHA"], to_sha=env["PSU_TO_SHA"])
     except PsuError as error:
-        if getattr(error, "report", ""):
-            sys.stdout.write(error.report + "\n")
-        return _report(error)
+        _fail_patch(target, error)
     sys.stdout.write(changes.report(comparison.changes, comparison.old, comparison.new,
                                     verbose=True) + "\n")
     return 0
@@ -189,6 +196,7 @@ def PSUProgram(env, target, source=None, **overrides):
         program=name, top=top, sources=sorted(known), dsu_units=sorted(units),
         cc=env.subst("$CC"), flags=code_flags(env), exclude=list(env["PSU_EXCLUDE"]),
         direct_statics=str(env["PSU_DIRECT_STATICS"]),
+        accept=[str(name) for name in env.Flatten([env["PSU_ACCEPT"]])],
         libraries=[str(lib) for lib in env.Flatten([env.get("LIBS", [])]) if str(lib)],
         work_dir=os.path.relpath(env.Dir("$PSU_BUILD_DIR").abspath, top))
     config_json = json.dumps(config.__dict__, sort_keys=True, indent=1) + "\n"
@@ -230,7 +238,7 @@ def _patch_target(env, config, config_json):
 def generate(env):
     top = env.Dir("#").abspath
     env.SetDefault(
-        PSU_UNITS=[], PSU_EXCLUDE=[], PSU_DIRECT_STATICS=DEFAULT_DIRECT_STATICS,
+        PSU_UNITS=[], PSU_EXCLUDE=[], PSU_ACCEPT=[], PSU_DIRECT_STATICS=DEFAULT_DIRECT_STATICS,
         PSU_BUILD_DIR="#.psu-build", PSU_PATCH_DIR="#psu-patches",
         PSU_VERSION=build.git_label(top))
     actions = _actions()
