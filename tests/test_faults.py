@@ -198,6 +198,19 @@ def test_longjmp_out_of_counted_calls_releases_them(start, build, tmp_path, how,
     wait_for(lambda: a.request("status")["unloaded"] >= 119, "old modules unloaded")
 
 
+def test_a_thread_ending_inside_a_call_pins_nothing(start, build, tmp_path):
+    """pthread_exit inside a bundle's version: the thread's count goes with
+    it (its record is reclaimed once the kernel has forgotten the thread)."""
+    forth, back = forth_and_back(build, tmp_path)
+    a = start()
+    assert a.request(f"apply {forth}")["result"] == "applied"
+    a.send("exitin")
+    a.expect("exited")
+    assert a.request(f"apply {back}")["result"] == "applied"
+    wait_for(lambda: "psu-v2-code" not in a.maps(), "v2 unloaded")
+    assert a.request("status")["threads"] == 0
+
+
 def test_a_coroutine_suspended_in_a_call_keeps_its_module(start, build, tmp_path):
     """ucontext: a coroutine suspended inside v2 holds v2 across an update and
     across a longjmp on the main stack (not a stack it can prove discarded);
