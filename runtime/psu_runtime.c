@@ -157,9 +157,11 @@ static bool thread_exited(long tid)
  * two reclaimers never race, and no owner can exist meanwhile. */
 static bool reclaim_if_exited(struct psu_thread_record *r)
 {
+    /* Acquire: pairs with the claimer's CAS; reads a settled owner. */
     long tid = atomic_load_explicit(&r->owner, memory_order_acquire);
     if (tid <= 0 || !thread_exited(tid))
         return false;
+    /* acq_rel: one reclaimer wins; pairs with other reclaimers' CAS. */
     if (!atomic_compare_exchange_strong_explicit(&r->owner, &tid, -1, memory_order_acq_rel,
                                                  memory_order_relaxed))
         return false;
@@ -189,6 +191,9 @@ static struct psu_thread_record *claim_record(long tid)
             for (unsigned i = 0; i < RECORDS_PER_CHUNK; i++) {
                 struct psu_thread_record *r = &c->records[i];
                 long expected = 0;
+                /* Relaxed peek, then the CAS (acq_rel) that claims: pairs
+                 * with the release of the record by a reclaimer or a
+                 * registration that lost its TLS CAS (zeroed counts seen). */
                 if (atomic_load_explicit(&r->owner, memory_order_relaxed) == 0 &&
                     atomic_compare_exchange_strong_explicit(&r->owner, &expected, tid,
                                                             memory_order_acq_rel,
@@ -204,6 +209,8 @@ static struct psu_thread_record *claim_record(long tid)
                                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (c == MAP_FAILED)
             psu_die(errno, "mapping thread records");
+        /* Relaxed: the chunk is not published yet; the push's release CAS
+         * below orders this before any walker sees it. */
         atomic_store_explicit(&c->records[0].owner, tid, memory_order_relaxed);
         struct record_chunk *head = atomic_load_explicit(&record_chunks, memory_order_relaxed);
         do
@@ -236,6 +243,7 @@ struct psu_thread_record *psu_thread_register(void)
      * CAS on our own TLS word keeps exactly one record (a CAS is atomic with
      * respect to a signal handler of the same thread). */
     struct psu_thread_record *expected = NULL;
+    /* Relaxed: only this thread (and its handlers) read the TLS word. */
     if (!__atomic_compare_exchange_n(&psu_thread_record, &expected, r, false,
                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
         /* Release: gives the unused record back (its counts are all 0). */
@@ -277,6 +285,7 @@ unsigned psu_registered_threads(void)
     for (struct record_chunk *c = atomic_load_explicit(&record_chunks, memory_order_acquire);
          c; c = c->next)
         for (unsigned i = 0; i < RECORDS_PER_CHUNK; i++)
+            /* Relaxed: a count for status, ordering nothing. */
             n += atomic_load_explicit(&c->records[i].owner, memory_order_relaxed) > 0;
     return n;
 }
@@ -286,6 +295,8 @@ unsigned psu_registered_threads(void)
  * record is dropped with its counts. */
 static void records_after_fork(void)
 {
+    /* Relaxed throughout: the child has one thread, and its update thread
+     * is created (pthread_create synchronises) after this. */
     for (struct record_chunk *c = atomic_load_explicit(&record_chunks, memory_order_acquire);
          c; c = c->next) {
         for (unsigned i = 0; i < RECORDS_PER_CHUNK; i++) {
@@ -377,6 +388,7 @@ static void release_skipped_calls(const struct __jmp_buf_tag *env)
         from = stack_lo;                /* from an alternate stack */
     }
     for (unsigned m = 1; m < PSU_MAX_MODULES; m++) {
+        /* Relaxed: our own counter. */
         if (atomic_load_explicit(&self->calls[m], memory_order_relaxed) == 0)
             continue;
         /* sp == target: the counted call was made (inlined) by the very

@@ -20,6 +20,8 @@
  *                        "storm H E" (handler calls, errors)
  *   jump K HOW        -> K calls of thrower(HOW), each jumped out of;
  *                        "jumped K"
+ *   exitin            -> a thread calls thrower(4): a bundle's version ends
+ *                        the thread inside the call; "exited"
  *   coro start        -> a coroutine calls coro_step, which yields: "coro in vN"
  *   coro resume       -> it returns: "coro done"
  *   mainjump          -> a longjmp on the main stack (coroutine suspended)
@@ -189,6 +191,13 @@ static void on_usr2(int sig)
     siglongjmp(faults_jump_buf, 1);
 }
 
+static void *exit_inside(void *arg)
+{
+    (void)arg;
+    thrower(4);
+    return NULL;
+}
+
 static void __attribute__((noinline)) jump_here(jmp_buf env)
 {
     longjmp(env, 1);
@@ -225,6 +234,11 @@ int main(void)
                     done++;
             }
             printf("jumped %d\n", done);
+        } else if (strncmp(line, "exitin", 6) == 0) {
+            pthread_t t;
+            pthread_create(&t, NULL, exit_inside, NULL);
+            pthread_join(t, NULL);
+            printf("exited\n");
         } else if (strncmp(line, "coro start", 10) == 0) {
             getcontext(&faults_coro_context);
             faults_coro_context.uc_stack.ss_sp = coro_stack;

@@ -1,7 +1,9 @@
 /* faults_patch.c - the code object of a bundle for tests/c/faults.c:
- * version VERSION of answer, thrower and coro_step.  Built -O2, and with
+ * version VERSION of answer, thrower and coro_step (thrower(4) ends the
+ * thread by pthread_exit inside the call).  Built -O2, and with
  * -D_FORTIFY_SOURCE=2 its longjmp calls become __longjmp_chk. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +26,7 @@ static void thrower_v(int how)
     case 0: longjmp(faults_jump_buf, 1);
     case 1: siglongjmp(faults_jump_buf, 1);
     case 2: _longjmp(faults_jump_buf, 1);
+    case 4: pthread_exit(NULL);  /* the thread ends inside the call */
     default: raise(SIGUSR2);    /* its handler siglongjmps, on the alternate stack */
     }
 }
