@@ -23,8 +23,9 @@ UNIT = """\
 #include "t.h"
 static struct node head;
 static struct callbacks hooks;
+static struct node *cursor = (struct node *)0;   /* its initializer names a type */
 int use(struct node *n) { struct local_only l = { 1, 2 }; return n->%(count)s + l.a + head.%(count)s; }
-int again(void) { return use(&head) + (hooks.visit != 0); }
+int again(void) { return use(cursor ? cursor : &head) + (hooks.visit != 0); }
 """
 
 PLAIN = """\
@@ -65,7 +66,7 @@ def test_a_renamed_member_is_one_refusal_of_its_type_not_of_every_signature(vers
     found = refusals(old, new)
     assert found == [
         "t.h:2: type: struct node: count renamed total, same layout; existing state holds it: "
-        "reached by 1 variable(s) (t.c:head) and the signatures of 1 function(s) (use); the "
+        "reached by 2 variable(s) (t.c:cursor, t.c:head) and the signatures of 1 function(s) (use); the "
         "patch's functions using it: use (to accept: PSU_ACCEPT=['type:struct node'])"]
 
 
@@ -95,11 +96,12 @@ def test_types_reached_only_through_function_pointer_parameters_or_only_by_bodie
 
 def test_a_signature_is_changed_only_by_its_own_text(versions):
     """use() takes a struct node *, which points to struct inner: a new member
-    of struct inner is one refusal of that type, and no signature changed."""
+    of struct inner is one refusal of that type, and no signature changed (nor
+    the initializer of `cursor`, which names struct node: only layouts count)."""
     found = refusals(versions(), versions(inner=" int width;"))
     assert len(found) == 1 and found[0].startswith(
         "t.h:1: type: struct inner: width added, layout changed; existing state holds it: "
-        "reached by 1 variable(s) (t.c:head) and the signatures of 1 function(s) (use)")
+        "reached by 2 variable(s) (t.c:cursor, t.c:head) and the signatures of 1 function(s) (use)")
 
 
 def test_a_declaration_added_to_a_header_of_a_plain_unit_is_no_change(versions):
@@ -135,7 +137,7 @@ def test_the_build_id_covers_attributes_and_pragmas(versions):
 def test_a_changed_main_is_refused_and_can_be_accepted_as_staying_old(versions):
     old, new = versions(), versions(main="1", local=" int c;")
     assert refusals(old, new) == [
-        "t.c:6: entry-point: main: changed, but the entry point is running and cannot be "
+        "t.c:7: entry-point: main: changed, but the entry point is running and cannot be "
         "replaced; accepted, it stays at its old version (to accept: PSU_ACCEPT=['stale:main'])"]
     change_set = changes.compare(old, new, accept=["stale:main"])
     assert change_set.replaced == {"use": "t.c"}

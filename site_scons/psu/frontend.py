@@ -692,6 +692,18 @@ def _names_in(node):
     return found.tags | {("typedef", n) for n in found.typenames}, found.ids
 
 
+def _typenames_in(node):
+    """The type names (c_ast.Typename) written in an expression."""
+    found = []
+
+    class Finder(c_ast.NodeVisitor):
+        def visit_Typename(self, typename):
+            found.append(typename)
+
+    Finder().visit(node)
+    return found
+
+
 def _written_on(lines, name, line):
     """Whether the identifier `name` is spelled on source line `line` (not made by a macro)."""
     if lines is None:
@@ -812,10 +824,16 @@ class _Describer:
     def init_hash(self, init):
         if init is None:
             return sha256("")
-        names, ids = _names_in(init)
+        _, ids = _names_in(init)
         canon = self.canon
         enums = sorted(canon.expr_text(canon.enum_of_constant[n]) for n in ids if n in canon.enum_of_constant)
-        return sha256("\n".join([canon.expr_text(init), *enums, *canon.names_hash(names)]))
+        # a type named in it (sizeof, offsetof, a cast, a compound literal) matters
+        # by the layout of what it holds by value, not by what it points to
+        held = {}
+        for typename in _typenames_in(init):
+            canon.references(typename.type, "value", held)
+        layouts = sorted(f"{type_key(k)}={canon.named_layout(k)}" for k, how in held.items() if how == "value")
+        return sha256("\n".join([canon.expr_text(init), *enums, *layouts]))
 
     def variable(self, ext):
         storage = ext.storage or []
