@@ -89,6 +89,8 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
             _bind_local(source, local)
         if function.name not in dsu_names:
             continue
+        if function.unreadable:
+            raise _unreadable(function)
         name_index = source.find_name(function.name, function.location.line, function.location.column)
         entry = _function_entry(function, role, plan)
         entries.append(entry)
@@ -139,6 +141,16 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
                      hoisted=hoisted, first_line=first_line, redirected=redirected,
                      output_path=output_path.replace("\\", "/"))
     return f'#line 1 "{unit.path}"\n' + body + trailer
+
+
+def _unreadable(function):
+    """The front end's located error for a function it could not read (its text
+    is `file:line:col: psu: message`), raised when that function should be a DSU function."""
+    found = re.match(r"^(.*?):(\d+)(?::(\d+))?: psu: (.*)$", function.unreadable, re.DOTALL)
+    if not found:
+        loc = function.location
+        return CSourceError(loc.file, loc.line, loc.column, function.unreadable)
+    return CSourceError(found.group(1), int(found.group(2)), int(found.group(3) or 0), found.group(4))
 
 
 def _function_entry(function, role, plan):
@@ -192,7 +204,7 @@ def _check_on_entry(source, function, name_index, entry, first):
     source.insert_after(brace, " " + str(edits.entry_check(check)))
     end = str(edits.entry_check_end(check))
     if end:
-        source.insert_before(source.matching_close(brace), end + " ")
+        source.insert_before(source.body_end(brace, function.body_end_line, function.name), end + " ")
 
 
 def _bind_local(source, local):

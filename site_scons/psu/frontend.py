@@ -13,8 +13,10 @@ import os
 import re
 import subprocess
 
-from pycparser import c_ast, c_generator, c_parser
+from pycparser import c_ast
 from pycparser.c_parser import ParseError
+
+from .gnuc import FuncDef, GnuCGenerator, GnuCParser, OpaqueFunction, Range, Unsupported
 
 from .errors import CSourceError, ToolError
 from .model import Function, LocalStatic, Location, Unit, Variable
@@ -22,7 +24,7 @@ from .model import Function, LocalStatic, Location, Unit, Variable
 # Parse-only defines: they make glibc's headers and common GNU C digestible for
 # pycparser.  The real compile never sees them.
 PARSE_ONLY_DEFINES = [
-    "-D__attribute__(x)=", "-D__extension__=", "-D__asm__(...)=", "-D__asm(...)=",
+    "-D__attribute__(x)=", "-D__extension__=", "-D__alignof__=_Alignof", "-D__alignof=_Alignof",
     "-D__restrict=", "-D__restrict__=", "-D__inline=inline", "-D__inline__=inline",
     "-D__signed__=signed", "-D__builtin_va_list=char*", "-D_Float128=long double",
     "-D_Float64x=long double", "-D_Float64=double", "-D_Float32x=double",
@@ -54,6 +56,7 @@ _CONSTRUCT_HINTS = [
     (re.compile(r"\bcase\b[^:]*\.\.\."), "a case range"),
     (re.compile(r"(?:^|[=,({:?]|\breturn)\s*&&\s*[A-Za-z_]\w*"), "a label address"),
     (re.compile(r"\bgoto\s*\*"), "a computed goto"),
+    (re.compile(r"\b__label__\b"), "a local label declaration (__label__)"),
 ]
 
 
@@ -128,7 +131,11 @@ def sha256(text):
 def parse(preprocessed, path, original_text=None, cwd=None):
     """pycparser AST of a preprocessed unit; a parse failure becomes a CSourceError."""
     try:
-        return c_parser.CParser().parse(preprocessed, path)
+        return GnuCParser().parse(preprocessed, path)
+    except Unsupported as error:
+        coord = error.coord
+        raise CSourceError(coord.file, coord.line, coord.column or 0,
+                           f"cannot parse {error.construct}: {error.detail}") from None
     except ParseError as error:
         raise _located_error(str(error), path, original_text, cwd) from None
     except Exception as error:  # pycparser asserts on a few malformed inputs
@@ -162,7 +169,8 @@ def _located_error(message, path, original_text, cwd=None):
                 found = pattern.search(lines[number - 1])
                 if found:
                     construct, line = name, number
-                    column = column or found.start() + 1
+                    if not column or found.start() + 1 < column:
+                        column = found.start() + 1
                     break
             if construct:
                 break
@@ -185,7 +193,7 @@ class _Canon:
 
     def __init__(self, ast):
         self.definitions, self.enum_of_constant = {}, {}
-        self.generator = c_generator.CGenerator()
+        self.generator = GnuCGenerator()
         canon = self
 
         class Collector(c_ast.NodeVisitor):
@@ -330,7 +338,25 @@ def _declaration_text(decl, name, storage=(), param_names=()):
     for param, param_name in param_names:
         settings.append((_innermost_typedecl(param.type), "declname", param_name))
     with _temporarily(settings):
-        return c_generator.CGenerator().visit(decl)
+        return GnuCGenerator().visit(decl)
+
+
+def _kr_prototype(decl, param_decls):
+    """The declaration of a K&R definition in prototype form: each parameter
+    with the type its declaration list gives it (`int` where it gives none)."""
+    declared = {d.name: d for d in (param_decls or []) if isinstance(d, c_ast.Decl)}
+    params = []
+    for param in decl.type.args.params:
+        if isinstance(param, c_ast.ID):
+            param = declared.get(param.name) or c_ast.Decl(
+                name=param.name, quals=[], align=[], storage=[], funcspec=[],
+                type=c_ast.TypeDecl(param.name, [], None, c_ast.IdentifierType(["int"])),
+                init=None, bitsize=None, coord=param.coord)
+        params.append(param)
+    func_type = c_ast.FuncDecl(c_ast.ParamList(params, decl.type.args.coord), decl.type.type,
+                               decl.type.coord)
+    return c_ast.Decl(name=decl.name, quals=decl.quals, align=decl.align, storage=decl.storage,
+                      funcspec=decl.funcspec, type=func_type, init=None, bitsize=None, coord=decl.coord)
 
 
 def _array_length(decl):
@@ -344,6 +370,8 @@ def _array_length(decl):
         for item in decl.init.exprs:
             if isinstance(item, c_ast.NamedInitializer):
                 designator = item.name[0]
+                if isinstance(designator, Range):       # [first ... last] =
+                    designator = designator.last
                 if not (isinstance(designator, c_ast.Constant) and designator.type == "int"):
                     return None
                 index = int(designator.value.rstrip("uUlL"), 0)
@@ -475,7 +503,7 @@ class _Describer:
         self.ast, self.unit, self.path = ast, unit, unit.path
         self.lines = original_text.splitlines() if original_text is not None else None
         self.canon = _Canon(ast)
-        self.generator = c_generator.CGenerator()
+        self.generator = GnuCGenerator()
         self.file_vars = {}       # name -> Variable, for variables of the unit
         self.header_statics = {}  # name -> header: mutable statics a header defines here
         self.functions_known = set()
@@ -483,7 +511,7 @@ class _Describer:
         # linkage too (C11 6.2.2p5), though its own declaration says nothing.
         self.declared_static = set()
         for ext in ast.ext:
-            decl = ext.decl if isinstance(ext, c_ast.FuncDef) else ext
+            decl = ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext
             if isinstance(decl, c_ast.Decl) and isinstance(decl.type, c_ast.FuncDecl):
                 self.functions_known.add(decl.name)
                 if "static" in (decl.storage or []):
@@ -492,6 +520,8 @@ class _Describer:
         for ext in ast.ext:
             if ext.coord is not None and ext.coord.file == self.path:
                 self.references.visit(ext)
+                if isinstance(ext, OpaqueFunction):   # unread: any name may be a reference
+                    self.references.referenced.update(ext.body_ids)
 
     def run(self):
         for ext in self.ast.ext:
@@ -501,6 +531,8 @@ class _Describer:
         for ext in self.ast.ext:
             if isinstance(ext, c_ast.FuncDef):
                 self.function(ext)
+            elif isinstance(ext, OpaqueFunction):
+                self.opaque_function(ext)
 
     def facts(self, decl):
         """Type text, type hash, initializer hash of a variable declaration."""
@@ -546,15 +578,18 @@ class _Describer:
         size = _Size()
         size.visit(ext.body)
         static = "static" in (decl.storage or []) or decl.name in self.declared_static
-        func_type = decl.type
-        params = func_type.args.params if func_type.args else []
+        params = decl.type.args.params if decl.type.args else []
         variadic = any(isinstance(p, c_ast.EllipsisParam) for p in params)
         kr_style = ext.param_decls is not None or any(isinstance(p, c_ast.ID) for p in params)
+        if kr_style:
+            decl = _kr_prototype(decl, ext.param_decls)
+            params = decl.type.args.params
+        func_type = decl.type
         if len(params) == 1 and isinstance(params[0], c_ast.Typename) and \
                 canon.type_text(params[0].type) == "void":
             params = []
         head = ""
-        if not (variadic or kr_style):
+        if not variadic:
             head = _declaration_text(decl, "@NAME@", param_names=[
                 (param, f"psu_a{index}") for index, param in enumerate(params)])
         returns = func_type.type
@@ -593,8 +628,45 @@ class _Describer:
             header_statics=sorted(f"{n} ({self.header_statics[n]})" for n in
                                   (facts.ids & set(self.header_statics)) - facts.local_names),
             locals=locals_, location=Location(self.path, decl.coord.line, decl.coord.column),
-            parameters=[] if kr_style or variadic else [p.name for p in params],
-            body_line=ext.body.coord.line if ext.body.coord else 0))
+            parameters=[] if variadic else [p.name for p in params],
+            body_line=ext.body.coord.line if ext.body.coord else 0,
+            body_end_line=ext.end[0] if isinstance(ext, FuncDef) and ext.end else 0))
+
+    def opaque_function(self, ext):
+        """A definition whose body the parser could not read: kept direct.  Its
+        hash is its body's token text, its callees the known functions it names;
+        the error (with its location) says what to exclude."""
+        decl = ext.decl
+        body_hash = sha256(ext.body_text)
+        callees = sorted(set(ext.body_ids) & self.functions_known)
+        if ext.coord.file != self.path:
+            self.unit.helpers[decl.name] = {"body_hash": body_hash, "callees": callees}
+            return
+        if isinstance(ext.error, Unsupported):
+            coord = ext.error.coord
+            error = CSourceError(coord.file, coord.line, coord.column or 0,
+                                 f"cannot parse {ext.error.construct}: {ext.error.detail}")
+        else:
+            error = _located_error(str(ext.error), self.path,
+                                   "\n".join(self.lines) if self.lines else None)
+        static = "static" in (decl.storage or []) or decl.name in self.declared_static
+        params = decl.type.args.params if decl.type.args else []
+        self.unit.functions.append(Function(
+            name=decl.name, qualname=_qualname(self.path, decl.name, static), static=static,
+            inline="inline" in (decl.funcspec or []),
+            variadic=any(isinstance(p, c_ast.EllipsisParam) for p in params),
+            kr_style=any(isinstance(p, c_ast.ID) for p in params),
+            macro_made=not _written_on(self.lines, decl.name, decl.coord.line),
+            size=len(ext.body_text), address_taken=decl.name in self.references.referenced,
+            signature=_declaration_text(decl, "@NAME@"), head="", arity=len(params),
+            returns_void=False, result="", signature_hash=self.canon.type_hash(decl.type),
+            body_hash=body_hash, callees=callees, locals=[],
+            location=Location(self.path, decl.coord.line, decl.coord.column), parameters=[],
+            body_line=ext.body_coord.line, body_end_line=ext.end[0],
+            unreadable=f"{error}; add '{decl.name}' to PSU_EXCLUDE (psu then calls it directly, "
+                       "and the rest of its unit stays updatable)" +
+                       ("; its static variables cannot be bound, so keep it unchanged across updates"
+                        if ext.has_static else "")))
 
     def local_static(self, function, local, facts, seen):
         """A function-local static: its model, and whether it can be bound."""
@@ -627,7 +699,7 @@ class _Describer:
 
 
 # Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "10"
+ANALYSIS_VERSION = "11"
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):

@@ -56,6 +56,8 @@ class Function:
     header_statics: list = field(default_factory=list)  # mutable statics of headers it uses
     parameters: list = field(default_factory=list)  # names in its definition (None: unnamed)
     body_line: int = 0   # line of the `{` that opens its body
+    body_end_line: int = 0  # line of the `}` that closes it (0: unknown)
+    unreadable: str = ""  # the front end could not read its body: why, with file:line:col
 
 
 @dataclass

@@ -171,6 +171,32 @@ class SourceText:
         token = self.tokens[index]
         raise CSourceError(self.path, token.line, token.column, f"no '{closing}' closes this '{opening}'")
 
+    def body_end(self, brace, end_line, name):
+        """Index of the `}` that closes the function body opened at `brace`.
+        `end_line` is the line of that `}` after preprocessing (0: unknown).
+        Macros may write braces inside a body (`#define ELSE_IF(c) } else if (c) {`),
+        so counting braces in the original text can fail or stop early; the
+        line the compiler saw settles it, and a line with several candidates
+        is settled by counting, if counting lands on that line."""
+        try:
+            counted = self.matching_close(brace)
+        except CSourceError:
+            counted = None
+        if not end_line or (counted is not None and self.tokens[counted].line == end_line):
+            if counted is None:
+                self.matching_close(brace)      # raises, with its location
+            return counted
+        on_line = [i for i in range(brace + 1, len(self.tokens))
+                   if self.tokens[i].line == end_line and self.tokens[i].text == "}"]
+        if len(on_line) == 1:
+            return on_line[0]
+        token = self.tokens[brace]
+        raise CSourceError(self.path, end_line, 0,
+                           f"cannot find where the body of '{name}' (opened at {token.line}:"
+                           f"{token.column}) ends: " +
+                           ("a macro writes its '}'" if not on_line else "several '}' on this line") +
+                           f"; add '{name}' to PSU_EXCLUDE")
+
     def _matching_open(self, index):
         pairs = {")": "(", "]": "[", "}": "{"}
         closing = self.tokens[index].text
