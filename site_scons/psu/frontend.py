@@ -698,8 +698,18 @@ class _Describer:
             length=_array_length(local), unbound=unbound)
 
 
-# Bump when the model or its hashing changes: cached analyses are keyed by it.
+# Bump when the model or its hashing changes: cached analyses are keyed by it
+# (and by the text of the parser and of this module, so an edit to either counts).
 ANALYSIS_VERSION = "11"
+
+
+def _analyser_hash():
+    from . import gnuc
+    digest = hashlib.sha256(ANALYSIS_VERSION.encode())
+    for module_file in (__file__, gnuc.__file__):
+        with open(module_file, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
 
 
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
@@ -713,7 +723,7 @@ def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
     if cache_dir:
         with open(os.path.join(cwd, path), "rb") as f:
             original_hash = hashlib.sha256(f.read()).hexdigest()
-        key = sha256(f"{ANALYSIS_VERSION}\n{path}\n{original_hash}\n{preprocessed}")
+        key = sha256(f"{_analyser_hash()}\n{path}\n{original_hash}\n{preprocessed}")
         cache_file = os.path.join(cache_dir, key[:2], key + ".json")
         if os.path.exists(cache_file):
             with open(cache_file) as f:

@@ -415,6 +415,17 @@ class GnuCParser(c_parser.CParser):
         tok = tok or self._peek()
         return super()._starts_expression(tok) or (tok is not None and tok.type == "LAND")
 
+    # assignment_expression : conditional_expression (assignment_op assignment_expression)?
+    # (pycparser reads `({...})` here, as a whole assignment expression, so
+    # `({...}) + 1` fails; this parser reads it as a primary expression)
+    def _parse_assignment_expression(self):
+        expr = self._parse_conditional_expression()
+        if self._is_assignment_op():
+            op = self._advance().value
+            rhs = self._parse_assignment_expression()
+            return c_ast.Assignment(op, expr, rhs, expr.coord)
+        return expr
+
     # primary_expression : '(' compound_statement ')' | generic_selection | ...
     def _parse_primary_expression(self):
         if self._peek_type() == "LPAREN" and self._peek_type(2) == "LBRACE":

@@ -1,0 +1,153 @@
+"""Issue 16: the GNU C real projects are written in, read by the front end.
+
+The corpus (tests/corpus/gnuc) is built through psu with every unit but main.c
+a DSU unit, run against the plain build, and patched live: a statement
+expression, a typedef name shadowed in its own initializer and macro-made
+braces each sit in a function a bundle changes.
+"""
+import shutil
+
+import pytest
+
+from projects import REPO, Process, Project, run
+from psu import frontend
+
+CORPUS = REPO / "tests" / "corpus" / "gnuc"
+CONSTRUCTS = ["stmtexpr", "shadow", "braces", "kr", "nested", "attributes", "asm", "goto",
+              "cases", "arrays", "int128", "atomics", "generic", "variadic", "pragma"]
+# v1 -> v2: one change in a function using each construct of the issue, and a few more
+CHANGES = {
+    "src/stmtexpr.c": [("int b = scale(x); b + 1;", "int b = scale(x); b + 2;")],
+    "src/shadow.c": [("rax->total += i;", "rax->total += 2 * i;")],
+    "src/braces.c": [("        *out = 1;", "        *out = 3;")],
+    "src/misc.c": [("    x += 100;", "    x += 200;"), ("    acc += 5;\n", "    acc += 6;\n")],
+}
+
+
+def edit(project, path, replacements):
+    file = project.root / path
+    text = file.read_text()
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    file.write_text(text)
+
+
+@pytest.fixture(scope="module")
+def gnuc(tmp_path_factory):
+    project = Project(tmp_path_factory.mktemp("gnuc") / "repo")
+    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
+    project.commit("v1")
+    for path, replacements in CHANGES.items():
+        edit(project, path, replacements)
+    project.commit("v2")
+    project.checkout("v1")
+    project.build()
+    project.patch("v1", "v2")
+    return project
+
+
+def plain_output(project, tmp_path):
+    binary = tmp_path / "plain"
+    run(["gcc", "-std=gnu11", "-O2", "-pthread", "-o", binary,
+         *sorted(str(p) for p in (project.root / "src").glob("*.c"))], project.root)
+    return run([binary], project.root).stdout
+
+
+def test_every_construct_builds_as_a_dsu_unit_and_behaves_like_the_plain_build(gnuc, tmp_path):
+    dsu = run([gnuc.root / "gnuc"], gnuc.root).stdout
+    assert dsu == plain_output(gnuc, tmp_path)
+    assert [line.split()[0] for line in dsu.splitlines()] == CONSTRUCTS
+    units = gnuc.manifest("gnuc")["units"]
+    direct = {q: f["direct"] for u in units.values() for q, f in u.get("functions", {}).items()
+              if f["direct"] is not None}
+    # nothing left direct for want of reading it: only policy and the one exclusion
+    assert set(direct.values()) <= {"K&R definition", "variadic", "inline", "excluded"}
+    assert direct["with_nested"] == "excluded"
+    for unit in ("src/stmtexpr.c", "src/shadow.c", "src/braces.c", "src/misc.c"):
+        functions = units[unit]["functions"]
+        assert any(f["direct"] is None for f in functions.values()), unit
+    assert units["src/stmtexpr.c"]["functions"]["stmt_expr_demo"]["direct"] is None
+    assert units["src/shadow.c"]["functions"]["shadow_demo"]["direct"] is None
+    assert units["src/braces.c"]["functions"]["classify_into"]["direct"] is None
+
+
+def test_a_change_to_each_construct_applies_live(gnuc, tmp_path):
+    process = Process([gnuc.root / "gnuc", "--serve"], gnuc.root, tmp_path / "run", stdin=True)
+    try:
+        assert process.read_line() == "ready"
+        process.wait_for_socket()
+
+        def ask(what):
+            process.process.stdin.write(what + "\n")
+            process.process.stdin.flush()
+            return process.read_line()
+        before = {what: ask(what) for what in ("stmtexpr", "shadow", "braces", "asm", "goto")}
+        assert before == {"stmtexpr": "stmtexpr 51 2", "shadow": "shadow 45",
+                          "braces": "braces 1 -11 -10 20", "asm": "asm 105", "goto": "goto 15 5 10"}
+        applied = process.psu("apply", process.pid, gnuc.bundle("gnuc", "v1", "v2"))
+        assert applied.returncode == 0, applied.stdout + applied.stderr
+        after = {what: ask(what) for what in before}   # asm_demo counts its calls in state
+        assert after == {"stmtexpr": "stmtexpr 53 2", "shadow": "shadow 90",
+                         "braces": "braces 3 -11 -10 20", "asm": "asm 206", "goto": "goto 16 5 10"}
+    finally:
+        process.stop()
+
+
+def analyse(tmp_path, text, name="unit.c"):
+    (tmp_path / name).write_text(text)
+    return frontend.analyse(name, "gcc", ["-std=gnu11"], str(tmp_path))
+
+
+STMT_EXPR = """
+static int helper(int v) { return v + 1; }
+static int other(int v) { return v - 1; }
+#define TWICE(x) ({ __typeof__(x) _x = (x); _x + _x; })
+int use(int x)
+{
+    return TWICE(({ int y = helper(x); y * 3; })) + 1;
+}
+"""
+
+
+def test_statement_expressions_keep_their_callees_and_their_content_in_the_hash(tmp_path):
+    functions = {f.name: f for f in analyse(tmp_path, STMT_EXPR).functions}
+    assert functions["use"].callees == ["helper"] and not functions["use"].unreadable
+    changed = {f.name: f for f in analyse(tmp_path, STMT_EXPR.replace("y * 3", "y * 4")).functions}
+    assert changed["use"].body_hash != functions["use"].body_hash
+    renamed = {f.name: f for f in analyse(tmp_path, STMT_EXPR.replace("helper(x)", "other(x)")).functions}
+    assert renamed["use"].callees == ["other"]
+
+
+def test_a_typedef_name_shadowed_in_its_own_initializer(tmp_path):
+    unit = analyse(tmp_path, "#include <stdlib.h>\ntypedef struct rax { int n; } rax;\n"
+                             "int count(void)\n{\n    rax *rax = malloc(sizeof(*rax));\n"
+                             "    int n = rax->n = 3;\n    free(rax);\n    return n;\n}\n")
+    assert [(f.name, f.unreadable, f.callees) for f in unit.functions] == [("count", "", ["free", "malloc"])]
+
+
+def test_k_and_r_parameters_have_the_types_of_their_declaration_list(tmp_path):
+    unit = analyse(tmp_path, "int add(a, b, c)\n    long b;\n    char *c;\n{\n    return a + (int)b + *c;\n}\n")
+    add = unit.functions[0]
+    assert add.kr_style and add.parameters == ["a", "b", "c"] and add.arity == 3
+    assert add.signature == "int @NAME@(int a, long b, char *c)"
+    assert add.head == "int @NAME@(int psu_a0, long psu_a1, char *psu_a2)"
+
+
+def test_a_nested_function_is_named_and_only_its_function_excluded(tmp_path):
+    project = Project(tmp_path / "nested")
+    source = ("int outer(int x)\n{\n    int inner(int y) { return y * x; }\n    return inner(2);\n}\n"
+              "int other(int x) { return x + 1; }\nint main(void) { return outer(0) + other(-1); }\n")
+    sconstruct = ("env = Environment(tools=['default', 'psu'])\n"
+                  "env.PSUProgram('p', ['n.c'], PSU_UNITS=['n.c']{})\n")
+    project.commit("v1", {"SConstruct": sconstruct.format(""), "n.c": source})
+    failed = project.build(check=False)
+    assert failed.returncode != 0 and "Traceback" not in failed.stderr + failed.stdout
+    assert "n.c:3:9: psu: cannot parse a nested function: nested function 'inner' (a GCC " \
+           "extension)" in failed.stderr
+    assert "add 'outer' to PSU_EXCLUDE" in failed.stderr
+    project.commit("v2", {"SConstruct": sconstruct.format(", PSU_EXCLUDE=['outer']")})
+    project.build()
+    functions = project.manifest("p")["units"]["n.c"]["functions"]
+    assert functions["outer"]["direct"] == "excluded" and functions["other"]["direct"] is None
+    assert run([project.root / "p"], project.root, check=False).returncode == 0
