@@ -28,7 +28,7 @@ PARSE_ONLY_DEFINES = [
     "-D__restrict=", "-D__restrict__=", "-D__inline=inline", "-D__inline__=inline",
     "-D__signed__=signed", "-D__builtin_va_list=char*", "-D_Float128=long double",
     "-D_Float64x=long double", "-D_Float64=double", "-D_Float32x=double",
-    "-D_Float32=float", "-D__uint128_t=unsigned __int128", "-D__int128_t=__int128",
+    "-D_Float32=float", "-D_Float16=float", "-D__bf16=float", "-D__uint128_t=unsigned __int128", "-D__int128_t=__int128",
     "-D__builtin_offsetof=offsetof",
     "-D__builtin_va_arg(a,t)=(*(t*)__builtin_va_arg_p(a))",
     "-D__volatile__=volatile", "-D__const=const", "-D__const__=const",
