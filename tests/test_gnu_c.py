@@ -151,3 +151,28 @@ def test_a_nested_function_is_named_and_only_its_function_excluded(tmp_path):
     functions = project.manifest("p")["units"]["n.c"]["functions"]
     assert functions["outer"]["direct"] == "excluded" and functions["other"]["direct"] is None
     assert run([project.root / "p"], project.root, check=False).returncode == 0
+
+
+def test_function_local_statics_of_one_name_stay_separate_objects(tmp_path):
+    """A bound function-local static becomes a block-scope `extern` of its own
+    name, and all such declarations of one name in a unit are one object (gcc
+    ignored the second asm label: two functions shared a counter, as xxHash's
+    three `static int nbTests` did).  Only the first is bound; the others stay
+    private to each version, and say why."""
+    project = Project(tmp_path / "statics")
+    project.commit("v1", {
+        "SConstruct": "env = Environment(tools=['default', 'psu'])\n"
+                      "env.PSUProgram('p', ['a.c', 'main.c'], PSU_UNITS=['a.c'])\n",
+        "a.c": "int total;\nint first(void) { static int calls = 0; return ++calls; }\n"
+               "int second(void) { static int calls = 0; return ++calls; }\n"
+               "int third(void) { static int total = 5; return ++total; }\n",
+        "main.c": "#include <stdio.h>\nint first(void); int second(void); int third(void);\n"
+                  "int main(void) { first(); first(); printf(\"%d %d\\n\", second(), third()); return 0; }\n"})
+    built = project.build()
+    assert "asm' declaration ignored" not in built.stdout + built.stderr
+    assert run([project.root / "p"], project.root).stdout == "1 6\n"
+    unit = frontend.analyse("a.c", "gcc", [], str(project.root))
+    unbound = {local.qualname: local.unbound for f in unit.functions for local in f.locals}
+    assert unbound["a.c:first:calls"] == ""
+    assert "another function-local static 'calls'" in unbound["a.c:second:calls"]
+    assert "a file-scope declaration of 'total'" in unbound["a.c:third:total"]

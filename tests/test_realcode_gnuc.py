@@ -114,7 +114,7 @@ def _jq_configuration(root):
     defines += ["HAVE_MEMMEM", "HAVE_MKSTEMP", "HAVE_ALLOCA", "HAVE_ALLOCA_H", "HAVE_ISATTY",
                 "HAVE_STRPTIME", "HAVE_STRFTIME", "HAVE_TIMEGM", "HAVE_GMTIME_R", "HAVE_GMTIME",
                 "HAVE_LOCALTIME_R", "HAVE_LOCALTIME", "HAVE_GETTIMEOFDAY", "HAVE_TM_TM_GMT_OFF",
-                "HAVE___THREAD", "_GNU_SOURCE"]
+                "HAVE___THREAD", "_GNU_SOURCE", "IEEE_8087"]
     return sorted(defines)
 
 

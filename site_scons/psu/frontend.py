@@ -516,6 +516,13 @@ class _Describer:
                 self.functions_known.add(decl.name)
                 if "static" in (decl.storage or []):
                     self.declared_static.add(decl.name)
+        # A bound function-local static becomes a block-scope `extern` of its own
+        # name; every such declaration of one name in a unit, and any file-scope
+        # declaration of it, is one object (C11 6.2.2p4): only the first
+        # function-local static of a name no file scope declares can be bound.
+        self.file_scope_names = {(ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext).name
+                                 for ext in ast.ext if isinstance(ext, (c_ast.Decl, c_ast.FuncDef, OpaqueFunction))}
+        self.bound_local_names = set()
         self.references = _References()
         for ext in ast.ext:
             if ext.coord is not None and ext.coord.file == self.path:
@@ -685,6 +692,13 @@ class _Describer:
             unbound = "its initializer names something declared inside the function"
         elif not _written_on(self.lines, local.name, local.coord.line):
             unbound = "made by a macro"
+        elif local.name in self.file_scope_names:
+            unbound = f"a file-scope declaration of '{local.name}' would be the same object"
+        elif local.name in self.bound_local_names and not (_is_const(local.type)):
+            unbound = f"another function-local static '{local.name}' of this unit is bound, " \
+                      "and one name can be bound once"
+        if not unbound and not _is_const(local.type):
+            self.bound_local_names.add(local.name)
         storage = [s for s in local.storage if s != "static"]
         with _temporarily([(local, "name", "@NAME@"),
                            (_innermost_typedecl(local.type), "declname", "@NAME@"),
