@@ -165,14 +165,18 @@ def test_function_local_statics_of_one_name_stay_separate_objects(tmp_path):
                       "env.PSUProgram('p', ['a.c', 'main.c'], PSU_UNITS=['a.c'])\n",
         "a.c": "int total;\nint first(void) { static int calls = 0; return ++calls; }\n"
                "int second(void) { static int calls = 0; return ++calls; }\n"
-               "int third(void) { static int total = 5; return ++total; }\n",
-        "main.c": "#include <stdio.h>\nint first(void); int second(void); int third(void);\n"
-                  "int main(void) { first(); first(); printf(\"%d %d\\n\", second(), third()); return 0; }\n"})
+               "int third(void) { static int total = 5; return ++total; }\n"
+               # bison's yyloc_default: the initializer in a conditional group
+               "int fourth(void)\n{\n    static int seed\n#if 1\n        = 41\n#endif\n        ;\n"
+               "    return ++seed;\n}\n",
+        "main.c": "#include <stdio.h>\nint first(void); int second(void); int third(void); int fourth(void);\n"
+                  "int main(void) { first(); first();\n"
+                  "  printf(\"%d %d %d\\n\", second(), third(), fourth()); return 0; }\n"})
     built = project.build()
     assert "asm' declaration ignored" not in built.stdout + built.stderr
-    assert run([project.root / "p"], project.root).stdout == "1 6\n"
+    assert run([project.root / "p"], project.root).stdout == "1 6 42\n"
     unit = frontend.analyse("a.c", "gcc", [], str(project.root))
     unbound = {local.qualname: local.unbound for f in unit.functions for local in f.locals}
-    assert unbound["a.c:first:calls"] == ""
+    assert unbound["a.c:first:calls"] == "" and unbound["a.c:fourth:seed"] == ""
     assert "another function-local static 'calls'" in unbound["a.c:second:calls"]
     assert "a file-scope declaration of 'total'" in unbound["a.c:third:total"]

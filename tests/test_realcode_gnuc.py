@@ -108,7 +108,8 @@ def _jq_configuration(root):
     libm exports, and the functions and fields glibc has."""
     exported = set(run(["nm", "-D", "--defined-only", "/lib/x86_64-linux-gnu/libm.so.6"], root)
                    .stdout.split())
-    exported = {name.split("@")[0] for name in exported}
+    # a default version (`@@`) or none: `pow10@GLIBC_2.2.5` is a compat symbol, not linkable
+    exported = {name.split("@")[0] for name in exported if "@" not in name or "@@" in name}
     math = re.findall(r"AC_CHECK_MATH_FUNC\((\w+)\)", (root / "configure.ac").read_text())
     defines = [f"HAVE_{name.upper()}" for name in math if name in exported]
     defines += ["HAVE_MEMMEM", "HAVE_MKSTEMP", "HAVE_ALLOCA", "HAVE_ALLOCA_H", "HAVE_ISATTY",

@@ -231,7 +231,7 @@ def _bind_file_variable(source, variable, location, define):
         if storage is not None and source.storage_class(storage) == "static":
             source.replace(storage, "")
         if label and not source.existing_label(name_index):
-            source.insert_before(source.declarator_end(name_index), f' __asm__("{label}")')
+            source.insert_after_declarator(name_index, f' __asm__("{label}")')
         return
     if storage is None:
         source.insert_before(start, "extern ")
@@ -248,7 +248,7 @@ def _make_extern(source, storage, name_index, label, length=None):
         source.insert_before(name_index + 2, str(length))   # `x[]` keeps the size its initializer gave
     end = source.declarator_end(name_index)
     if label and not source.existing_label(name_index):
-        source.insert_before(end, f' __asm__("{label}")')
+        source.insert_after_declarator(name_index, f' __asm__("{label}")')
     if source.tokens[end].text == "=":
         source.delete_range(end, source.initializer_end(end))
     elif source.tokens[end].text not in (",", ";"):

@@ -227,10 +227,14 @@ class SourceText:
         return text if text in _STORAGE else self.storage_macros.get(text)
 
     def declarator_end(self, name_index):
-        """Index of the first token after the declarator whose name is at `name_index`."""
+        """Index of the first token after the declarator whose name is at
+        `name_index` (a directive ends it too: bison writes
+        `static YYLTYPE yyloc_default\n# if ...\n = { 1, 1, 1, 1 }\n# endif\n;`)."""
         depth, i = 0, name_index + 1
         while i < len(self.tokens):
             text = self.tokens[i].text
+            if depth <= 0 and self.tokens[i].kind == "directive":
+                return i
             if text in "([":
                 depth += 1
             elif text in ")]":
@@ -254,6 +258,14 @@ class SourceText:
                 return i
             i += 1
         raise CSourceError(self.path, self.tokens[equals_index].line, 0, "initializer does not end")
+
+    def insert_after_declarator(self, name_index, text):
+        """Insert `text` (an asm label) right after the declarator named at `name_index`."""
+        end = self.declarator_end(name_index)
+        if self.tokens[end].kind == "directive":
+            self.insert_after(end - 1, text)      # text before a `#` would break the directive
+        else:
+            self.insert_before(end, text)
 
     def existing_label(self, name_index):
         end = self.declarator_end(name_index)
