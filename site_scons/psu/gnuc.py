@@ -173,8 +173,12 @@ class GnuCLexer(CLexer):
             return token
         if token.value in BUILTIN_TYPE_NAMES:
             token.type = "TYPEID"
-        elif token.value in TYPEOF_WORDS:
-            parts, depth = ["__typeof__"], 0
+        elif token.value in TYPEOF_WORDS and self._pending_tok is None:
+            following = super().token()
+            if following is None or following.type != "LPAREN":
+                self._pending_tok = following       # `typeof` as a plain name (pre-GNU code)
+                return token
+            parts, depth = ["__typeof__", "("], 1
             while True:
                 part = super().token()
                 if part is None:
