@@ -180,3 +180,21 @@ def test_function_local_statics_of_one_name_stay_separate_objects(tmp_path):
     assert unbound["a.c:first:calls"] == "" and unbound["a.c:fourth:seed"] == ""
     assert "another function-local static 'calls'" in unbound["a.c:second:calls"]
     assert "a file-scope declaration of 'total'" in unbound["a.c:third:total"]
+
+
+def test_a_body_whose_last_brace_a_macro_writes_is_refused_by_name(tmp_path):
+    """Macro-made braces inside a body are fine (the corpus' braces.c); when the
+    `}` that closes the body is itself written by a macro, there is no place in
+    the user's text to end the entry check: that function is refused by name."""
+    from psu import codegen
+    text = ("#define END_FUNCTION }\nvoid log_value(int *out, int x)\n{\n    if (x) {\n"
+            "        *out = x;\n    }\nEND_FUNCTION\nvoid other(int *out) { *out = 1; }\n")
+    unit = analyse(tmp_path, text)
+    assert [f.body_end_line for f in unit.functions] == [7, 8]
+    with pytest.raises(Exception) as caught:
+        codegen.transform(unit, text, "program", {"log_value", "other"}, "unit.psu.c")
+    assert str(caught.value).startswith("unit.c:7: psu: cannot find where the body of 'log_value' "
+                                        "(opened at 3:1) ends: a macro writes its '}'")
+    assert "add 'log_value' to PSU_EXCLUDE" in str(caught.value)
+    generated = codegen.transform(unit, text, "program", {"other"}, "unit.psu.c")
+    assert "psu_general_other" in generated
