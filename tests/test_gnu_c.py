@@ -127,11 +127,16 @@ def test_a_typedef_name_shadowed_in_its_own_initializer(tmp_path):
 
 
 def test_k_and_r_parameters_have_the_types_of_their_declaration_list(tmp_path):
-    unit = analyse(tmp_path, "int add(a, b, c)\n    long b;\n    char *c;\n{\n    return a + (int)b + *c;\n}\n")
+    unit = analyse(tmp_path, "int add(a, b, c, d, e)\n    long b;\n    char *c;\n    unsigned char d;\n"
+                             "    float e;\n{\n    return a + (int)b + *c + d + (int)e;\n}\n")
     add = unit.functions[0]
-    assert add.kr_style and add.parameters == ["a", "b", "c"] and add.arity == 3
-    assert add.signature == "int @NAME@(int a, long b, char *c)"
-    assert add.head == "int @NAME@(int psu_a0, long psu_a1, char *psu_a2)"
+    assert add.kr_style and add.parameters == ["a", "b", "c", "d", "e"] and add.arity == 5
+    # promoted as callers pass them: a prototype with `unsigned char`, `float` would not match
+    assert add.signature == "int @NAME@(int a, long b, char *c, int d, double e)"
+    assert add.head == "int @NAME@(int psu_a0, long psu_a1, char *psu_a2, int psu_a3, double psu_a4)"
+    retyped = analyse(tmp_path, "int add(a, b, c, d, e)\n    long b;\n    char *c;\n    unsigned short d;\n"
+                                "    float e;\n{\n    return a + (int)b + *c + d + (int)e;\n}\n").functions[0]
+    assert retyped.signature == add.signature and retyped.body_hash != add.body_hash
 
 
 def test_a_nested_function_is_named_and_only_its_function_excluded(tmp_path):

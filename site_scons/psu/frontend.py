@@ -341,9 +341,15 @@ def _declaration_text(decl, name, storage=(), param_names=()):
         return GnuCGenerator().visit(decl)
 
 
+_PROMOTED = {"char": "int", "short": "int", "_Bool": "int", "float": "double"}
+
+
 def _kr_prototype(decl, param_decls):
     """The declaration of a K&R definition in prototype form: each parameter
-    with the type its declaration list gives it (`int` where it gives none)."""
+    with the type its declaration list gives it (`int` where it gives none),
+    promoted as its callers pass it (C11 6.7.6.3p15: `char c; float f;` is
+    called as `(int, double)`; with a prototype of `char`, `float` in scope gcc
+    would compile the definition to take those, and no longer match its callers)."""
     declared = {d.name: d for d in (param_decls or []) if isinstance(d, c_ast.Decl)}
     params = []
     for param in decl.type.args.params:
@@ -352,6 +358,15 @@ def _kr_prototype(decl, param_decls):
                 name=param.name, quals=[], align=[], storage=[], funcspec=[],
                 type=c_ast.TypeDecl(param.name, [], None, c_ast.IdentifierType(["int"])),
                 init=None, bitsize=None, coord=param.coord)
+        base = param.type.type if isinstance(param.type, c_ast.TypeDecl) else None
+        if isinstance(base, c_ast.IdentifierType):
+            promoted = {_PROMOTED.get(n) for n in base.names} - {None}
+            if promoted and "long" not in base.names:     # `long double` stays
+                param = c_ast.Decl(
+                    name=param.name, quals=param.quals, align=param.align, storage=param.storage,
+                    funcspec=param.funcspec, init=None, bitsize=None, coord=param.coord,
+                    type=c_ast.TypeDecl(param.name, param.type.quals, param.type.align,
+                                        c_ast.IdentifierType([promoted.pop()]), param.type.coord))
         params.append(param)
     func_type = c_ast.FuncDecl(c_ast.ParamList(params, decl.type.args.coord), decl.type.type,
                                decl.type.coord)
@@ -620,6 +635,8 @@ class _Describer:
                           (f"={self.file_vars[n].init_hash}" if self.file_vars[n].const else "")
                           for n in facts.ids if n in self.file_vars and n not in facts.local_names)
         touched.append(canon.type_hash(func_type))
+        if ext.param_decls:      # K&R: `char c;` and `int c;` are one promoted signature
+            touched.append(";".join(self.generator.visit(d) for d in ext.param_decls))
 
         seen = {}
         locals_ = [self.local_static(decl.name, local, facts, seen) for local in facts.statics]
