@@ -83,12 +83,12 @@ def test_a_change_to_each_construct_applies_live(gnuc, tmp_path):
             process.process.stdin.flush()
             return process.read_line()
         before = {what: ask(what) for what in ("stmtexpr", "shadow", "braces", "asm", "goto")}
-        assert before == {"stmtexpr": "stmtexpr 51 2", "shadow": "shadow 45",
+        assert before == {"stmtexpr": "stmtexpr 51 21", "shadow": "shadow 45",
                           "braces": "braces 1 -11 -10 20", "asm": "asm 105", "goto": "goto 15 5 10"}
         applied = process.psu("apply", process.pid, gnuc.bundle("gnuc", "v1", "v2"))
         assert applied.returncode == 0, applied.stdout + applied.stderr
         after = {what: ask(what) for what in before}   # asm_demo counts its calls in state
-        assert after == {"stmtexpr": "stmtexpr 53 2", "shadow": "shadow 90",
+        assert after == {"stmtexpr": "stmtexpr 53 21", "shadow": "shadow 90",
                          "braces": "braces 3 -11 -10 20", "asm": "asm 206", "goto": "goto 16 5 10"}
     finally:
         process.stop()

@@ -15,6 +15,7 @@ lexer; the rest is grammar:
     primary     : '(' compound_statement ')'                     statement expression
                 | '_Generic' '(' assignment ',' association (',' association)* ')'
     unary       : '&&' ID                                        label as value
+    block_item  : '__label__' ID (',' ID)* ';'                   local labels
     argument    : assignment_expression | type_name              __builtin_types_compatible_p
     statement   : asm_statement | 'goto' '*' expression ';'      computed goto
     case        : 'case' constant '...' constant ':'             case range
@@ -107,6 +108,15 @@ class GenericSelection(_GnuNode):
 
     def __init__(self, controlling, types, exprs, coord=None):
         self.controlling, self.types, self.exprs, self.coord = controlling, types, exprs, coord
+
+
+class LocalLabels(_GnuNode):
+    """`__label__ a, b;` (labels local to a block, for statement expressions in macros)."""
+    __slots__ = ("names", "coord", "__weakref__")
+    attr_names = ("names",)
+
+    def __init__(self, names, coord=None):
+        self.names, self.coord = names, coord
 
 
 class AsmOperand(_GnuNode):
@@ -319,6 +329,19 @@ class GnuCParser(c_parser.CParser):
             self._skip_balanced_parens()
         return declarator
 
+    # block_item : '__label__' ID (',' ID)* ';' | declaration | statement
+    def _parse_block_item(self):
+        token = self._peek()
+        if token is not None and token.type == "ID" and token.value == "__label__" and \
+                self._peek_type(2) == "ID":
+            self._advance()
+            names = [self._expect("ID").value]
+            while self._accept("COMMA"):
+                names.append(self._expect("ID").value)
+            self._expect("SEMI")
+            return LocalLabels(names, self._tok_coord(token))
+        return super()._parse_block_item()
+
     # statement : asm_statement | 'goto' '*' expression ';' | ...
     def _parse_statement(self):
         if self._is_asm() and self._peek_type(2) != "COLON":
@@ -498,6 +521,9 @@ class GnuCGenerator(c_generator.CGenerator):
 
     def visit_LabelAddress(self, n):
         return "&&" + n.name
+
+    def visit_LocalLabels(self, n):
+        return "__label__ " + ", ".join(n.names) + ";"
 
     def visit_ComputedGoto(self, n):
         return f"goto *{self.visit(n.expr)};"

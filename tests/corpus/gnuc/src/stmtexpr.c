@@ -9,6 +9,16 @@
         const __typeof__(((type *)0)->member) *__mptr = (ptr); \
         (type *)((char *)__mptr - offsetof(type, member)); })
 
+/* local labels, as statement-expression macros declare them */
+#define FIRST_ABOVE(values, n, limit) ({ \
+        __label__ found; \
+        int _i; \
+        for (_i = 0; _i < (n); _i++) \
+            if ((values)[_i] > (limit)) \
+                goto found; \
+    found: \
+        _i; })
+
 struct link { struct link *next; };
 struct item { int key; struct link link; };
 
@@ -29,7 +39,7 @@ int first_negative(const int *values, int n)
         }
         at;
     });
-    return found;
+    return found * 10 + FIRST_ABOVE(values, n, 5);
 }
 
 int stmt_expr_demo(int x)
