@@ -14,7 +14,7 @@ from psu import frontend
 
 CORPUS = REPO / "tests" / "corpus" / "gnuc"
 CONSTRUCTS = ["stmtexpr", "shadow", "braces", "kr", "nested", "attributes", "asm", "goto",
-              "cases", "arrays", "int128", "atomics", "generic", "variadic", "pragma"]
+              "cases", "arrays", "int128", "atomics", "generic", "variadic", "pragma", "operators"]
 # v1 -> v2: one change in a function using each construct of the issue, and a few more
 CHANGES = {
     "src/stmtexpr.c": [("int b = scale(x); b + 1;", "int b = scale(x); b + 2;")],

@@ -15,6 +15,8 @@ lexer; the rest is grammar:
     primary     : '(' compound_statement ')'                     statement expression
                 | '_Generic' '(' assignment ',' association (',' association)* ')'
     unary       : '&&' ID                                        label as value
+                | ('__real__' | '__imag__') cast_expression
+    conditional : binary '?' ':' conditional                     omitted operand
     block_item  : '__label__' ID (',' ID)* ';'                   local labels
     argument    : assignment_expression | type_name              __builtin_types_compatible_p
     statement   : asm_statement | 'goto' '*' expression ';'      computed goto
@@ -26,6 +28,8 @@ A function whose body still cannot be read is kept as an `OpaqueFunction`:
 its head is parsed, its body tokens skipped by brace matching, and the unit
 goes on (the front end keeps that function direct; see frontend.py).
 """
+import re
+
 from pycparser import c_ast, c_generator, c_parser
 from pycparser.c_lexer import CLexer, _Token
 from pycparser.c_parser import ParseError
@@ -34,6 +38,7 @@ ASM_WORDS = {"asm", "__asm__", "__asm"}
 TYPEOF_WORDS = {"typeof", "__typeof__", "__typeof"}
 # Names the lexer hands over as type names (a typedef of unknown type, for parsing).
 BUILTIN_TYPE_NAMES = {"__auto_type"}
+COMPLEX_PARTS = {"__real__", "__imag__", "__real", "__imag"}
 
 
 class Unsupported(ParseError):
@@ -110,6 +115,15 @@ class GenericSelection(_GnuNode):
         self.controlling, self.types, self.exprs, self.coord = controlling, types, exprs, coord
 
 
+class OmittedOperand(_GnuNode):
+    """`cond ?: otherwise` (the condition is the value when true, evaluated once)."""
+    __slots__ = ("cond", "iffalse", "coord", "__weakref__")
+    child_names = ("cond", "iffalse")
+
+    def __init__(self, cond, iffalse, coord=None):
+        self.cond, self.iffalse, self.coord = cond, iffalse, coord
+
+
 class LocalLabels(_GnuNode):
     """`__label__ a, b;` (labels local to a block, for statement expressions in macros)."""
     __slots__ = ("names", "coord", "__weakref__")
@@ -179,6 +193,8 @@ class GnuCLexer(CLexer):
 
     def token(self):
         token = super().token()
+        if token is not None and token.type in _NUMBER_TOKENS and self._pending_tok is None:
+            return self._imaginary(token)
         if token is None or token.type not in ("ID", "TYPEID"):
             return token
         if token.value in BUILTIN_TYPE_NAMES:
@@ -199,6 +215,24 @@ class GnuCLexer(CLexer):
                     break
             token = _Token("TYPEID", " ".join(parts), token.lineno, token.column)
         return token
+
+
+    def _imaginary(self, number):
+        """`1.0iF`, `2i` (GNU imaginary constants): one constant, not a number and a name."""
+        following = super().token()
+        if following is not None and following.type == "ID" and _IMAGINARY_SUFFIX.match(following.value) \
+                and following.lineno == number.lineno \
+                and following.column == number.column + len(number.value):
+            number.value += following.value
+            number.type = "FLOAT_CONST"
+            return number
+        self._pending_tok = following
+        return number
+
+
+_NUMBER_TOKENS = {"INT_CONST_DEC", "INT_CONST_OCT", "INT_CONST_HEX", "INT_CONST_BIN",
+                  "FLOAT_CONST", "HEX_FLOAT_CONST"}
+_IMAGINARY_SUFFIX = re.compile(r"^(?:[ijIJ][fFlL]?|[fFlL][ijIJ])$")
 
 
 # -- parser ------------------------------------------------------------------------------
@@ -421,12 +455,40 @@ class GnuCParser(c_parser.CParser):
         self._expect("RBRACKET")
         return first
 
-    # unary_expression : '&&' ID | '__alignof__' '(' expression ')' | ...
+    # conditional_expression : binary_expression '?' ':' conditional_expression | ...
+    #                        | binary_expression '?' expression ':' conditional_expression
+    def _parse_conditional_expression(self):
+        expr = self._parse_binary_expression()
+        if not self._accept("CONDOP"):
+            return expr
+        if self._accept("COLON"):
+            return OmittedOperand(expr, self._parse_conditional_expression(), expr.coord)
+        iftrue = self._parse_expression()
+        self._expect("COLON")
+        iffalse = self._parse_conditional_expression()
+        return c_ast.TernaryOp(expr, iftrue, iffalse, expr.coord)
+
+    # struct_declaration : static_assert ';' | ...  (C11 6.7.2.1; no layout, not kept)
+    def _parse_struct_declaration(self):
+        if self._peek_type() == "_STATIC_ASSERT":
+            self._parse_static_assert()
+            self._accept("SEMI")
+            return None
+        return super()._parse_struct_declaration()
+
+    # unary_expression : '&&' ID | ('__real__' | '__imag__') cast_expression
+    #                  | '__alignof__' '(' expression ')' | ...
     def _parse_unary_expression(self):
         if self._peek_type() == "LAND" and self._peek_type(2) == "ID":
             self._advance()
             label = self._advance()
             return LabelAddress(label.value, self._tok_coord(label))
+        token = self._peek()
+        if token is not None and token.type == "ID" and token.value in COMPLEX_PARTS and \
+                self._starts_expression(self._peek(2)):
+            self._advance()
+            expr = self._parse_cast_expression()
+            return c_ast.UnaryOp(token.value, expr, self._tok_coord(token))
         if self._peek_type() == "_ALIGNOF" and self._peek_type(2) == "LPAREN":
             mark = self._mark()
             alignof = self._advance()
@@ -521,6 +583,9 @@ class GnuCGenerator(c_generator.CGenerator):
 
     def visit_LabelAddress(self, n):
         return "&&" + n.name
+
+    def visit_OmittedOperand(self, n):
+        return f"({self.visit(n.cond)} ?: {self.visit(n.iffalse)})"
 
     def visit_LocalLabels(self, n):
         return "__label__ " + ", ".join(n.names) + ";"

@@ -20,6 +20,7 @@ unsigned long long int128_demo(unsigned long long a, unsigned long long b);
 int atomics_and_threads_demo(void);
 int generic_demo(char *out, int size);
 int pragma_demo(int x);
+int operators_demo(int x);
 int variadic_macro_demo(char *out, int size, int x);
 
 #endif

@@ -42,6 +42,8 @@ static void run(const char *what)
         printf("variadic %s\n", text);
     } else if (!strcmp(what, "pragma"))
         printf("pragma %d\n", pragma_demo(10));
+    else if (!strcmp(what, "operators"))
+        printf("operators %d %d\n", operators_demo(3), operators_demo(0));
     else
         printf("unknown %s\n", what);
     fflush(stdout);
@@ -51,7 +53,7 @@ int main(int argc, char **argv)
 {
     static const char *const all[] = { "stmtexpr", "shadow", "braces", "kr", "nested", "attributes",
                                        "asm", "goto", "cases", "arrays", "int128", "atomics",
-                                       "generic", "variadic", "pragma" };
+                                       "generic", "variadic", "pragma", "operators" };
     char line[64];
     if (argc > 1 && !strcmp(argv[1], "--serve")) {
         printf("ready\n");

@@ -1,5 +1,6 @@
 /* The rest of the GNU C real code bases use. */
 #include <stdarg.h>
+#include <complex.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -207,4 +208,16 @@ int pragma_demo(int x)
         sum += i;
     _Pragma("GCC diagnostic pop")
     return sum;
+}
+
+/* -- the conditional with the middle operand omitted, __real__/__imag__, a
+      _Static_assert among struct members ------------------------------------------------ */
+struct checked { int a; _Static_assert(sizeof(int) >= 2, "int"); int b; };
+
+int operators_demo(int x)
+{
+    struct checked c = { x, 0 };
+    _Complex double z = x + 2.0 * I;
+    int fallback = c.b ?: 7;
+    return (c.a ?: -1) * 100 + fallback + (int)__real__ z + (int)__imag__ z;
 }
