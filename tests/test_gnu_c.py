@@ -203,3 +203,28 @@ def test_a_body_whose_last_brace_a_macro_writes_is_refused_by_name(tmp_path):
     assert "add 'log_value' to PSU_EXCLUDE" in str(caught.value)
     generated = codegen.transform(unit, text, "program", {"other"}, "unit.psu.c")
     assert "psu_general_other" in generated
+
+
+@pytest.mark.parametrize("body,printed", [
+    ("return ({ int y = x; y + 1; }) * 2;", "({"),
+    ("__auto_type y = x; return y;", "__auto_type y"),
+    ("__typeof__(x) y = x; return y;", "__typeof__ ( x ) y"),
+    ("return _Generic(x, int: 1, default: 2);", "_Generic(x, int: 1, default: 2)"),
+    ("return __builtin_types_compatible_p(__typeof__(x), int);", "__builtin_types_compatible_p"),
+    ("__asm__ volatile (\"\" : \"+r\"(x) : : \"memory\"); return x;", "\"+r\" (x)"),
+    ("int asm = x; return asm;", "int asm = x"),
+    ("static void *t[] = { &&a }; goto *t[0]; a: return x;", "goto *t[0]"),
+    ("switch (x) { case 1 ... 3: return 1; } return 0;", "case 1 ... 3:"),
+    ("int a[4] = { [0 ... 3] = x }; return a[1];", "[0 ... 3] = x"),
+    ("return x ?: 1;", "x ?: 1"),
+    ("__label__ out; goto out; out: return x;", "__label__ out;"),
+    ("unsigned __int128 w = x; return (int)(w >> 1);", "unsigned __int128 w"),
+    ("_Static_assert(sizeof(int) == 4, \"int\"); return x;", "_Static_assert"),
+])
+def test_each_gnu_construct_is_read_and_kept_in_the_hashed_text(body, printed):
+    """The parser reads the construct (no opaque function), and the text that
+    is hashed keeps it: a change to it changes the body hash."""
+    from psu.gnuc import GnuCGenerator, GnuCParser, OpaqueFunction
+    ast = GnuCParser().parse(f"int f(int x) {{ {body} }}", "t.c")
+    assert not [e for e in ast.ext if isinstance(e, OpaqueFunction)]
+    assert printed in GnuCGenerator().visit(ast)

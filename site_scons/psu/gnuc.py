@@ -378,7 +378,8 @@ class GnuCParser(c_parser.CParser):
 
     # statement : asm_statement | 'goto' '*' expression ';' | ...
     def _parse_statement(self):
-        if self._is_asm() and self._peek_type(2) != "COLON":
+        if self._is_asm() and (self._peek_type(2) in ("LPAREN", "VOLATILE", "INLINE", "GOTO") or
+                               self._peek(2).value in ("__volatile__", "__inline__")):
             return self._parse_asm_statement()
         if self._peek_type() == "GOTO" and self._peek_type(2) == "TIMES":
             goto = self._advance()
