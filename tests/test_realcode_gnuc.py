@@ -9,6 +9,7 @@ unit; then the project's own tests run against the DSU binary.
   compiler guards), target attributes, x86 intrinsics headers, _Static_assert.
 - LZ4 1.9.4: always_inline/packed/aligned attributes, builtins, `#pragma`
   and `_Pragma`, function-like macros that make names (XXH_NAMESPACE).
+- zlib 1.2.13: K&R definitions throughout (the last release written so).
 - jq 1.6: a bison parser and flex lexer, macro-made loops (jv_array_foreach),
   variadic macros, computed math-function tables (libm.h), `__thread`.
 """
@@ -29,9 +30,9 @@ pytestmark = pytest.mark.realcode
 CACHE = pathlib.Path(os.environ.get("PSU_REALCODE_CACHE", pathlib.Path.home() / ".cache" / "psu-realcode")) / "deb"
 
 
-def debian_source(package, version, tmp_path):
+def debian_source(package, version, tmp_path, compression="gz"):
     """The upstream tarball of a Debian source package, extracted into tmp_path."""
-    tarball = CACHE / f"{package}_{version}.orig.tar.gz"
+    tarball = CACHE / f"{package}_{version}.orig.tar.{compression}"
     if not tarball.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         try:
@@ -144,3 +145,31 @@ def test_jq(tmp_path):
     assert tested.returncode == 0, tested.stdout[-2000:] + tested.stderr[-2000:]
     passed = re.search(r"(\d+) of (\d+) tests passed", tested.stdout + tested.stderr)
     assert passed and passed.group(1) == passed.group(2), tested.stdout[-2000:]
+
+
+def test_zlib(tmp_path):
+    root = debian_source("zlib", "1.2.13.dfsg", tmp_path, compression="bz2")
+    library = ["adler32.c", "crc32.c", "deflate.c", "infback.c", "inffast.c", "inflate.c",
+               "inftrees.c", "trees.c", "zutil.c", "compress.c", "uncompr.c", "gzclose.c",
+               "gzlib.c", "gzread.c", "gzwrite.c"]
+    # the flags zlib's configure chooses on Linux; its Makefile's two test programs
+    psu_build(root, "env = Environment(tools=['default', 'psu'], CPPPATH=['.'],\n"
+                    "                  CCFLAGS=['-O3', '-D_LARGEFILE64_SOURCE=1', '-DHAVE_HIDDEN'])\n"
+                    f"library = {library!r}\n"
+                    "for program in ('example', 'minigzip'):\n"
+                    "    units = library + [f'test/{program}.c']\n"
+                    "    env.PSUProgram(program, units, PSU_UNITS=units)\n")
+    report = dsu_report(root / "minigzip.psu.json")
+    assert report["units"] == len(library) + 1
+    manifest = json.loads((root / "minigzip.psu.json").read_text())
+    deflate = manifest["units"]["deflate.c"]["functions"]["deflateInit2_"]
+    # a K&R definition, described with the types of its declaration list
+    assert deflate["signature"] == ("int deflateInit2_(z_streamp strm, int level, int method, int windowBits, "
+                                    "int memLevel, int strategy, const char *version, int stream_size)")
+    # the project's own `make teststatic`
+    compressed = subprocess.run([root / "minigzip"], input=b"hello world\n", capture_output=True,
+                                cwd=root, timeout=60, check=True).stdout
+    assert subprocess.run([root / "minigzip", "-d"], input=compressed, capture_output=True, cwd=root,
+                          timeout=60, check=True).stdout == b"hello world\n"
+    example = run([root / "example", "tmpst"], root, timeout=120).stdout
+    assert "large_inflate(): OK" in example and "inflate with dictionary: hello, hello!" in example
