@@ -228,3 +228,47 @@ def test_each_gnu_construct_is_read_and_kept_in_the_hashed_text(body, printed):
     ast = GnuCParser().parse(f"int f(int x) {{ {body} }}", "t.c")
     assert not [e for e in ast.ext if isinstance(e, OpaqueFunction)]
     assert printed in GnuCGenerator().visit(ast)
+
+
+SPARSE_STYLE = r"""
+/* The declarations sparse (the Linux kernel's checker) is written with. */
+typedef int handler_t(int);
+static handler_t twice, thrice;          /* functions, declared through a typedef */
+enum op { OP_ADD, OP_SUB, OP_LAST };
+
+static int twice(int x) { return 2 * x; }
+static int thrice(int x) { return 3 * x; }
+
+int lookup(int which, int x)
+{
+    static struct { const char *name; handler_t *run; } table[] = {
+        { "twice", twice }, { "thrice", thrice },
+    }, spare[] = { { "spare", twice } };
+    static int calls[OP_LAST] = { [OP_ADD] = 10, [OP_SUB] = 20 };
+    static const char *names[] = { ['+'] = "add", ['-'] = "sub" };
+    static int sized[] = { 1, 2, 3 }, after = 4;
+    calls[OP_ADD]++;
+    return table[which].run(x) + (int)(sizeof spare / sizeof spare[0]) + calls[OP_ADD] +
+           (int)(sizeof names / sizeof names[0]) + (int)(sizeof sized / sizeof sized[0]) + after;
+}
+"""
+
+
+def test_declarations_of_sparse_build_and_keep_their_state(tmp_path):
+    project = Project(tmp_path / "sparse_style")
+    project.commit("v1", {
+        "SConstruct": "env = Environment(tools=['default', 'psu'])\n"
+                      "env.PSUProgram('p', ['s.c', 'main.c'], PSU_UNITS=['s.c'], PSU_DIRECT_STATICS='none')\n",
+        "s.c": SPARSE_STYLE,
+        "main.c": "#include <stdio.h>\nint lookup(int, int);\n"
+                  "int main(void) { lookup(0, 1); printf(\"%d\\n\", lookup(1, 5)); return 0; }\n"})
+    project.build()
+    # 15 + 1 + 12 (the second call) + 46 (['-'] is 45) + 3 + 4
+    assert run([project.root / "p"], project.root).stdout == "81\n"
+    functions = project.manifest("p")["units"]["s.c"]["functions"]
+    assert functions["s.c:twice"]["direct"] is None and functions["s.c:thrice"]["direct"] is None
+    unit = frontend.analyse("s.c", "gcc", [], str(project.root))
+    assert not [v.name for v in unit.variables]           # twice, thrice are functions
+    unbound = {local.name: local.unbound for f in unit.functions for local in f.locals}
+    assert unbound["table"] == unbound["spare"] == "its type is declared inside the function"
+    assert unbound["calls"] == unbound["names"] == unbound["sized"] == unbound["after"] == ""

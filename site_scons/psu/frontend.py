@@ -387,9 +387,9 @@ def _array_length(decl):
                 designator = item.name[0]
                 if isinstance(designator, Range):       # [first ... last] =
                     designator = designator.last
-                if not (isinstance(designator, c_ast.Constant) and designator.type == "int"):
+                index = _constant_value(designator)
+                if index is None:
                     return None
-                index = int(designator.value.rstrip("uUlL"), 0)
             index += 1
             longest = max(longest, index)
         return longest
@@ -398,6 +398,27 @@ def _array_length(decl):
         if text.startswith('"') and text.endswith('"') and "\\" not in text and '"' not in text[1:-1]:
             return len(text) - 1      # the characters and the terminating NUL
     return None
+
+
+def _constant_value(node):
+    """The value of an integer or plain character constant, or None."""
+    if not isinstance(node, c_ast.Constant):
+        return None
+    if node.type == "int":
+        try:
+            return int(node.value.rstrip("uUlL"), 0)
+        except ValueError:
+            return int(node.value.rstrip("uUlL"), 8) if node.value.startswith("0") else None
+    if node.type == "char" and len(node.value) == 3 and node.value[0] == node.value[2] == "'":
+        return ord(node.value[1])          # ['+'] = "add" (sparse's operator names)
+    return None
+
+
+def _sized_by_uncounted_initializer(decl):
+    """`T x[] = {...}` whose length psu cannot count: bound as `extern T x[]`,
+    `sizeof x` would no longer compile."""
+    return isinstance(decl.type, c_ast.ArrayDecl) and decl.type.dim is None and \
+        decl.init is not None and _array_length(decl) is None
 
 
 def _is_const(type_node):
@@ -464,6 +485,25 @@ def _names_in(node):
     return found.tags | {("typedef", n) for n in found.typenames}, found.ids
 
 
+def _defines_a_type(node):
+    """Whether a declaration's type defines a struct, union or enum (anonymous too:
+    `static struct { ... } table[] = ...` inside a function)."""
+    found = []
+
+    class Finder(c_ast.NodeVisitor):
+        def visit_Struct(self, n):
+            found.append(n.decls is not None)
+
+        def visit_Union(self, n):
+            found.append(n.decls is not None)
+
+        def visit_Enum(self, n):
+            found.append(n.values is not None)
+
+    Finder().visit(node)
+    return any(found)
+
+
 def _written_on(lines, name, line):
     """Whether the identifier `name` is spelled on source line `line` (not made by a macro)."""
     if lines is None:
@@ -527,7 +567,7 @@ class _Describer:
         self.declared_static = set()
         for ext in ast.ext:
             decl = ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext
-            if isinstance(decl, c_ast.Decl) and isinstance(decl.type, c_ast.FuncDecl):
+            if isinstance(decl, c_ast.Decl) and self.function_type(decl.type):
                 self.functions_known.add(decl.name)
                 if "static" in (decl.storage or []):
                     self.declared_static.add(decl.name)
@@ -545,10 +585,23 @@ class _Describer:
                 if isinstance(ext, OpaqueFunction):   # unread: any name may be a reference
                     self.references.referenced.update(ext.body_ids)
 
+    def function_type(self, type_node):
+        """Whether a declaration of this type declares a function: `int f(void);`
+        or, through a typedef, `static declarator_t struct_specifier;` (sparse)."""
+        seen = set()
+        while isinstance(type_node, c_ast.TypeDecl) and isinstance(type_node.type, c_ast.IdentifierType) \
+                and len(type_node.type.names) == 1:
+            key = ("typedef", type_node.type.names[0])
+            if key in seen or key not in self.canon.definitions:
+                return False
+            seen.add(key)
+            type_node = self.canon.definitions[key]
+        return isinstance(type_node, c_ast.FuncDecl)
+
     def run(self):
         for ext in self.ast.ext:
             if isinstance(ext, c_ast.Decl) and ext.name and \
-                    not isinstance(ext.type, c_ast.FuncDecl) and "typedef" not in (ext.storage or []):
+                    not self.function_type(ext.type) and "typedef" not in (ext.storage or []):
                 self.variable(ext)
         for ext in self.ast.ext:
             if isinstance(ext, c_ast.FuncDef):
@@ -703,12 +756,14 @@ class _Describer:
             init_types, init_ids = _names_in(local.init)
             type_names |= init_types
         unbound = ""
-        if type_names & facts.local_types:
+        if type_names & facts.local_types or _defines_a_type(local.type):
             unbound = "its type is declared inside the function"
         elif (init_ids & facts.local_names) - {local.name}:
             unbound = "its initializer names something declared inside the function"
         elif not _written_on(self.lines, local.name, local.coord.line):
             unbound = "made by a macro"
+        elif _sized_by_uncounted_initializer(local):
+            unbound = "psu cannot count the elements its initializer gives it"
         elif local.name in self.file_scope_names:
             unbound = f"a file-scope declaration of '{local.name}' would be the same object"
         elif local.name in self.bound_local_names and not (_is_const(local.type)):

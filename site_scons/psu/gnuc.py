@@ -88,6 +88,17 @@ class Range(_GnuNode):
         self.first, self.last, self.coord = first, last, coord
 
 
+class IndexDesignator(_GnuNode):
+    """`[NAME] =` in an initializer.  pycparser keeps `[NAME]` and `.NAME` both
+    as an ID, and its generator prints `.NAME`: the hoisted definition of
+    sparse's `static int type_class[] = { [SYM_PTR] = ... }` did not compile."""
+    __slots__ = ("expr", "coord", "__weakref__")
+    child_names = ("expr",)
+
+    def __init__(self, expr, coord=None):
+        self.expr, self.coord = expr, coord
+
+
 class LabelAddress(_GnuNode):
     """`&&label` (labels as values)."""
     __slots__ = ("name", "coord", "__weakref__")
@@ -453,6 +464,8 @@ class GnuCParser(c_parser.CParser):
         first = self._parse_constant_expression()
         if self._accept("ELLIPSIS"):
             first = Range(first, self._parse_constant_expression(), first.coord)
+        elif isinstance(first, c_ast.ID):
+            first = IndexDesignator(first, first.coord)
         self._expect("RBRACKET")
         return first
 
@@ -581,6 +594,9 @@ class GnuCGenerator(c_generator.CGenerator):
 
     def visit_Range(self, n):
         return f"{self.visit(n.first)} ... {self.visit(n.last)}"
+
+    def visit_IndexDesignator(self, n):
+        return self.visit(n.expr)
 
     def visit_LabelAddress(self, n):
         return "&&" + n.name

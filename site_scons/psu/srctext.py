@@ -109,7 +109,9 @@ class SourceText:
                     before.text in ("struct", "union", "enum") or
                     (before.kind == "ident" and before2 is not None and
                      before2.text in ("struct", "union", "enum")))
-                if not aggregate:
+                # `static T a[] = {...}, b;`: an initializer, inside the declaration of `b`
+                initializer = before is not None and before.text == "="
+                if not (aggregate or initializer):
                     return i + 1
                 i = opening - 1
                 continue
