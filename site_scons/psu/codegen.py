@@ -104,6 +104,8 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
             _bind_local(source, local)
         if function.name not in dsu_names:
             continue
+        if function.unreadable:
+            raise _unreadable(function)
         name_index = source.find_name(function.name, function.location.line, function.location.column)
         entry = _function_entry(function, role, plan)
         entries.append(entry)
@@ -182,6 +184,16 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
                      hoisted=hoisted, first_line=first_line, redirected=redirected,
                      output_path=output_path.replace("\\", "/"))
     return f'#line 1 "{unit.path}"\n' + body + trailer
+
+
+def _unreadable(function):
+    """The front end's located error for a function it could not read (its text
+    is `file:line:col: psu: message`), raised when that function should be a DSU function."""
+    found = re.match(r"^(.*?):(\d+)(?::(\d+))?: psu: (.*)$", function.unreadable, re.DOTALL)
+    if not found:
+        loc = function.location
+        return CSourceError(loc.file, loc.line, loc.column, function.unreadable)
+    return CSourceError(found.group(1), int(found.group(2)), int(found.group(3) or 0), found.group(4))
 
 
 def _function_entry(function, role, plan):
@@ -335,7 +347,7 @@ def _check_on_entry(source, function, name_index, entry, first):
     source.insert_after(brace, " " + str(edits.entry_check(check)))
     end = str(edits.entry_check_end(check))
     if end:
-        source.insert_before(source.matching_close(brace), end + " ")
+        source.insert_before(source.body_end(brace, function.body_end_line, function.name), end + " ")
 
 
 def _bind_local(source, local):
@@ -370,7 +382,7 @@ def _bind_file_variable(source, variable, location, define):
         if storage is not None and source.storage_class(storage) == "static":
             source.replace(storage, "")
         if label and not source.existing_label(name_index):
-            source.insert_before(source.declarator_end(name_index), f' __asm__("{label}")')
+            source.insert_after_declarator(name_index, f' __asm__("{label}")')
         return
     if storage is None:
         source.insert_before(start, "extern ")
@@ -387,7 +399,7 @@ def _make_extern(source, storage, name_index, label, length=None):
         source.insert_before(name_index + 2, str(length))   # `x[]` keeps the size its initializer gave
     end = source.declarator_end(name_index)
     if label and not source.existing_label(name_index):
-        source.insert_before(end, f' __asm__("{label}")')
+        source.insert_after_declarator(name_index, f' __asm__("{label}")')
     if source.tokens[end].text == "=":
         source.delete_range(end, source.initializer_end(end))
     elif source.tokens[end].text not in (",", ";"):

@@ -14,21 +14,23 @@ import os
 import re
 import subprocess
 
-from pycparser import c_ast, c_generator, c_parser
+from pycparser import c_ast
 from pycparser.c_parser import ParseError
 
 from . import resources
+from .gnuc import FuncDef, GnuCGenerator, GnuCParser, OpaqueFunction, Range, Unsupported
+
 from .errors import CSourceError, ToolError
 from .model import Function, LocalStatic, Location, Unit, Variable
 
 # Parse-only defines: they make glibc's headers and common GNU C digestible for
 # pycparser.  The real compile never sees them.
 PARSE_ONLY_DEFINES = [
-    "-D__attribute__(x)=", "-D__extension__=", "-D__asm__(...)=", "-D__asm(...)=",
+    "-D__attribute__(x)=", "-D__extension__=", "-D__alignof__=_Alignof", "-D__alignof=_Alignof",
     "-D__restrict=", "-D__restrict__=", "-D__inline=inline", "-D__inline__=inline",
     "-D__signed__=signed", "-D__builtin_va_list=char*", "-D_Float128=long double",
     "-D_Float64x=long double", "-D_Float64=double", "-D_Float32x=double",
-    "-D_Float32=float", "-D__uint128_t=unsigned __int128", "-D__int128_t=__int128",
+    "-D_Float32=float", "-D_Float16=float", "-D__bf16=float", "-D__uint128_t=unsigned __int128", "-D__int128_t=__int128",
     "-D__builtin_offsetof=offsetof",
     "-D__builtin_va_arg(a,t)=(*(t*)__builtin_va_arg_p(a))",
     "-D__volatile__=volatile", "-D__const=const", "-D__const__=const",
@@ -56,6 +58,7 @@ _CONSTRUCT_HINTS = [
     (re.compile(r"\bcase\b[^:]*\.\.\."), "a case range"),
     (re.compile(r"(?:^|[=,({:?]|\breturn)\s*&&\s*[A-Za-z_]\w*"), "a label address"),
     (re.compile(r"\bgoto\s*\*"), "a computed goto"),
+    (re.compile(r"\b__label__\b"), "a local label declaration (__label__)"),
 ]
 
 
@@ -132,7 +135,11 @@ def sha256(text):
 def parse(preprocessed, path, original_text=None, cwd=None):
     """pycparser AST of a preprocessed unit; a parse failure becomes a CSourceError."""
     try:
-        return c_parser.CParser().parse(preprocessed, path)
+        return GnuCParser().parse(preprocessed, path)
+    except Unsupported as error:
+        coord = error.coord
+        raise CSourceError(coord.file, coord.line, coord.column or 0,
+                           f"cannot parse {error.construct}: {error.detail}") from None
     except ParseError as error:
         raise _located_error(str(error), path, original_text, cwd) from None
     except Exception as error:  # pycparser asserts on a few malformed inputs
@@ -166,7 +173,8 @@ def _located_error(message, path, original_text, cwd=None):
                 found = pattern.search(lines[number - 1])
                 if found:
                     construct, line = name, number
-                    column = column or found.start() + 1
+                    if not column or found.start() + 1 < column:
+                        column = found.start() + 1
                     break
             if construct:
                 break
@@ -189,7 +197,7 @@ class _Canon:
 
     def __init__(self, ast):
         self.definitions, self.enum_of_constant = {}, {}
-        self.generator = c_generator.CGenerator()
+        self.generator = GnuCGenerator()
         canon = self
 
         class Collector(c_ast.NodeVisitor):
@@ -476,7 +484,7 @@ def _declaration_text(decl, name, storage=(), param_names=()):
     for param, param_name in param_names:
         settings.append((_innermost_typedecl(param.type), "declname", param_name))
     with _temporarily(settings):
-        return c_generator.CGenerator().visit(decl)
+        return GnuCGenerator().visit(decl)
 
 
 def _is_prototype(func_type):
@@ -553,9 +561,11 @@ def _array_length(decl):
         for item in decl.init.exprs:
             if isinstance(item, c_ast.NamedInitializer):
                 designator = item.name[0]
-                if not (isinstance(designator, c_ast.Constant) and designator.type == "int"):
+                if isinstance(designator, Range):       # [first ... last] =
+                    designator = designator.last
+                index = _constant_value(designator)
+                if index is None:
                     return None
-                index = int(designator.value.rstrip("uUlL"), 0)
             index += 1
             longest = max(longest, index)
         return longest
@@ -564,6 +574,27 @@ def _array_length(decl):
         if text.startswith('"') and text.endswith('"') and "\\" not in text and '"' not in text[1:-1]:
             return len(text) - 1      # the characters and the terminating NUL
     return None
+
+
+def _constant_value(node):
+    """The value of an integer or plain character constant, or None."""
+    if not isinstance(node, c_ast.Constant):
+        return None
+    if node.type == "int":
+        try:
+            return int(node.value.rstrip("uUlL"), 0)
+        except ValueError:
+            return int(node.value.rstrip("uUlL"), 8) if node.value.startswith("0") else None
+    if node.type == "char" and len(node.value) == 3 and node.value[0] == node.value[2] == "'":
+        return ord(node.value[1])          # ['+'] = "add" (sparse's operator names)
+    return None
+
+
+def _sized_by_uncounted_initializer(decl):
+    """`T x[] = {...}` whose length psu cannot count: bound as `extern T x[]`,
+    `sizeof x` would no longer compile."""
+    return isinstance(decl.type, c_ast.ArrayDecl) and decl.type.dim is None and \
+        decl.init is not None and _array_length(decl) is None
 
 
 def _is_const(type_node):
@@ -704,6 +735,25 @@ def _typenames_in(node):
     return found
 
 
+def _defines_a_type(node):
+    """Whether a declaration's type defines a struct, union or enum (anonymous too:
+    `static struct { ... } table[] = ...` inside a function)."""
+    found = []
+
+    class Finder(c_ast.NodeVisitor):
+        def visit_Struct(self, n):
+            found.append(n.decls is not None)
+
+        def visit_Union(self, n):
+            found.append(n.decls is not None)
+
+        def visit_Enum(self, n):
+            found.append(n.values is not None)
+
+    Finder().visit(node)
+    return any(found)
+
+
 def _written_on(lines, name, line):
     """Whether the identifier `name` is spelled on source line `line` (not made by a macro)."""
     if lines is None:
@@ -757,7 +807,7 @@ class _Describer:
         self.ast, self.unit, self.path = ast, unit, unit.path
         self.lines = original_text.splitlines() if original_text is not None else None
         self.canon = _Canon(ast)
-        self.generator = c_generator.CGenerator()
+        self.generator = GnuCGenerator()
         self.file_vars = {}       # name -> Variable, for variables of the unit
         self.header_statics = {}  # name -> header: mutable statics a header defines here
         self.functions_known = set()
@@ -768,24 +818,46 @@ class _Describer:
         self.prototype_of = {}
         prototypes = {}
         for ext in ast.ext:
-            decl = ext.decl if isinstance(ext, c_ast.FuncDef) else ext
-            if isinstance(decl, c_ast.Decl) and isinstance(decl.type, c_ast.FuncDecl):
+            decl = ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext
+            if isinstance(decl, c_ast.Decl) and self.function_type(decl.type):
                 self.functions_known.add(decl.name)
                 if "static" in (decl.storage or []):
                     self.declared_static.add(decl.name)
                 if isinstance(ext, c_ast.FuncDef):
                     self.prototype_of[id(ext)] = prototypes.get(decl.name)
-                elif _is_prototype(decl.type):
+                elif isinstance(decl.type, c_ast.FuncDecl) and _is_prototype(decl.type):
                     prototypes[decl.name] = decl.type
+        # A bound function-local static becomes a block-scope `extern` of its own
+        # name; every such declaration of one name in a unit, and any file-scope
+        # declaration of it, is one object (C11 6.2.2p4): only the first
+        # function-local static of a name no file scope declares can be bound.
+        self.file_scope_names = {(ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext).name
+                                 for ext in ast.ext if isinstance(ext, (c_ast.Decl, c_ast.FuncDef, OpaqueFunction))}
+        self.bound_local_names = set()
         self.references = _References()
         for ext in ast.ext:
             if ext.coord is not None and ext.coord.file == self.path:
                 self.references.visit(ext)
+                if isinstance(ext, OpaqueFunction):   # unread: any name may be a reference
+                    self.references.referenced.update(ext.body_ids)
         # file-scope variables by name, wherever declared: what a body reads
-        self.file_scope_names = {ext.name for ext in ast.ext if isinstance(ext, c_ast.Decl) and ext.name
-                                 and not isinstance(ext.type, c_ast.FuncDecl)
-                                 and "typedef" not in (ext.storage or [])}
+        self.file_scope_variables = {ext.name for ext in ast.ext if isinstance(ext, c_ast.Decl) and ext.name
+                                     and not self.function_type(ext.type)
+                                     and "typedef" not in (ext.storage or [])}
         self.type_roots = {}      # named types the unit's state, signatures and bodies use
+
+    def function_type(self, type_node):
+        """Whether a declaration of this type declares a function: `int f(void);`
+        or, through a typedef, `static declarator_t struct_specifier;` (sparse)."""
+        seen = set()
+        while isinstance(type_node, c_ast.TypeDecl) and isinstance(type_node.type, c_ast.IdentifierType) \
+                and len(type_node.type.names) == 1:
+            key = ("typedef", type_node.type.names[0])
+            if key in seen or key not in self.canon.definitions:
+                return False
+            seen.add(key)
+            type_node = self.canon.definitions[key]
+        return isinstance(type_node, c_ast.FuncDecl)
 
     def run(self):
         routines = _ThreadRoutines()
@@ -795,11 +867,13 @@ class _Describer:
         self.unit.thread_routines = sorted(routines.names)
         for ext in self.ast.ext:
             if isinstance(ext, c_ast.Decl) and ext.name and \
-                    not isinstance(ext.type, c_ast.FuncDecl) and "typedef" not in (ext.storage or []):
+                    not self.function_type(ext.type) and "typedef" not in (ext.storage or []):
                 self.variable(ext)
         for ext in self.ast.ext:
             if isinstance(ext, c_ast.FuncDef):
                 self.function(ext)
+            elif isinstance(ext, OpaqueFunction):
+                self.opaque_function(ext)
         self.unit.types = {type_key(k): self.canon.describe_type(k)
                            for k in sorted(self.canon.reachable(self.type_roots))}
 
@@ -819,7 +893,7 @@ class _Describer:
         return (text, sha256(text + "\n" + canon.layout(decl.type)), self.init_hash(decl.init))
 
     def init_reads(self, init):
-        return sorted(_names_in(init)[1] & self.file_scope_names) if init is not None else []
+        return sorted(_names_in(init)[1] & self.file_scope_variables) if init is not None else []
 
     def init_hash(self, init):
         if init is None:
@@ -935,6 +1009,8 @@ class _Describer:
             f"{type_key(k)}={canon.named_layout(k)}" for k, how in sorted(signature_refs.items())
             if how == "value"))
         body_types = {k: "value" for k in named if k in canon.definitions and k not in facts.local_types}
+        if ext.param_decls:      # K&R: `char c;` and `int c;` are one promoted signature
+            touched.append(";".join(self.generator.visit(d) for d in ext.param_decls))
 
         seen = {}
         locals_ = [self.local_static(decl.name, local, facts, seen) for local in facts.statics]
@@ -957,8 +1033,45 @@ class _Describer:
             body_line=ext.body.coord.line if ext.body.coord else 0,
             signature_types=self.use_types(signature_refs),
             body_types=self.use_types(body_types),
-            reads=sorted((facts.ids & self.file_scope_names) - facts.local_names - self.functions_known),
-            members=sorted(facts.members)))
+            reads=sorted((facts.ids & self.file_scope_variables) - facts.local_names - self.functions_known),
+            members=sorted(facts.members),
+            body_end_line=ext.end[0] if isinstance(ext, FuncDef) and ext.end else 0))
+
+    def opaque_function(self, ext):
+        """A definition whose body the parser could not read: kept direct.  Its
+        hash is its body's token text, its callees the known functions it names;
+        the error (with its location) says what to exclude."""
+        decl = ext.decl
+        body_hash = sha256(ext.body_text)
+        callees = sorted(set(ext.body_ids) & self.functions_known)
+        if ext.coord.file != self.path:
+            self.unit.helpers[decl.name] = {"body_hash": body_hash, "callees": callees}
+            return
+        if isinstance(ext.error, Unsupported):
+            coord = ext.error.coord
+            error = CSourceError(coord.file, coord.line, coord.column or 0,
+                                 f"cannot parse {ext.error.construct}: {ext.error.detail}")
+        else:
+            error = _located_error(str(ext.error), self.path,
+                                   "\n".join(self.lines) if self.lines else None)
+        static = "static" in (decl.storage or []) or decl.name in self.declared_static
+        params = decl.type.args.params if decl.type.args else []
+        self.unit.functions.append(Function(
+            name=decl.name, qualname=_qualname(self.path, decl.name, static), static=static,
+            inline="inline" in (decl.funcspec or []),
+            variadic=any(isinstance(p, c_ast.EllipsisParam) for p in params),
+            kr_style=any(isinstance(p, c_ast.ID) for p in params),
+            macro_made=not _written_on(self.lines, decl.name, decl.coord.line),
+            size=len(ext.body_text), address_taken=decl.name in self.references.referenced,
+            signature=_declaration_text(decl, "@NAME@"), head="", arity=len(params),
+            returns_void=False, result="", signature_hash=self.canon.type_hash(decl.type),
+            body_hash=body_hash, callees=callees, locals=[],
+            location=Location(self.path, decl.coord.line, decl.coord.column), parameters=[],
+            body_line=ext.body_coord.line, body_end_line=ext.end[0],
+            unreadable=f"{error}; add '{decl.name}' to PSU_EXCLUDE (psu then calls it directly, "
+                       "and the rest of its unit stays updatable)" +
+                       ("; its static variables cannot be bound, so keep it unchanged across updates"
+                        if ext.has_static else "")))
 
     def local_static(self, function, local, facts, seen):
         """A function-local static: its model, and whether it can be bound."""
@@ -971,12 +1084,21 @@ class _Describer:
             init_types, init_ids = _names_in(local.init)
             type_names |= init_types
         unbound = ""
-        if type_names & facts.local_types:
+        if type_names & facts.local_types or _defines_a_type(local.type):
             unbound = "its type is declared inside the function"
         elif (init_ids & facts.local_names) - {local.name}:
             unbound = "its initializer names something declared inside the function"
         elif not _written_on(self.lines, local.name, local.coord.line):
             unbound = "made by a macro"
+        elif _sized_by_uncounted_initializer(local):
+            unbound = "psu cannot count the elements its initializer gives it"
+        elif local.name in self.file_scope_names:
+            unbound = f"a file-scope declaration of '{local.name}' would be the same object"
+        elif local.name in self.bound_local_names and not (_is_const(local.type)):
+            unbound = f"another function-local static '{local.name}' of this unit is bound, " \
+                      "and one name can be bound once"
+        if not unbound and not _is_const(local.type):
+            self.bound_local_names.add(local.name)
         storage = [s for s in local.storage if s != "static"]
         with _temporarily([(local, "name", "@NAME@"),
                            (_innermost_typedecl(local.type), "declname", "@NAME@"),
@@ -991,8 +1113,9 @@ class _Describer:
             type_refs=self.use_types(self.canon.references(local.type)))
 
 
-# Bump when the model or its hashing changes: cached analyses are keyed by it.
-ANALYSIS_VERSION = "13"
+# Bump when the model or its hashing changes: cached analyses are keyed by it
+# (and by the text of the parser and of this module, so an edit to either counts).
+ANALYSIS_VERSION = "14"
 
 
 def code_text_hash(path, cc, flags, cwd):
@@ -1007,6 +1130,15 @@ def code_text_hash(path, cc, flags, cwd):
     return sha256(normalised_text(done.stdout, keep_pragmas=True))
 
 
+def _analyser_hash():
+    from . import gnuc
+    digest = hashlib.sha256(ANALYSIS_VERSION.encode())
+    for module_file in (__file__, gnuc.__file__):
+        with open(module_file, "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()
+
+
 def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
     """Preprocess, parse and describe the unit `path` (relative to `cwd`).  A unit
     outside the DSU units is described too (its definitions are compared, not its
@@ -1018,7 +1150,7 @@ def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
     with open(os.path.join(cwd, path), "rb") as f:
         original_hash = hashlib.sha256(f.read()).hexdigest()
     if cache_dir:
-        key = sha256(f"{ANALYSIS_VERSION}\n{path}\n{dsu}\n{original_hash}\n{preprocessed}")
+        key = sha256(f"{_analyser_hash()}\n{path}\n{dsu}\n{original_hash}\n{preprocessed}")
         cache_file = os.path.join(cache_dir, key[:2], key + ".json")
         if os.path.exists(cache_file):
             with open(cache_file) as f:

@@ -63,6 +63,8 @@ class Function:
     body_types: list = field(default_factory=list)  # named types its body names
     reads: list = field(default_factory=list)       # file-scope variables its body names
     members: list = field(default_factory=list)     # struct and union members its body selects
+    body_end_line: int = 0  # line of the `}` that closes it (0: unknown)
+    unreadable: str = ""  # the front end could not read its body: why, with file:line:col
 
 
 @dataclass

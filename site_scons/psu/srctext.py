@@ -110,7 +110,9 @@ class SourceText:
                     before.text in ("struct", "union", "enum") or
                     (before.kind == "ident" and before2 is not None and
                      before2.text in ("struct", "union", "enum")))
-                if not aggregate:
+                # `static T a[] = {...}, b;`: an initializer, inside the declaration of `b`
+                initializer = before is not None and before.text == "="
+                if not (aggregate or initializer):
                     return i + 1
                 i = opening - 1
                 continue
@@ -173,6 +175,32 @@ class SourceText:
         token = self.tokens[index]
         raise CSourceError(self.path, token.line, token.column, f"no '{closing}' closes this '{opening}'")
 
+    def body_end(self, brace, end_line, name):
+        """Index of the `}` that closes the function body opened at `brace`.
+        `end_line` is the line of that `}` after preprocessing (0: unknown).
+        Macros may write braces inside a body (`#define ELSE_IF(c) } else if (c) {`),
+        so counting braces in the original text can fail or stop early; the
+        line the compiler saw settles it, and a line with several candidates
+        is settled by counting, if counting lands on that line."""
+        try:
+            counted = self.matching_close(brace)
+        except CSourceError:
+            counted = None
+        if not end_line or (counted is not None and self.tokens[counted].line == end_line):
+            if counted is None:
+                self.matching_close(brace)      # raises, with its location
+            return counted
+        on_line = [i for i in range(brace + 1, len(self.tokens))
+                   if self.tokens[i].line == end_line and self.tokens[i].text == "}"]
+        if len(on_line) == 1:
+            return on_line[0]
+        token = self.tokens[brace]
+        raise CSourceError(self.path, end_line, 0,
+                           f"cannot find where the body of '{name}' (opened at {token.line}:"
+                           f"{token.column}) ends: " +
+                           ("a macro writes its '}'" if not on_line else "several '}' on this line") +
+                           f"; add '{name}' to PSU_EXCLUDE")
+
     def _matching_open(self, index):
         pairs = {")": "(", "]": "[", "}": "{"}
         closing = self.tokens[index].text
@@ -206,10 +234,13 @@ class SourceText:
         """Index of the first token after the declarator whose name is at `name_index`.
         Brackets the name sits in close below depth 0 (`(*handler)(...)`); a
         stop inside brackets opened after the name (a parameter list's `,`) is
-        not the end."""
+        not the end.  A directive ends it too: bison writes
+        `static YYLTYPE yyloc_default\n# if ...\n = { 1, 1, 1, 1 }\n# endif\n;`."""
         depth, floor, i = 0, 0, name_index + 1
         while i < len(self.tokens):
             text = self.tokens[i].text
+            if depth <= floor and self.tokens[i].kind == "directive":
+                return i
             if text in "([":
                 depth += 1
             elif text in ")]":
@@ -234,6 +265,14 @@ class SourceText:
                 return i
             i += 1
         raise CSourceError(self.path, self.tokens[equals_index].line, 0, "initializer does not end")
+
+    def insert_after_declarator(self, name_index, text):
+        """Insert `text` (an asm label) right after the declarator named at `name_index`."""
+        end = self.declarator_end(name_index)
+        if self.tokens[end].kind == "directive":
+            self.insert_after(end - 1, text)      # text before a `#` would break the directive
+        else:
+            self.insert_before(end, text)
 
     def existing_label(self, name_index):
         end = self.declarator_end(name_index)
