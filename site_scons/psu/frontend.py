@@ -1063,7 +1063,7 @@ class _Describer:
             kr_style=any(isinstance(p, c_ast.ID) for p in params),
             macro_made=not _written_on(self.lines, decl.name, decl.coord.line),
             size=len(ext.body_text), address_taken=decl.name in self.references.referenced,
-            signature=_declaration_text(decl, "@NAME@"), head="", arity=len(params),
+            signature=_declaration_text(decl, "@NAME@"), head="", va_head="", arity=len(params),
             returns_void=False, result="", signature_hash=self.canon.type_hash(decl.type),
             body_hash=body_hash, callees=callees, locals=[],
             location=Location(self.path, decl.coord.line, decl.coord.column), parameters=[],
