@@ -246,6 +246,9 @@ def _compile_dsu_unit(config, command, index, written, obj):
     from . import build, resources
     source = command.path(written)
     relative = config.relative(source)
+    if not written.endswith(_C_SUFFIXES):
+        raise UsageError(f"psu cc: {written}: a DSU unit needs a .c name (psu's analysis reads "
+                         "it as C by its name); rename it or leave it out of units")
     flags = command.unit_flags()
     others = {i for i, _ in command.sources if i != index}
     alone = [(i, a) for i, a in enumerate(command.args) if i not in others]
@@ -485,7 +488,11 @@ def _compile_then_link(config, command):
         if status != 0:
             return status
         objects[index] = obj
-    args = [objects.get(i, a) for i, a in enumerate(command.args)]
+    # every source is an object now: no -x applies to what is left
+    languages = {i for i, a in enumerate(command.args) if a == "-x"}
+    languages |= {i + 1 for i in languages} | {i for i, a in enumerate(command.args)
+                                                if a.startswith("-x") and len(a) > 2}
+    args = [objects.get(i, a) for i, a in enumerate(command.args) if i not in languages]
     return link_command(config, Command(command.cc, args, command.directory))
 
 
