@@ -180,7 +180,7 @@ class Comparison:
     changes: object
 
 
-def compare(config, from_ref, to_ref, from_sha=None, to_sha=None):
+def compare(config, from_ref, to_ref, from_sha=None, to_sha=None, to_label=None):
     """Analyse FROM and TO like the release build and compare them (raises
     RefusedChanges or NoChanges)."""
     from_sha = from_sha or resolve(config.top, from_ref, "FROM")
@@ -188,7 +188,7 @@ def compare(config, from_ref, to_ref, from_sha=None, to_sha=None):
     old_root = export(config, from_sha)
     new_root = config.top if to_sha == "WORKTREE" else export(config, to_sha)
     _, old = analyse_tree(config, old_root, from_ref)
-    new_units, new = analyse_tree(config, new_root, to_ref)
+    new_units, new = analyse_tree(config, new_root, to_label or to_ref)
     return Comparison(old, new, new_units, new_root, to_sha, changes.compare(old, new))
 
 
@@ -227,9 +227,9 @@ def _link(config, root, objects, output, extra=()):
     raise ToolError(f"psu: linking the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
 
-def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
+def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None, to_label=None):
     """Build the bundle `output` updating FROM to TO; returns (bundle manifest, report)."""
-    comparison = compare(config, from_ref, to_ref, from_sha, to_sha)
+    comparison = compare(config, from_ref, to_ref, from_sha, to_sha, to_label)
     old, new, change_set = comparison.old, comparison.new, comparison.changes
     root = comparison.new_root
     text_report = changes.report(change_set, old, new)
@@ -279,7 +279,7 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
             _compile(config, root, generated, obj, quote + include, config.flags_of(path, root))
             objects.append(obj)
 
-    label = to_ref if comparison.to_sha != "WORKTREE" else new["label"]
+    label = to_label or (to_ref if comparison.to_sha != "WORKTREE" else new["label"])
     main = os.path.join(work, "bundle_main.c")
     with open(main, "w") as f:
         f.write(codegen.bundle_main(label, old["build_id"], new["build_id"], change_set.switched,
