@@ -15,11 +15,8 @@ The SCons tool does not read it: there, the construction variables rule.
 """
 import fnmatch
 import os
-import subprocess
 import sys
-from dataclasses import dataclass, field
 
-from . import manifest
 from .errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -32,18 +29,17 @@ _KEYS = {"units", "exclude_units", "exclude", "direct_statics", "version", "buil
          "patch_dir", "patch_from"}
 
 
-@dataclass
 class Config:
-    path: str                                    # the file it came from
-    root: str                                    # its folder: what paths are relative to
-    units: list = field(default_factory=list)
-    exclude_units: list = field(default_factory=list)
-    exclude: list = field(default_factory=list)
-    direct_statics: str = manifest.DEFAULT_DIRECT_STATICS
-    version: str = ""
-    build_dir: str = ".psu-build"
-    patch_dir: str = "psu-patches"
-    patch_from: list = field(default_factory=list)
+    """One configuration file's settings (read at every compile: no heavy imports)."""
+
+    def __init__(self, path, root, units=(), exclude_units=(), exclude=(), direct_statics="all",
+                 version="", build_dir=".psu-build", patch_dir="psu-patches", patch_from=()):
+        self.path = path                  # the file it came from
+        self.root = root                  # its folder: what paths are relative to
+        self.units, self.exclude_units = list(units), list(exclude_units)
+        self.exclude, self.patch_from = list(exclude), list(patch_from)
+        self.direct_statics, self.version = str(direct_statics), version
+        self.build_dir, self.patch_dir = build_dir, patch_dir
 
     def build_path(self, *parts):
         return os.path.join(self.root, self.build_dir, *parts)
@@ -65,6 +61,7 @@ class Config:
         if not self.version:
             from .build import git_label
             return git_label(self.root)
+        import subprocess
         done = subprocess.run(self.version, shell=True, cwd=self.root, capture_output=True, text=True)
         if done.returncode != 0:
             raise UsageError(f"psu: {self.path}: version command `{self.version}` failed: "
@@ -108,11 +105,11 @@ def load(path):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise UsageError(f"psu: {path}: {key} must be a list of strings")
     path = os.path.abspath(path)
-    config = Config(path=path, root=os.path.dirname(path),
-                    **{k: v for k, v in data.items() if k != "direct_statics"})
-    if "direct_statics" in data:
-        config.direct_statics = str(data["direct_statics"])
-    manifest.direct_limit(config.direct_statics)     # refuse a bad value now
+    config = Config(path=path, root=os.path.dirname(path), **data)
+    if str(config.direct_statics).strip().lower() not in ("all", "true", "none", "false") and \
+            not str(config.direct_statics).strip().isdigit():
+        raise UsageError(f"psu: {path}: direct_statics = {config.direct_statics!r}: expected "
+                         "all, none or a number of AST nodes")
     return config
 
 
