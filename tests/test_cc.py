@@ -168,6 +168,23 @@ def test_compiler_options_are_honoured(tmp_path):
     assert refused.returncode == 2 and "src/state.inc: a DSU unit needs a .c name" in refused.stderr
 
 
+def test_a_dsu_unit_of_c89_code_compiles_and_links(tmp_path):
+    """`inline` is no keyword in C89: what psu adds to a unit must not need it."""
+    root = tmp_path / "c89"
+    root.mkdir()
+    (root / "psu.toml").write_text('units = ["counter.c"]\n')
+    (root / "counter.c").write_text("static int count;\nint bump(int by)\n{\n    count += by;\n"
+                                    "    return count;\n}\n")
+    (root / "main.c").write_text('#include <stdio.h>\nint bump(int by);\nint main(void)\n{\n'
+                                 '    printf("%d\\n", bump(2) + bump(3));\n    return 0;\n}\n')
+    env = wrapper_environment(tmp_path)
+    for unit in ("counter.c", "main.c"):
+        run(["psu", "cc", "gcc", "-std=c89", "-ansi", "-O2", "-c", unit], root, env=env)
+    run(["psu", "cc", "gcc", "-o", "counter", "main.o", "counter.o"], root, env=env)
+    assert (root / "counter.psu.json").exists()
+    assert run([root / "counter"], root, env=environment(tmp_path / "run", PSU_QUIET=1)).stdout == "7\n"
+
+
 def test_a_unit_psu_cannot_parse_fails_its_compile_with_its_location(tmp_path):
     project = stateful_repository(tmp_path / "repo", CORPUS / "make")
     env = wrapper_environment(tmp_path)
