@@ -62,7 +62,7 @@ class Command:
         self.inputs = []           # other positional inputs (objects, archives, ...)
         self.depfile = None        # -MF value
         self.dependencies = False  # -MD / -MMD
-        self.info_only = False     # --version, -dumpversion, -print-*, -v alone
+        self.info_only = False     # --version, -dumpversion, -print-*, -fsyntax-only
         language = None
         skip = False
         for index, arg in enumerate(self.args):
@@ -92,8 +92,11 @@ class Command:
                 self.mode = "preprocess"
             elif arg in ("-MD", "-MMD"):
                 self.dependencies = True
+            elif arg.startswith(("-Wp,-MD,", "-Wp,-MMD,")):
+                # older automake's depcomp: the dependency file named through cpp
+                self.dependencies, self.depfile = True, arg.split(",", 2)[2]
             elif arg in ("--version", "-dumpversion", "-dumpmachine", "-dumpspecs", "--help",
-                         "-###") or arg.startswith("-print-"):
+                         "-###", "-fsyntax-only") or arg.startswith("-print-"):
                 self.info_only = True
             elif arg == "-" or not arg.startswith("-"):
                 is_c = language == "c" or (language is None and arg.endswith(_C_SUFFIXES))
@@ -116,7 +119,8 @@ class Command:
             if arg in ("-o", "-MF", "-MT", "-MQ", "-x") or _LINK_ONLY.match(arg) and arg in _WITH_ARGUMENT:
                 index += 2
                 continue
-            if arg.startswith(("-o", "-MF", "-MT", "-MQ")) or _LINK_ONLY.match(arg):
+            if arg.startswith(("-o", "-MF", "-MT", "-MQ", "-Wp,-MD,", "-Wp,-MMD,")) or \
+                    _LINK_ONLY.match(arg):
                 index += 1
                 continue
             if arg in _WITH_ARGUMENT:
