@@ -155,6 +155,11 @@ def test_compiler_options_are_honoured(tmp_path):
     assert b"psu_functions" not in (root / "main.o").read_bytes()
     assert "state.c" in (root / "state.d").read_text()
     assert ".psu.c" not in (root / "state.d").read_text()
+    # older automake names the dependency file through the preprocessor
+    run(["psu", "cc", "gcc", "-O2", "-std=gnu11", "-Wp,-MD,state.Po", "-c", "src/state.c",
+         "-o", "state2.o"], root, env=env)
+    assert "src/state.c" in (root / "state.Po").read_text()
+    assert ".psu.c" not in (root / "state.Po").read_text()
     # compile and link in one command, the unit after -x c
     run(["psu", "cc", "gcc", "-O2", "-std=gnu11", "-o", "onestep", "src/main.c",
          "-x", "c", "src/state.c", "-x", "none", "-lpthread"], root, env=env)
@@ -219,6 +224,20 @@ def test_a_compiler_that_is_not_gcc_compatible_is_named(tmp_path):
     missing = run(["psu", "cc", "no-such-cc", "-c", "src/main.c"], project.root, env=env, check=False)
     assert missing.returncode != 0 and "no-such-cc" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_recorded_flags_move_into_an_exported_revision(tmp_path):
+    """Project folders are searched in the revision first, then in the build tree
+    (for the headers the build generated); folders outside stay as they are."""
+    from psu.patch import map_flags
+    top, revision = "/p", "/p/.psu-build/revisions/abc"
+    flags = ["-O2", "-I/p/src", "-I/usr/include/x", "-iquote", "/p/build", "-DX=1",
+             "-include", "/p/config.h"]
+    assert map_flags(flags, top, revision) == [
+        "-O2", "-I", "/p/.psu-build/revisions/abc/src", "-I", "/p/src", "-I", "/usr/include/x",
+        "-iquote", "/p/.psu-build/revisions/abc/build", "-iquote", "/p/build", "-DX=1",
+        "-include", "/p/config.h"]         # not in the revision: the build tree's
+    assert map_flags(flags, top, top) == flags
 
 
 def test_configuration_files(tmp_path):
