@@ -91,7 +91,7 @@ def test_make_project_with_its_unit_in_a_static_library_is_updated_live(tmp_path
                env=env, check=False)
     assert made.returncode == 0, made.stderr
     assert "handle  (pulled in by scale)" in made.stdout
-    diff = run(["psu", "diff", "v1", "v2"], project.root, env=env)
+    diff = run(["psu", "diff", "FROM=v1", "TO=v2"], project.root, env=env)   # scons patch's spelling
     assert "handle" in diff.stdout
     update_live(tmp_path, project.root / "stateful", tmp_path / "v1-v2.psu", project.root)
 

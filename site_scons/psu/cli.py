@@ -163,6 +163,11 @@ def command_inspect(arguments):
 
 def _config(arguments):
     from .patch import BuildConfig
+    # `psu patch FROM=v1 TO=v2`, as `scons patch` spells it, means `psu patch v1 v2`
+    for name, prefix in (("from_ref", "FROM="), ("to_ref", "TO=")):
+        value = getattr(arguments, name, None)
+        if value and value.startswith(prefix):
+            setattr(arguments, name, value[len(prefix):])
     if not arguments.config:
         arguments.config = _recorded_config(arguments)
     try:
@@ -324,7 +329,7 @@ def parser():
     for name, function, text in (("diff", command_diff, "print the change report FROM -> TO "
                                   "without building"),
                                  ("patch", command_patch, "build the bundle FROM -> TO "
-                                  "(for Meson and scripts; SCons users run `scons patch`)")):
+                                  "(builds through psu cc, Meson, scripts; SCons users run `scons patch`)")):
         sub = add(name, function, text)
         _add_build_description_options(sub)
         sub.add_argument("from_ref", metavar="FROM", nargs="?" if name == "patch" else None)
