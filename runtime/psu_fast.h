@@ -145,7 +145,7 @@ struct psu_thread_record *psu_thread_register(void);
 #define psu_slot_acquire(fn) atomic_load_explicit(&(fn)->current, memory_order_acquire)
 #endif
 
-static inline __attribute__((always_inline)) uintptr_t
+static __inline__ __attribute__((always_inline)) uintptr_t
 psu_current(struct psu_function *fn)
 {
     PSU_TEST_SLOT_READ(fn);
@@ -181,7 +181,7 @@ psu_current(struct psu_function *fn)
 #define psu_after_general_path(f) ((void)0)
 #endif
 
-static inline __attribute__((always_inline)) void *
+static __inline__ __attribute__((always_inline)) void *
 psu_code(uintptr_t word)
 {
     return (void *)(word & PSU_CODE_MASK);
@@ -201,7 +201,7 @@ struct psu_call {
 };
 
 /* `word` is the slot as the caller just read it. */
-static inline __attribute__((always_inline)) struct psu_call
+static __inline__ __attribute__((always_inline)) struct psu_call
 psu_enter_from(struct psu_function *fn, uintptr_t word)
 {
     struct psu_thread_record *self = psu_thread_record;
@@ -258,13 +258,13 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
     }
 }
 
-static inline __attribute__((always_inline)) struct psu_call
+static __inline__ __attribute__((always_inline)) struct psu_call
 psu_enter(struct psu_function *fn)
 {
     return psu_enter_from(fn, psu_current(fn));
 }
 
-static inline __attribute__((always_inline)) void
+static __inline__ __attribute__((always_inline)) void
 psu_leave(struct psu_call call)
 {
     if (!call.calls)

@@ -63,3 +63,13 @@ def test_scons_tool_works_from_the_installed_package(installed, tmp_path):
     assert str(installed) in done.stdout          # the runtime compiled from the package
     output = run([project / "constructs"], project, env={"PSU_DISABLE": "1"}).stdout
     assert "fib(20)=6765" in output
+
+
+def test_psu_cc_is_installed_as_one_word(installed, tmp_path):
+    (tmp_path / "a.c").write_text("int main(void) { return 0; }\n")
+    for wrapper in ([installed / "bin" / "psu-cc"], [installed / "bin" / "psu", "cc"]):
+        done = subprocess.run([*map(str, wrapper), "gcc", "-c", "a.c", "-o", "a.o"], cwd=tmp_path,
+                              env=clean_env(installed), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / "a.o").exists()
+        (tmp_path / "a.o").unlink()

@@ -238,6 +238,13 @@ def command_inspect(arguments):
 
 def _config(arguments):
     from .patch import BuildConfig
+    # `psu patch FROM=v1 TO=v2`, as `scons patch` spells it, means `psu patch v1 v2`
+    for name, prefix in (("from_ref", "FROM="), ("to_ref", "TO=")):
+        value = getattr(arguments, name, None)
+        if value and value.startswith(prefix):
+            setattr(arguments, name, value[len(prefix):])
+    if not arguments.config:
+        arguments.config = _recorded_config(arguments)
     try:
         with open(arguments.config) as f:
             return BuildConfig(**json.load(f))
@@ -255,8 +262,52 @@ def command_diff(arguments):
     return EXIT_OK
 
 
+def _recorded_config(arguments):
+    """The build description `psu cc` wrote at the link of the program (psu.toml's build_dir)."""
+    from . import config as configuration
+    found = configuration.find(os.getcwd())
+    if found is None:
+        raise UsageError("psu: no --config, and no psu.toml (or PSU_CONFIG) here or above",
+                         hint="SCons and Meson builds write .psu-build/<program>/build.json")
+    folder = found.build_path()
+    programs = sorted(name for name in (os.listdir(folder) if os.path.isdir(folder) else ())
+                      if os.path.isfile(os.path.join(folder, name, "build.json")))
+    if arguments.program:
+        if arguments.program not in programs:
+            raise UsageError(f"psu: no program {arguments.program} linked by psu cc in {folder} "
+                             f"(found: {', '.join(programs) or 'none'})")
+        programs = [arguments.program]
+    if len(programs) != 1:
+        raise UsageError(f"psu: {len(programs)} programs linked by psu cc in {folder}"
+                         + (f" ({', '.join(programs)}): name one with --program" if programs else
+                            ": build the project with CC=\"psu cc gcc\" first"))
+    return os.path.join(folder, programs[0], "build.json")
+
+
+def command_release_patches(arguments):
+    """`psu patch --release`: a bundle from each of psu.toml's patch_from to this build."""
+    from . import config as configuration, patch
+    config = _config(arguments)
+    found = configuration.find(os.getcwd())
+    if found is None or not found.patch_from:
+        raise UsageError("psu: patch --release needs patch_from = [...] in psu.toml")
+    label = found.label()
+    to_ref = label if patch.git(config.top, "rev-parse", "--verify", "--quiet",
+                                f"{label}^{{commit}}").returncode == 0 else "WORKTREE"
+    for from_ref in found.patch_from:
+        output = os.path.join(found.root, found.patch_dir, patch.bundle_name(config.program, from_ref, label))
+        _, text = patch.make_bundle(config, from_ref, to_ref, output)
+        print(text)
+        print(f"psu: bundle written to {output}")
+    return EXIT_OK
+
+
 def command_patch(arguments):
     from . import patch
+    if arguments.release:
+        return command_release_patches(arguments)
+    if not arguments.from_ref or not arguments.to_ref:
+        raise UsageError("psu: patch needs FROM and TO (or --release)")
     config = _config(arguments)
     output = arguments.output or os.path.join(
         config.top, "psu-patches", patch.bundle_name(config.program, arguments.from_ref, arguments.to_ref))
@@ -314,6 +365,12 @@ def command_runtime(arguments):
     return EXIT_OK
 
 
+def _add_build_description_options(sub):
+    sub.add_argument("--config", help="the build description psu wrote "
+                     "(default: the one `psu cc` wrote at the link, found from psu.toml)")
+    sub.add_argument("--program", help="which program `psu cc` linked, if several")
+
+
 def manifest_default():
     from .manifest import DEFAULT_DIRECT_STATICS
     return DEFAULT_DIRECT_STATICS
@@ -350,14 +407,16 @@ def parser():
     for name, function, text in (("diff", command_diff, "print the change report FROM -> TO "
                                   "without building"),
                                  ("patch", command_patch, "build the bundle FROM -> TO "
-                                  "(for Meson and scripts; SCons users run `scons patch`)")):
+                                  "(builds through psu cc, Meson, scripts; SCons users run `scons patch`)")):
         sub = add(name, function, text)
-        sub.add_argument("--config", required=True,
-                         help="the build description psu wrote (.psu-build/<program>/build.json)")
-        sub.add_argument("from_ref", metavar="FROM")
-        sub.add_argument("to_ref", metavar="TO", help="a revision, or WORKTREE")
+        _add_build_description_options(sub)
+        sub.add_argument("from_ref", metavar="FROM", nargs="?" if name == "patch" else None)
+        sub.add_argument("to_ref", metavar="TO", help="a revision, or WORKTREE",
+                         nargs="?" if name == "patch" else None)
         if name == "patch":
             sub.add_argument("-o", "--output", help="bundle file to write")
+            sub.add_argument("--release", action="store_true",
+                             help="a bundle from each of psu.toml's patch_from to this build")
         else:
             sub.add_argument("--json", action="store_true")
 
@@ -397,6 +456,9 @@ def parser():
                      help="a refusal vouched for by name, as PSU_ACCEPT (docs/refusals.md)")
     sub.add_argument("--quiet", action="store_true")
 
+    add("cc", None, "compiler wrapper for make, autotools, CMake, Meson: "
+        "psu cc COMPILER ARGS... (docs/build-systems.md)")
+
     sub = add("runtime", command_runtime, "where the C runtime is (to compile it in)")
     sub.add_argument("--sources", action="store_true", help="list its .c files")
     return top
@@ -433,6 +495,10 @@ def fleet_parser():
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["cc"]:
+        # a compiler's arguments, verbatim (cc.py reads them as the compiler would)
+        from . import cc
+        return cc.main(argv[1:])
     # compile flags follow `--` verbatim (they look like options to argparse)
     flags = argv[argv.index("--") + 1:] if "--" in argv else []
     argv = argv[:argv.index("--")] if "--" in argv else argv

@@ -31,9 +31,57 @@ class BuildConfig:
     libraries: list = field(default_factory=list)  # what the program links: a bundle may need them too
     accept: list = field(default_factory=list)   # refusals the user vouches for (PSU_ACCEPT)
     work_dir: str = ".psu-build"                 # absolute or relative to top
+    # The wrapper route (cc.py): each unit's own flags, include paths absolute in
+    # the build it was recorded from, and the program's flags in its manifest.
+    unit_flags: dict = field(default_factory=dict)
+    manifest_flags: list = None
 
     def path(self, *parts):
         return os.path.join(self.top, self.work_dir, *parts)
+
+    def flags_of(self, unit, root):
+        """The flags unit `unit` is analysed and compiled with in the tree at `root`."""
+        if unit not in self.unit_flags:
+            return self.flags
+        return map_flags(self.unit_flags[unit], self.top, root)
+
+
+_PATH_VALUED = ("-I", "-iquote", "-isystem", "-idirafter")
+
+
+def map_flags(flags, top, root):
+    """Recorded flags moved into the revision exported at `root`: a folder of the
+    project is searched in the revision first, then where the build had it, so
+    generated headers (autotools' config.h, a build folder's) are still found."""
+    if os.path.abspath(root) == os.path.abspath(top):
+        return list(flags)
+
+    def inside(path):
+        relative = os.path.relpath(path, top)
+        return None if relative == ".." or relative.startswith(".." + os.sep) else relative
+    mapped, index = [], 0
+    while index < len(flags):
+        flag = flags[index]
+        option = next((o for o in _PATH_VALUED[::-1] if flag.startswith(o)), None)
+        if option is None and flag in ("-include", "-imacros") and index + 1 < len(flags):
+            relative = inside(flags[index + 1])
+            moved = os.path.join(root, relative) if relative is not None else None
+            mapped += [flag, moved if moved and os.path.exists(moved) else flags[index + 1]]
+            index += 2
+            continue
+        if option is None:
+            mapped.append(flag)
+            index += 1
+            continue
+        if flag == option and index + 1 < len(flags):
+            value, index = flags[index + 1], index + 2
+        else:
+            value, index = flag[len(option):], index + 1
+        relative = inside(value)
+        if relative is not None:
+            mapped += [option, os.path.normpath(os.path.join(root, relative))]
+        mapped += [option, value]
+    return mapped
 
 
 # -- revisions ---------------------------------------------------------------------
@@ -108,13 +156,18 @@ def analyse_tree(config, root, label):
     """Units and manifest of the program as its sources stand under `root`."""
     units = []
     for path in config.sources:
+        where = root
         if not os.path.exists(os.path.join(root, path)):
-            continue
-        units.append(frontend.analyse(path, config.cc, config.flags, root,
+            if path not in config.unit_flags or path in config.dsu_units or \
+                    not os.path.exists(os.path.join(config.top, path)):
+                continue
+            where = config.top    # a source the build generated (not in the revision)
+        units.append(frontend.analyse(path, config.cc, config.flags_of(path, where), where,
                                       dsu=path in config.dsu_units,
                                       cache_dir=config.path("cache")))
     compiler = manifest.compiler_identity(config.cc)
-    return units, manifest.build(config.program, label, units, compiler, config.flags,
+    flags = config.flags if config.manifest_flags is None else config.manifest_flags
+    return units, manifest.build(config.program, label, units, compiler, flags,
                                  config.exclude, config.direct_statics)
 
 
@@ -129,7 +182,7 @@ class Comparison:
     old_units: list = field(default_factory=list)
 
 
-def compare(config, from_ref, to_ref, from_sha=None, to_sha=None):
+def compare(config, from_ref, to_ref, from_sha=None, to_sha=None, to_label=None):
     """Analyse FROM and TO like the release build and compare them (raises
     RefusedChanges or NoChanges)."""
     from_sha = from_sha or resolve(config.top, from_ref, "FROM")
@@ -137,7 +190,7 @@ def compare(config, from_ref, to_ref, from_sha=None, to_sha=None):
     old_root = export(config, from_sha)
     new_root = config.top if to_sha == "WORKTREE" else export(config, to_sha)
     old_units, old = analyse_tree(config, old_root, from_ref)
-    new_units, new = analyse_tree(config, new_root, to_ref)
+    new_units, new = analyse_tree(config, new_root, to_label or to_ref)
     try:
         change_set = changes.compare(old, new, accept=config.accept)
     except RefusedChanges as refused:
@@ -246,8 +299,9 @@ def _with_layouts(config, refused, old_root, new_root, old, new):
 
 # -- building the bundle -----------------------------------------------------------
 
-def _compile(config, root, source, obj, extra):
-    command = [config.cc, "-c", "-fPIC", *config.flags, *extra, "-o", obj, source]
+def _compile(config, root, source, obj, extra, flags=None):
+    flags = config.flags if flags is None else flags
+    command = [config.cc, "-c", "-fPIC", *flags, *extra, "-o", obj, source]
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if done.returncode != 0:
         raise ToolError(f"psu: compiling the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
@@ -278,9 +332,9 @@ def _link(config, root, objects, output, extra=()):
     raise ToolError(f"psu: linking the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
 
-def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
+def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None, to_label=None):
     """Build the bundle `output` updating FROM to TO; returns (bundle manifest, report)."""
-    comparison = compare(config, from_ref, to_ref, from_sha, to_sha)
+    comparison = compare(config, from_ref, to_ref, from_sha, to_sha, to_label)
     old, new, change_set = comparison.old, comparison.new, comparison.changes
     root = comparison.new_root
     text_report = changes.report(change_set, old, new)
@@ -340,10 +394,10 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None):
                 f.write(codegen.transform(unit, text, role, dsu, generated, plan, program_functions,
                                           constants))
             obj = generated + ".o"
-            _compile(config, root, generated, obj, quote + include)
+            _compile(config, root, generated, obj, quote + include, config.flags_of(path, root))
             objects.append(obj)
 
-    label = to_ref if comparison.to_sha != "WORKTREE" else new["label"]
+    label = to_label or (to_ref if comparison.to_sha != "WORKTREE" else new["label"])
     main = os.path.join(work, "bundle_main.c")
     with open(main, "w") as f:
         f.write(codegen.bundle_main(label, old["build_id"], new["build_id"], change_set.switched,

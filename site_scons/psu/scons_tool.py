@@ -14,6 +14,11 @@ Construction variables (defaults in `generate`):
                   'type:<type name>', 'stale:<function>', 'init:<variable>' ([])
   PSU_BUILD_DIR   where generated sources, analyses and patch work go ('#.psu-build')
   PSU_PATCH_DIR   where `scons patch` writes bundles ('#psu-patches')
+  PSU_PATCH_FROM  versions still deployed (revisions): the build also writes a bundle
+                  from each to the version built, `<program>-<FROM>-<PSU_VERSION>.psu`
+                  in PSU_PATCH_DIR (alias `psu-bundles`; `scons -c` removes them)
+
+psu.toml is for the compiler-wrapper route (`psu cc`); this tool does not read it.
 """
 import json
 import os
@@ -26,7 +31,7 @@ import SCons.Scanner.C
 import SCons.Script
 
 from . import build, manifest, patch, resources
-from .errors import PsuError
+from .errors import NoChanges, PsuError
 
 _FLAGS = "$CCFLAGS $CFLAGS $_CCCOMCOM"
 DEFAULT_DIRECT_STATICS = manifest.DEFAULT_DIRECT_STATICS
@@ -101,9 +106,17 @@ def _fail_patch(target, error):
 
 def _bundle(target, source, env):
     config = patch.BuildConfig(**json.loads(env["PSU_PATCH_CONFIG"]))
+    to_label = env.get("PSU_TO_LABEL")
     try:
         _, text = patch.make_bundle(config, env["PSU_FROM"], env["PSU_TO"], target[0].abspath,
-                                    from_sha=env["PSU_FROM_SHA"], to_sha=env["PSU_TO_SHA"])
+                                    from_sha=env["PSU_FROM_SHA"], to_sha=env["PSU_TO_SHA"],
+                                    to_label=to_label)
+    except NoChanges as error:
+        if not to_label:
+            return _report(error)
+        # a release build of a deployed version itself: nothing to update
+        sys.stdout.write(f"psu: {env['PSU_FROM']} -> {to_label}: {error.message}; no bundle\n")
+        return 0
     except PsuError as error:
         _fail_patch(target, error)
     sys.stdout.write(text + "\n" + f"psu: bundle written to {target[0].get_path()}\n")
@@ -134,7 +147,8 @@ def _actions():
                                         varlist=common + ["PSU_VERSION", "PSU_EXCLUDE", "PSU_PROGRAM",
                                                           "PSU_DIRECT_STATICS"]),
         "bundle": SCons.Action.Action(_bundle, "psu: making $TARGET",
-                                      varlist=["PSU_PATCH_CONFIG", "PSU_FROM", "PSU_TO"]),
+                                      varlist=["PSU_PATCH_CONFIG", "PSU_FROM", "PSU_TO",
+                                               "PSU_TO_LABEL"]),
     }
 
 
@@ -203,9 +217,30 @@ def PSUProgram(env, target, source=None, **overrides):
     description = env.Textfile(work.File("build.json"), [env.Value(config_json)])
     env.Depends(built, description)
 
+    for from_ref in env.Flatten([env["PSU_PATCH_FROM"]]):
+        _release_bundle(env, config, config_json, str(from_ref), manifest_json, built)
     if "patch" in SCons.Script.COMMAND_LINE_TARGETS:
         _patch_target(env, config, config_json)
     return built
+
+
+def _release_bundle(env, config, config_json, from_ref, manifest_json, built):
+    """The bundle from deployed version `from_ref` to the version being built: a
+    build output, rebuilt when FROM's commit or the program's manifest changes."""
+    try:
+        from_sha = patch.resolve(config.top, from_ref, "FROM")
+    except PsuError as error:
+        error.message = f"psu: PSU_PATCH_FROM of {config.program}: " + \
+            error.message.replace("psu: ", "", 1)
+        SCons.Script.Exit(_report(error))
+    label = env.subst("$PSU_VERSION")
+    output = env.Dir("$PSU_PATCH_DIR").File(patch.bundle_name(config.program, from_ref, label))
+    bundle_node = env._PSUBundle(output, [env.Value(from_sha), manifest_json],
+                                 PSU_PATCH_CONFIG=config_json, PSU_FROM=from_ref, PSU_TO="WORKTREE",
+                                 PSU_TO_LABEL=label, PSU_FROM_SHA=from_sha, PSU_TO_SHA="WORKTREE")
+    env.Depends(bundle_node, resources.package_files() + resources.runtime_sources())
+    env.Alias("psu-bundles", bundle_node)
+    env.Clean(built, bundle_node)
 
 
 def _patch_target(env, config, config_json):
@@ -239,6 +274,7 @@ def generate(env):
     top = env.Dir("#").abspath
     env.SetDefault(
         PSU_UNITS=[], PSU_EXCLUDE=[], PSU_ACCEPT=[], PSU_DIRECT_STATICS=DEFAULT_DIRECT_STATICS,
+        PSU_PATCH_FROM=[],
         PSU_BUILD_DIR="#.psu-build", PSU_PATCH_DIR="#psu-patches",
         PSU_VERSION=build.git_label(top))
     actions = _actions()
