@@ -196,11 +196,12 @@ def test_a_unit_psu_cannot_parse_fails_its_compile_with_its_location(tmp_path):
     project = stateful_repository(tmp_path / "repo", CORPUS / "make")
     env = wrapper_environment(tmp_path)
     state_c = project.root / "src" / "state.c"
-    state_c.write_text(state_c.read_text() + "\nint doubled(int v)\n{\n    __auto_type w = v;\n"
-                       "    return w * 2;\n}\n")
+    # a nested function: GNU C that gcc compiles and psu cannot read
+    state_c.write_text(state_c.read_text() + "\nint doubled(int v)\n{\n"
+                       "    int twice(int x) { return x * 2; }\n    return twice(v);\n}\n")
     built = run(["make", "CC=psu cc gcc"], project.root, env=env, check=False)
     assert built.returncode != 0
-    assert re.search(r"^src/state\.c:\d+:\d+: psu: cannot parse __auto_type", built.stderr, re.M), \
+    assert re.search(r"^src/state\.c:\d+:\d+: psu: cannot parse a nested function", built.stderr, re.M), \
         built.stderr
     assert "Traceback" not in built.stderr
     assert not (project.root / "src" / "state.o").exists()
