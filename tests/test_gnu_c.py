@@ -247,7 +247,12 @@ int lookup(int which, int x)
     static int calls[OP_LAST] = { [OP_ADD] = 10, [OP_SUB] = 20 };
     static const char *names[] = { ['+'] = "add", ['-'] = "sub" };
     static int sized[] = { 1, 2, 3 }, after = 4;
+    static void *jumps[] = { &&first, &&second };    /* a dispatch table: stays with its function */
     calls[OP_ADD]++;
+    goto *jumps[which];
+first:
+    after += 0;
+second:
     return table[which].run(x) + (int)(sizeof spare / sizeof spare[0]) + calls[OP_ADD] +
            (int)(sizeof names / sizeof names[0]) + (int)(sizeof sized / sizeof sized[0]) + after;
 }
@@ -272,3 +277,4 @@ def test_declarations_of_sparse_build_and_keep_their_state(tmp_path):
     unbound = {local.name: local.unbound for f in unit.functions for local in f.locals}
     assert unbound["table"] == unbound["spare"] == "its type is declared inside the function"
     assert unbound["calls"] == unbound["names"] == unbound["sized"] == unbound["after"] == ""
+    assert unbound["jumps"] == "its initializer takes the address of a label of the function"

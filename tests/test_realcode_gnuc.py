@@ -7,6 +7,8 @@ unit; then the project's own tests run against the DSU binary.
 
 - xxHash 0.8.1 (`make DISPATCH=1`): asm statements with operands (cpuid,
   compiler guards), target attributes, x86 intrinsics headers, _Static_assert.
+- LZ4 1.9.4: always_inline/packed/aligned attributes, builtins, `#pragma`
+  and `_Pragma`, function-like macros that make names (XXH_NAMESPACE).
 - sparse 0.6.4 (the Linux kernel's checker, written in its style): statement
   expressions with `__typeof__` and macro-made braces in its list iterators
   (`FOR_EACH_PTR(list, p) { ... } END_FOR_EACH_PTR(p);`), functions declared
@@ -88,6 +90,23 @@ def test_xxhash(tmp_path):
     plain = tmp_path / "plain-xxhsum"
     run(["gcc", "-O3", "-DXXHSUM_DISPATCH=1", "-o", plain, *units], root)
     assert hashes == run([plain, "-H2", "xxhash.h"], root).stdout
+
+
+def test_lz4(tmp_path):
+    root = debian_source("lz4", "1.9.4", tmp_path)
+    psu_build(root, "env = Environment(tools=['default', 'psu'], CCFLAGS=['-O3'], CPPPATH=['lib'],\n"
+                    "                  CPPDEFINES=['XXH_NAMESPACE=LZ4_'])\n"
+                    "units = sorted(Glob('lib/*.c', strings=True) + Glob('programs/*.c', strings=True))\n"
+                    "env.PSUProgram('programs/lz4', units, PSU_UNITS=units)\n")
+    for link in ("unlz4", "lz4cat"):                  # as programs/Makefile makes them
+        os.symlink("lz4", root / "programs" / link)
+    report = dsu_report(root / "programs" / "lz4.psu.json")
+    assert report["units"] == 9 and report["dsu_functions"] > 100
+    # the project's own CLI tests, against the DSU binary (-o: do not rebuild it)
+    # (bytes: the tests print binary data)
+    tested = subprocess.run(["make", "-C", "tests", "-o", "lz4", "-o", "unlz4", "-o", "lz4cat",
+                             "test-lz4-essentials"], cwd=root, capture_output=True, timeout=300)
+    assert tested.returncode == 0, tested.stderr.decode(errors="replace")[-2000:]
 
 
 def _jq_configuration(root):

@@ -18,7 +18,7 @@ from pycparser import c_ast
 from pycparser.c_parser import ParseError
 
 from . import resources
-from .gnuc import FuncDef, GnuCGenerator, GnuCParser, OpaqueFunction, Range, Unsupported
+from .gnuc import FuncDef, GnuCGenerator, GnuCParser, LabelAddress, OpaqueFunction, Range, Unsupported
 
 from .errors import CSourceError, ToolError
 from .model import Function, LocalStatic, Location, Unit, Variable
@@ -590,6 +590,13 @@ def _constant_value(node):
     return None
 
 
+def _takes_label_addresses(node):
+    """Whether `&&label` appears in `node` (a dispatch table: only its function can hold it)."""
+    if isinstance(node, LabelAddress):
+        return True
+    return any(_takes_label_addresses(child) for _, child in node.children())
+
+
 def _sized_by_uncounted_initializer(decl):
     """`T x[] = {...}` whose length psu cannot count: bound as `extern T x[]`,
     `sizeof x` would no longer compile."""
@@ -1090,6 +1097,8 @@ class _Describer:
             unbound = "its initializer names something declared inside the function"
         elif not _written_on(self.lines, local.name, local.coord.line):
             unbound = "made by a macro"
+        elif local.init is not None and _takes_label_addresses(local.init):
+            unbound = "its initializer takes the address of a label of the function"
         elif _sized_by_uncounted_initializer(local):
             unbound = "psu cannot count the elements its initializer gives it"
         elif local.name in self.file_scope_names:
