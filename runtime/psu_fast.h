@@ -33,6 +33,11 @@
  */
 #ifndef PSU_FAST_H
 #define PSU_FAST_H
+/* Included into the user's DSU units, compiled with their flags (perhaps
+ * -std=c89 -pedantic -Werror ...): this C11 code, and the entry check
+ * macros expanded in their functions, are psu's, so the user's warnings
+ * do not apply to them. */
+#pragma GCC system_header
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -172,10 +177,14 @@ psu_current(struct psu_function *fn)
  * after all rather than run on.  (gcc 9 and later can ask; elsewhere a
  * noreturn DSU function draws a warning.) */
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 9
+/* (Naming a deprecated function to ask is no use of it: no warning.) */
 #define psu_after_general_path(f)                                             \
     do {                                                                      \
+        _Pragma("GCC diagnostic push")                                        \
+        _Pragma("GCC diagnostic ignored \"-Wdeprecated-declarations\"")      \
         if (__builtin_has_attribute(f, noreturn))                             \
             __builtin_trap();                                                 \
+        _Pragma("GCC diagnostic pop")                                         \
     } while (0)
 #else
 #define psu_after_general_path(f) ((void)0)

@@ -22,12 +22,14 @@ psu.toml is for the compiler-wrapper route (`psu cc`); this tool does not read i
 """
 import json
 import os
+import shlex
 import sys
 
 import SCons.Action
 import SCons.Builder
 import SCons.Node.Python
 import SCons.Scanner.C
+import SCons.Subst
 import SCons.Script
 
 from . import build, manifest, patch, resources
@@ -46,8 +48,20 @@ def _report(error):
 
 
 def code_flags(env):
-    """The flags that make the code (and so the build id), as the compiler sees them."""
-    return [str(f) for f in env.subst_list(_FLAGS)[0]]
+    """The flags that make the code (and so the build id), as the compiler sees them.
+
+    SCons runs a compile through the shell (`sh -c`), so a string define escaped
+    for it (backslash before each double quote) loses its backslashes on the way;
+    psu runs the compiler without a shell, so it does the same unquoting here."""
+    words = env.subst_list(_FLAGS)[0]
+    if os.name != "posix":
+        return [str(f) for f in words]
+    line = " ".join(SCons.Subst.escape_list(words, env.get("ESCAPE", lambda word: word)))
+    try:
+        return shlex.split(line)
+    except ValueError as error:
+        SCons.Script.Exit(_report(PsuError(f"psu: the compile flags {line!r} do not parse as the "
+                                           f"shell reads them: {error}")))
 
 
 def _relative(node):
@@ -195,10 +209,15 @@ def PSUProgram(env, target, source=None, **overrides):
     env._PSUManifest([manifest_json, info_c], analyses, PSU_PROGRAM=name)
     env.Depends([manifest_json, info_c], generator_files)
     objects += env.Object(info_c)
+    # The runtime is psu's C11 code, not the user's: it keeps only the target
+    # flags (-m...), so a strict or older language setting does not apply to it.
+    target_flags = [f for f in env.Flatten([env.subst_list("$CCFLAGS $CFLAGS")[0]])
+                    if str(f).startswith("-m")]
     for c_file in resources.runtime_sources():
         stem = os.path.splitext(os.path.basename(c_file))[0]
         objects += env.Object(work.File("runtime/" + stem + env["OBJSUFFIX"]), env.File(c_file),
-                              CPPPATH=[runtime], CCFLAGS=env["CCFLAGS"] + ["-pthread"])
+                              CPPPATH=[runtime], CPPDEFINES=[], CPPFLAGS=[], CFLAGS=[],
+                              CCFLAGS=[str(f) for f in target_flags] + ["-O2", "-g", "-pthread"])
     built = env.Program(program, objects,
                         LINKFLAGS=env["LINKFLAGS"] + ["-rdynamic", "-pthread"],
                         LIBS=env.get("LIBS", []) + ["dl"])

@@ -1,0 +1,61 @@
+/* DSU unit: tables of anonymous struct type sized by their initializers,
+ * a string define, a deprecated function; C89 and warning-free. */
+#include <stdio.h>
+#include <string.h>
+#include "unit.h"
+
+static const struct { const char *name; int value; } names[] = {
+    { "one", 1 }, { "two", 2 }, { "three", 3 }
+};
+
+static struct { const char *name; int hits; } counters[] = {
+    { "a", 0 }, { "b", 0 }
+};
+
+static int calls;
+
+int old_api(int x)
+{
+    return x + 1;
+}
+
+static int lookup(const char *name)
+{
+    size_t i;
+    for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(names[i].name, name) == 0)
+            return names[i].value;
+    return -1;
+}
+
+static int hit(const char *name)
+{
+    size_t i;
+    for (i = 0; i < sizeof counters / sizeof counters[0]; i++)
+        if (strcmp(counters[i].name, name) == 0)
+            return ++counters[i].hits;
+    return -1;
+}
+
+void handle(const char *command, char *out, size_t size)
+{
+    char text[64];
+    calls++;
+    if (strcmp(command, "version") == 0)
+        sprintf(text, "version %s", VERSION);
+    else if (strncmp(command, "lookup ", 7) == 0)
+        sprintf(text, "%s=%d", command + 7, lookup(command + 7));
+    else if (strncmp(command, "hit ", 4) == 0)
+        sprintf(text, "hits %d", hit(command + 4));
+    else
+        sprintf(text, "calls %d", calls);
+    if (size > 0) {
+        strncpy(out, text, size - 1);
+        out[size - 1] = '\0';
+    }
+}
+
+void old_log(const char *text)
+{
+    calls += (int)strlen(text);
+}
