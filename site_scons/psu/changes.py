@@ -70,12 +70,30 @@ class ChangeSet:
         }
 
 
+def _without_macros(flags):
+    """`flags` less the macro definitions (-D, -U): what a define changes is in
+    the preprocessed text the analysis compares, function by function and type
+    by type; any other flag may change the code of unchanged functions."""
+    if flags is None:
+        return None
+    kept, skip = [], False
+    for flag in flags:
+        if skip:
+            skip = False
+        elif flag in ("-D", "-U"):
+            skip = True
+        elif not flag.startswith(("-D", "-U")):
+            kept.append(flag)
+    return kept
+
+
 def compare(old, new, accept=()):
     """The change set that takes a process from manifest `old` to manifest `new`;
     `accept`: PSU_ACCEPT names of refusals the user vouches for."""
     changes = ChangeSet()
     old_units, new_units = old["units"], new["units"]
-    if old.get("flags") != new.get("flags") or old.get("compiler") != new.get("compiler"):
+    if _without_macros(old.get("flags")) != _without_macros(new.get("flags")) or \
+            old.get("compiler") != new.get("compiler"):
         changes.refusals.append(Refusal("build", new["program"], "compiler and flags",
                                         "FROM and TO are built differently; a bundle must be "
                                         "compiled like the program it patches"))

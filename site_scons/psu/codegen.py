@@ -121,8 +121,13 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         source.replace(name_index, entry["impl"])
         # a bundle exports some implementations by alias and compiles the rest
         # unused: hidden, so only the table names them
-        prototype = ("static " if function.static else "") + \
+        # (the function's own name stays declared for calls above its
+        # definition: a redeclaration of the header's, by psu, not the user)
+        prototype = "#pragma GCC diagnostic push\n" \
+            "#pragma GCC diagnostic ignored \"-Wredundant-decls\"\n" + \
+            ("static " if function.static else "") + \
             function.signature.replace("@NAME@", function.name) + ";\n" + \
+            "#pragma GCC diagnostic pop\n" + \
             ("static " if function.static else "__attribute__((visibility(\"hidden\"))) ") + \
             (function.va_head or function.signature).replace("@NAME@", entry["impl"])
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")

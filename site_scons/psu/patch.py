@@ -8,7 +8,7 @@ import os
 import re
 import shutil
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import bundle, changes, codegen, frontend, manifest, resources
 from .errors import RefusedChanges, ToolError, UsageError
@@ -35,6 +35,9 @@ class BuildConfig:
     # the build it was recorded from, and the program's flags in its manifest.
     unit_flags: dict = field(default_factory=dict)
     manifest_flags: list = None
+    # The flags of the deployed FROM build (its manifest's), where the build
+    # files changed them since (a define): FROM is analysed as it was built.
+    from_flags: list = None
 
     def path(self, *parts):
         return os.path.join(self.top, self.work_dir, *parts)
@@ -189,7 +192,10 @@ def compare(config, from_ref, to_ref, from_sha=None, to_sha=None, to_label=None)
     to_sha = to_sha or resolve(config.top, to_ref, "TO")
     old_root = export(config, from_sha)
     new_root = config.top if to_sha == "WORKTREE" else export(config, to_sha)
-    old_units, old = analyse_tree(config, old_root, from_ref)
+    old_config = config
+    if config.from_flags is not None:
+        old_config = replace(config, flags=list(config.from_flags), unit_flags={}, manifest_flags=None)
+    old_units, old = analyse_tree(old_config, old_root, from_ref)
     new_units, new = analyse_tree(config, new_root, to_label or to_ref)
     try:
         change_set = changes.compare(old, new, accept=config.accept)

@@ -262,6 +262,22 @@ def _release_bundle(env, config, config_json, from_ref, manifest_json, built):
     env.Clean(built, bundle_node)
 
 
+def _with_deployed_flags(config, config_json, manifest_path):
+    """The build description with FROM analysed under the flags of the deployed
+    build (FROM_MANIFEST=its .psu.json), for when the build files changed them."""
+    try:
+        with open(manifest_path) as f:
+            deployed = json.load(f)
+        program, flags = deployed["program"], deployed["flags"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        SCons.Script.Exit(_report(PsuError(f"psu: FROM_MANIFEST={manifest_path}: not a psu manifest "
+                                           f"({error})")))
+    if program != config.program:
+        SCons.Script.Exit(_report(PsuError(f"psu: FROM_MANIFEST={manifest_path} describes {program}, "
+                                           f"not {config.program}")))
+    return json.dumps(dict(json.loads(config_json), from_flags=flags), sort_keys=True, indent=1) + "\n"
+
+
 def _patch_target(env, config, config_json):
     name, top = config.program, config.top
     arguments = SCons.Script.ARGUMENTS
@@ -271,6 +287,8 @@ def _patch_target(env, config, config_json):
         to_sha = patch.resolve(top, to_ref, "TO")
     except PsuError as error:
         SCons.Script.Exit(_report(error))
+    if arguments.get("FROM_MANIFEST"):
+        config_json = _with_deployed_flags(config, config_json, arguments["FROM_MANIFEST"])
     outputs = [os.path.relpath(env.Dir(d).abspath, top) for d in ("$PSU_BUILD_DIR", "$PSU_PATCH_DIR")]
     to_key = patch.worktree_key(top, outputs) if to_sha == "WORKTREE" else to_sha
     settings = dict(PSU_PATCH_CONFIG=config_json, PSU_FROM=from_ref, PSU_TO=to_ref,

@@ -1,0 +1,77 @@
+"""Real builds under strict flags (tests/corpus/strict): psu's generated code
+adds no warning to a warning-free DSU unit, a string define written for the
+shell reaches psu's preprocessing as the compiler sees it, and tables of an
+anonymous struct type sized by their initializers are bound in a bundle.
+
+The corpus builds with -Werror and every strict warning (its SConstruct), in
+gnu99, gnu11 and C89 (-std=c89 -ansi), as a program and as a bundle.
+"""
+import shutil
+
+import pytest
+
+from projects import REPO, Process, Project
+
+CORPUS = REPO / "tests" / "corpus" / "strict"
+UNIT_C = "src/unit.c"
+
+
+def edit(project, path, *replacements):
+    file = project.root / path
+    text = file.read_text()
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    file.write_text(text)
+
+
+class Program:
+    def __init__(self, project, tmp_path):
+        self.process = Process([project.root / "strict"], project.root, tmp_path / "run", stdin=True)
+        assert self.process.read_line() == "ready"
+        self.process.wait_for_socket()
+
+    def __call__(self, command):
+        self.process.process.stdin.write(command + "\n")
+        self.process.process.stdin.flush()
+        return self.process.read_line()
+
+    def stop(self):
+        self.process.process.stdin.close()
+        self.process.stop()
+
+
+@pytest.mark.parametrize("std", ["gnu99", "gnu11", "c89"])
+def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
+    project = Project(tmp_path / "repo")
+    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
+    (project.root / ".gitignore").write_text(
+        ".psu-build/\npsu-patches/\n*.o\n*.psu.json\n.sconsign.dblite\nstrict\n")
+    project.commit("v1")
+    # v2: the string define and the uses of both tables change
+    edit(project, "SConstruct", ('\\\\"1.0\\\\"', '\\\\"2.0\\\\"'))
+    edit(project, UNIT_C, ('"%s=%d", command + 7', '"%s is %d", command + 7'),
+         ("return ++counters[i].hits;", "return counters[i].hits += 10;"),
+         ("return names[i].value;", "return names[i].value * 100;"))
+    project.commit("v2")
+    project.checkout("v1")
+    project.build(f"STD={std}")    # -Werror: any warning of psu's code fails here, and in the bundle
+    running = Program(project, tmp_path)
+    try:
+        assert running("version") == "version 1.0"
+        assert running("lookup two") == "two=2"
+        assert running("hit b") == "hits 1"
+        # the deployed build's manifest: FROM is analysed with the define it was built with
+        deployed = shutil.copy(project.root / "strict.psu.json", tmp_path / "deployed.psu.json")
+        project.checkout("v2")
+        patched = project.patch("v1", "v2", extra=[f"STD={std}", f"FROM_MANIFEST={deployed}"])
+        assert "handle" in patched.stdout
+        done = running.process.psu("apply", running.process.pid, project.bundle("strict", "v1", "v2"))
+        assert done.returncode == 0, done.stderr
+        assert running("version") == "version 2.0"
+        assert running("lookup three") == "three is 300"
+        # the mutable table is the running program's: its count goes on
+        assert running("hit b") == "hits 11"
+        assert running("hit a") == "hits 10"
+    finally:
+        running.stop()
