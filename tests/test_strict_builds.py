@@ -52,7 +52,8 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
     edit(project, "SConstruct", ('\\\\"1.0\\\\"', '\\\\"2.0\\\\"'))
     edit(project, UNIT_C, ('"%s=%d", command + 7', '"%s is %d", command + 7'),
          ("return ++counters[i].hits;", "return counters[i].hits += 10;"),
-         ("return names[i].value;", "return names[i].value * 100;"))
+         ("return names[i].value;", "return names[i].value * 100;"),
+         ("return directives[i].handler(v);", "return directives[i].handler(v) + 1000 * directives[i].uses;"))
     project.commit("v2")
     project.checkout("v1")
     project.build(f"STD={std}")    # -Werror: any warning of psu's code fails here, and in the bundle
@@ -61,6 +62,8 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
         assert running("version") == "version 1.0"
         assert running("lookup two") == "two=2"
         assert running("hit b") == "hits 1"
+        assert running("run twice") == "14"
+        assert running("run square") == "49"
         # the deployed build's manifest: FROM is analysed with the define it was built with
         deployed = shutil.copy(project.root / "strict.psu.json", tmp_path / "deployed.psu.json")
         project.checkout("v2")
@@ -73,5 +76,8 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
         # the mutable table is the running program's: its count goes on
         assert running("hit b") == "hits 11"
         assert running("hit a") == "hits 10"
+        # the global table too: its handlers and use counts are the program's
+        assert running("run twice") == "2014"
+        assert running("run square") == "2049"
     finally:
         running.stop()

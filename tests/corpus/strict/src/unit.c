@@ -14,6 +14,37 @@ static struct { const char *name; int hits; } counters[] = {
 
 static int calls;
 
+static int twice(int v)
+{
+    return 2 * v;
+}
+
+static int square(int v)
+{
+    return v * v;
+}
+
+/* a global table of an anonymous struct type, handlers in it */
+struct {
+    const char *name;
+    int (*handler)(int);
+    int uses;
+} directives[] = {
+    { "twice", twice, 0 },
+    { "square", square, 0 }
+};
+
+static int run_directive(const char *name, int v)
+{
+    size_t i;
+    for (i = 0; i < sizeof(directives) / sizeof(directives[0]); i++)
+        if (strcmp(directives[i].name, name) == 0) {
+            directives[i].uses++;
+            return directives[i].handler(v);
+        }
+    return -1;
+}
+
 int old_api(int x)
 {
     return x + 1;
@@ -45,6 +76,8 @@ void handle(const char *command, char *out, size_t size)
         sprintf(text, "version %s", VERSION);
     else if (strncmp(command, "lookup ", 7) == 0)
         sprintf(text, "%s=%d", command + 7, lookup(command + 7));
+    else if (strncmp(command, "run ", 4) == 0)
+        sprintf(text, "%d", run_directive(command + 4, 7));
     else if (strncmp(command, "hit ", 4) == 0)
         sprintf(text, "hits %d", hit(command + 4));
     else
