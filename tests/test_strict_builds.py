@@ -53,6 +53,7 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
     edit(project, UNIT_C, ('"%s=%d", command + 7', '"%s is %d", command + 7'),
          ("return ++counters[i].hits;", "return counters[i].hits += 10;"),
          ("return names[i].value;", "return names[i].value * 100;"),
+         ("return (int)i * 10 + ++levels[i].seen;", "return (int)i * 100 + ++levels[i].seen;"),
          ("return directives[i].handler(v);", "return directives[i].handler(v) + 1000 * directives[i].uses;"))
     project.commit("v2")
     project.checkout("v1")
@@ -64,6 +65,8 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
         assert running("hit b") == "hits 1"
         assert running("run twice") == "14"
         assert running("run square") == "49"
+        assert running("level high") == "level 41"
+        assert running("level nothing") == "level 5"
         # the deployed build's manifest: FROM is analysed with the define it was built with
         deployed = shutil.copy(project.root / "strict.psu.json", tmp_path / "deployed.psu.json")
         project.checkout("v2")
@@ -79,5 +82,8 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
         # the global table too: its handlers and use counts are the program's
         assert running("run twice") == "2014"
         assert running("run square") == "2049"
+        assert running("level high") == "level 402"
+        assert running("level mid") == "level 201"
+        assert running("level nothing") == "level 5"
     finally:
         running.stop()

@@ -18,7 +18,8 @@ from pycparser import c_ast
 from pycparser.c_parser import ParseError
 
 from . import resources
-from .gnuc import FuncDef, GnuCGenerator, GnuCParser, LabelAddress, OpaqueFunction, Range, Unsupported
+from .gnuc import (FuncDef, GnuCGenerator, GnuCParser, IndexDesignator, LabelAddress, OpaqueFunction,
+                   Range, Unsupported)
 
 from .errors import CSourceError, ToolError
 from .model import Function, LocalStatic, Location, Unit, Variable
@@ -550,10 +551,10 @@ def _kr_prototyped(decl, ext, prototype, canon):
                       decl.coord)
 
 
-def _array_length(decl):
+def _array_length(decl, enums=None):
     """Elements of `T x[] = {...}`: a bound `extern T x[]` keeps its size (so
     `sizeof x` still compiles in a patch).  None when the type has its size or it
-    cannot be counted simply."""
+    cannot be counted simply.  `enums`: the enum of each enumerator (`[NAME] =`)."""
     if not isinstance(decl.type, c_ast.ArrayDecl) or decl.type.dim is not None or decl.init is None:
         return None
     if isinstance(decl.init, c_ast.InitList):
@@ -563,7 +564,11 @@ def _array_length(decl):
                 designator = item.name[0]
                 if isinstance(designator, Range):       # [first ... last] =
                     designator = designator.last
-                index = _constant_value(designator)
+                elif isinstance(designator, IndexDesignator):   # [NAME] =
+                    designator = designator.expr
+                elif isinstance(designator, c_ast.ID):   # .member = : no array's
+                    return None
+                index = _constant_value(designator, enums)
                 if index is None:
                     return None
             index += 1
@@ -576,8 +581,24 @@ def _array_length(decl):
     return None
 
 
-def _constant_value(node):
-    """The value of an integer or plain character constant, or None."""
+_ARITHMETIC = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b,
+               "<<": lambda a, b: a << b if 0 <= b < 64 else None, "|": lambda a, b: a | b}
+
+
+def _constant_value(node, enums=None, depth=0):
+    """The value of an integer or plain character constant, of an enumerator
+    (`enums`: the enum declaring each), or of simple arithmetic on them; or None."""
+    if depth > 50:
+        return None
+    if isinstance(node, c_ast.ID):
+        return _enumerator_value(node.name, enums, depth + 1) if enums else None
+    if isinstance(node, c_ast.UnaryOp) and node.op in ("-", "+"):
+        value = _constant_value(node.expr, enums, depth + 1)
+        return None if value is None else (-value if node.op == "-" else value)
+    if isinstance(node, c_ast.BinaryOp) and node.op in _ARITHMETIC:
+        left = _constant_value(node.left, enums, depth + 1)
+        right = _constant_value(node.right, enums, depth + 1)
+        return None if left is None or right is None else _ARITHMETIC[node.op](left, right)
     if not isinstance(node, c_ast.Constant):
         return None
     if node.type == "int":
@@ -590,6 +611,24 @@ def _constant_value(node):
     return None
 
 
+def _enumerator_value(name, enums, depth):
+    """The value of enumerator `name`: its own, or one more than the one before."""
+    enum = enums.get(name)
+    if enum is None or enum.values is None:
+        return None
+    value = -1
+    for enumerator in enum.values.enumerators:
+        if enumerator.value is not None:
+            value = _constant_value(enumerator.value, enums, depth + 1)
+            if value is None:
+                return None
+        else:
+            value += 1
+        if enumerator.name == name:
+            return value
+    return None
+
+
 def _takes_label_addresses(node):
     """Whether `&&label` appears in `node` (a dispatch table: only its function can hold it)."""
     if isinstance(node, LabelAddress):
@@ -597,11 +636,11 @@ def _takes_label_addresses(node):
     return any(_takes_label_addresses(child) for _, child in node.children())
 
 
-def _sized_by_uncounted_initializer(decl):
+def _sized_by_uncounted_initializer(decl, enums=None):
     """`T x[] = {...}` whose length psu cannot count: bound as `extern T x[]`,
     `sizeof x` would no longer compile."""
     return isinstance(decl.type, c_ast.ArrayDecl) and decl.type.dim is None and \
-        decl.init is not None and _array_length(decl) is None
+        decl.init is not None and _array_length(decl, enums) is None
 
 
 def _is_const(type_node):
@@ -931,7 +970,7 @@ class _Describer:
                 if ext.init is not None:
                     known.init_hash = self.init_hash(ext.init)
                     known.reads = self.init_reads(ext.init)
-                    known.length = _array_length(ext)
+                    known.length = _array_length(ext, self.canon.enum_of_constant)
             return
         static = "static" in storage
         type_text, type_hash, init_hash = self.facts(ext)
@@ -940,7 +979,8 @@ class _Describer:
             name=ext.name, qualname=_qualname(self.path, ext.name, static), static=static,
             thread_local="_Thread_local" in storage, const=_is_const(ext.type),
             definition="extern" not in storage, type=type_text, type_hash=type_hash,
-            init_hash=init_hash, locations=[location], length=_array_length(ext),
+            init_hash=init_hash, locations=[location],
+            length=_array_length(ext, self.canon.enum_of_constant),
             type_refs=self.use_types(self.canon.references(ext.type)),
             reads=self.init_reads(ext.init))
         self.file_vars[ext.name] = variable
@@ -1099,7 +1139,7 @@ class _Describer:
             unbound = "made by a macro"
         elif local.init is not None and _takes_label_addresses(local.init):
             unbound = "its initializer takes the address of a label of the function"
-        elif _sized_by_uncounted_initializer(local):
+        elif _sized_by_uncounted_initializer(local, self.canon.enum_of_constant):
             unbound = "psu cannot count the elements its initializer gives it"
         elif local.name in self.file_scope_names:
             unbound = f"a file-scope declaration of '{local.name}' would be the same object"
@@ -1118,7 +1158,7 @@ class _Describer:
             init_hash=init_hash, decl=hoisted,
             thread_local="_Thread_local" in local.storage, const=_is_const(local.type),
             location=Location(self.path, local.coord.line, local.coord.column),
-            length=_array_length(local), unbound=unbound,
+            length=_array_length(local, self.canon.enum_of_constant), unbound=unbound,
             type_refs=self.use_types(self.canon.references(local.type)))
 
 

@@ -34,6 +34,27 @@ struct {
     { "square", square, 0 }
 };
 
+/* sized by its initializer; in C99 and later by enumerators as designators */
+enum level { LEVEL_LOW = 1, LEVEL_MID, LEVEL_HIGH = LEVEL_MID + 2 };
+static struct { const char *name; int seen; } levels[] = {
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L
+    [LEVEL_HIGH] = { "high", 0 },
+    [LEVEL_LOW] = { "low", 0 },
+    [LEVEL_MID] = { "mid", 0 }
+#else
+    { "", 0 }, { "low", 0 }, { "mid", 0 }, { "", 0 }, { "high", 0 }
+#endif
+};
+
+static int level(const char *name)
+{
+    size_t i;
+    for (i = 1; i < sizeof levels / sizeof *levels; i++)
+        if (levels[i].name != NULL && strcmp(levels[i].name, name) == 0)
+            return (int)i * 10 + ++levels[i].seen;
+    return (int)(sizeof levels / sizeof *levels);
+}
+
 static int run_directive(const char *name, int v)
 {
     size_t i;
@@ -78,6 +99,8 @@ void handle(const char *command, char *out, size_t size)
         sprintf(text, "%s=%d", command + 7, lookup(command + 7));
     else if (strncmp(command, "run ", 4) == 0)
         sprintf(text, "%d", run_directive(command + 4, 7));
+    else if (strncmp(command, "level ", 6) == 0)
+        sprintf(text, "level %d", level(command + 6));
     else if (strncmp(command, "hit ", 4) == 0)
         sprintf(text, "hits %d", hit(command + 4));
     else
