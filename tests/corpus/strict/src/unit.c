@@ -89,6 +89,11 @@ static int hit(const char *name)
     return -1;
 }
 
+int total_calls(void)
+{
+    return calls;
+}
+
 void handle(const char *command, char *out, size_t size)
 {
     char text[64];
@@ -104,7 +109,7 @@ void handle(const char *command, char *out, size_t size)
     else if (strncmp(command, "hit ", 4) == 0)
         sprintf(text, "hits %d", hit(command + 4));
     else
-        sprintf(text, "calls %d", calls);
+        sprintf(text, "calls %d", total_calls());
     if (size > 0) {
         strncpy(out, text, size - 1);
         out[size - 1] = '\0';
