@@ -55,6 +55,14 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
          ("return names[i].value;", "return names[i].value * 100;"),
          ("return (int)i * 10 + ++levels[i].seen;", "return (int)i * 100 + ++levels[i].seen;"),
          ("return directives[i].handler(v);", "return directives[i].handler(v) + 1000 * directives[i].uses;"))
+    # and a variable and a function are added (the bundle's state object)
+    edit(project, "src/unit.h", ("int total_calls(void);", "int total_calls(void);\nint next_added(void);"))
+    edit(project, UNIT_C, ("static int calls;", "static int calls;\nstatic int added_total = 40;\n\n"
+                                                "int next_added(void)\n{\n    return ++added_total;\n}"),
+         ('    else if (strncmp(command, "run ", 4) == 0)',
+          '    else if (strcmp(command, "added") == 0)\n'
+          '        sprintf(text, "added %d", next_added());\n'
+          '    else if (strncmp(command, "run ", 4) == 0)'))
     project.commit("v2")
     project.checkout("v1")
     project.build(f"STD={std}")    # -Werror: any warning of psu's code fails here, and in the bundle
@@ -85,5 +93,7 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
         assert running("level high") == "level 402"
         assert running("level mid") == "level 201"
         assert running("level nothing") == "level 5"
+        assert running("added") == "added 41"
+        assert running("added") == "added 42"
     finally:
         running.stop()
