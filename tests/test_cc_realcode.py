@@ -147,10 +147,9 @@ def test_tinyproxy_daemon_built_with_psu_cc_and_updated_live(tmp_path):
     archive = debian_source("tinyproxy", "1.11.1-2.1+deb12u1", "tinyproxy_1.11.1.orig.tar.xz")
     project = Project(extracted(archive, tmp_path, "tinyproxy-1.11.1"))
     shutil.rmtree(project.root / "site_scons")
-    # Left plain, each for a limit of psu's code generation met here (see the report
-    # of this test's commit): reqs.c has two function-local statics of one name and
-    # two types, upstream.c an array initializer with [ENUM] designators, conf.c a
-    # static array of an anonymous struct type whose size a bundle needs.
+    # Every unit DSU: reqs.c has two function-local statics of one name and two
+    # types, upstream.c and conf.c arrays sized by [ENUM] = designators (conf.c's
+    # of an anonymous struct type, its size read by sizeof in a bundle).
     (project.root / "psu.toml").write_text(
         'units = ["src/*.c"]\nexclude_units = []\n')
     (project.root / ".gitignore").unlink()
