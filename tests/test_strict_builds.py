@@ -10,10 +10,14 @@ import shutil
 
 import pytest
 
-from projects import REPO, Process, Project
+from projects import REPO, Process, Project, run
+from test_cc import wrapper_environment
 
 CORPUS = REPO / "tests" / "corpus" / "strict"
 UNIT_C = "src/unit.c"
+STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic", "-Wdeclaration-after-statement",
+          "-Wcast-qual", "-Wredundant-decls", "-Wdeprecated-declarations",
+          "-Wstrict-prototypes", "-Wmissing-prototypes", "-Wshadow"]
 
 
 def edit(project, path, *replacements):
@@ -23,6 +27,23 @@ def edit(project, path, *replacements):
         assert old in text, old
         text = text.replace(old, new)
     file.write_text(text)
+
+
+def make_v2(project):
+    """v2 (the unit): the uses of the tables change."""
+    edit(project, UNIT_C, ('"%s=%d", command + 7', '"%s is %d", command + 7'),
+         ("return ++counters[i].hits;", "return counters[i].hits += 10;"),
+         ("return names[i].value;", "return names[i].value * 100;"),
+         ("return (int)i * 10 + ++levels[i].seen;", "return (int)i * 100 + ++levels[i].seen;"),
+         ("return directives[i].handler(v);", "return directives[i].handler(v) + 1000 * directives[i].uses;"))
+    # and a variable and a function are added (the bundle's state object)
+    edit(project, "src/unit.h", ("int total_calls(void);", "int total_calls(void);\nint next_added(void);"))
+    edit(project, UNIT_C, ("static int calls;", "static int calls;\nstatic int added_total = 40;\n\n"
+                                                "int next_added(void)\n{\n    return ++added_total;\n}"),
+         ('    else if (strncmp(command, "run ", 4) == 0)',
+          '    else if (strcmp(command, "added") == 0)\n'
+          '        sprintf(text, "added %d", next_added());\n'
+          '    else if (strncmp(command, "run ", 4) == 0)'))
 
 
 class Program:
@@ -48,21 +69,8 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
     (project.root / ".gitignore").write_text(
         ".psu-build/\npsu-patches/\n*.o\n*.psu.json\n.sconsign.dblite\nstrict\n")
     project.commit("v1")
-    # v2: the string define and the uses of both tables change
-    edit(project, "SConstruct", ('\\\\"1.0\\\\"', '\\\\"2.0\\\\"'))
-    edit(project, UNIT_C, ('"%s=%d", command + 7', '"%s is %d", command + 7'),
-         ("return ++counters[i].hits;", "return counters[i].hits += 10;"),
-         ("return names[i].value;", "return names[i].value * 100;"),
-         ("return (int)i * 10 + ++levels[i].seen;", "return (int)i * 100 + ++levels[i].seen;"),
-         ("return directives[i].handler(v);", "return directives[i].handler(v) + 1000 * directives[i].uses;"))
-    # and a variable and a function are added (the bundle's state object)
-    edit(project, "src/unit.h", ("int total_calls(void);", "int total_calls(void);\nint next_added(void);"))
-    edit(project, UNIT_C, ("static int calls;", "static int calls;\nstatic int added_total = 40;\n\n"
-                                                "int next_added(void)\n{\n    return ++added_total;\n}"),
-         ('    else if (strncmp(command, "run ", 4) == 0)',
-          '    else if (strcmp(command, "added") == 0)\n'
-          '        sprintf(text, "added %d", next_added());\n'
-          '    else if (strncmp(command, "run ", 4) == 0)'))
+    edit(project, "SConstruct", ('\\\\"1.0\\\\"', '\\\\"2.0\\\\"'))     # the string define
+    make_v2(project)
     project.commit("v2")
     project.checkout("v1")
     project.build(f"STD={std}")    # -Werror: any warning of psu's code fails here, and in the bundle
@@ -95,5 +103,41 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
         assert running("level nothing") == "level 5"
         assert running("added") == "added 41"
         assert running("added") == "added 42"
+    finally:
+        running.stop()
+
+
+def test_strict_c89_unit_through_the_compiler_wrapper(tmp_path):
+    """The same unit through `psu cc` (a make-style build): program and bundle
+    compiled with the user's recorded flags, -Werror included."""
+    project = Project(tmp_path / "repo")
+    shutil.rmtree(project.root / "site_scons")
+    shutil.copytree(CORPUS / "src", project.root / "src")
+    (project.root / "psu.toml").write_text('units = ["src/unit.c"]\n')
+    (project.root / ".gitignore").write_text(".psu-build/\n*.o\nstrict\n*.psu.json\n")
+    project.commit("v1")
+    make_v2(project)
+    project.commit("v2")
+    project.checkout("v1")
+    env = wrapper_environment(tmp_path)
+    flags = ["-std=c89", "-ansi", "-O2", *STRICT, '-DVERSION="1.0"']
+    for unit in ("main", "unit"):
+        run(["psu", "cc", "gcc", *flags, "-c", "-o", f"src/{unit}.o", f"src/{unit}.c"],
+            project.root, env=env)
+    run(["psu", "cc", "gcc", "-o", "strict", "src/main.o", "src/unit.o"], project.root, env=env)
+    bundle = tmp_path / "strict-v1-v2.psu"
+    made = run(["psu", "patch", "v1", "v2", "-o", bundle], project.root, env=env, check=False)
+    assert made.returncode == 0, made.stdout + made.stderr
+    running = Program(project, tmp_path)
+    try:
+        assert running("lookup two") == "two=2"
+        assert running("hit a") == "hits 1"
+        done = running.process.psu("apply", running.process.pid, bundle)
+        assert done.returncode == 0, done.stderr
+        assert running("version") == "version 1.0"
+        assert running("lookup two") == "two is 200"
+        assert running("hit a") == "hits 11"
+        assert running("level low") == "level 101"
+        assert running("added") == "added 41"
     finally:
         running.stop()
