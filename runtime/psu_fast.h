@@ -36,8 +36,10 @@
 /* Included into the user's DSU units, compiled with their flags (perhaps
  * -std=c89 -pedantic -Werror ...): this C11 code, and the entry check
  * macros expanded in their functions, are psu's, so the user's warnings
- * do not apply to them. */
+ * do not apply to them.  (The runtime's own build still sees them all.) */
+#ifndef PSU_INTERNAL_H
 #pragma GCC system_header
+#endif
 
 #include <stdatomic.h>
 #include <stddef.h>
