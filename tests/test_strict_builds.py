@@ -103,6 +103,7 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
         assert running("level nothing") == "level 5"
         assert running("added") == "added 41"
         assert running("added") == "added 42"
+        assert running("banner") == "banner 12"
     finally:
         running.stop()
 
@@ -141,3 +142,22 @@ def test_strict_c89_unit_through_the_compiler_wrapper(tmp_path):
         assert running("added") == "added 41"
     finally:
         running.stop()
+
+
+def test_a_patch_of_a_function_naming_an_array_psu_cannot_size_is_refused_by_name(tmp_path):
+    """A mutable array sized by an initializer psu cannot count is not bound (a
+    bundle keeps `sizeof` of it compiling); a patch of a function naming it would
+    fork its state, so it is refused, naming the function, the array and why."""
+    project = Project(tmp_path / "repo")
+    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
+    (project.root / ".gitignore").write_text(
+        ".psu-build/\npsu-patches/\n*.o\n*.psu.json\n.sconsign.dblite\nstrict\n")
+    project.commit("v1")
+    edit(project, UNIT_C, ("return (int)sizeof banner;", "return (int)sizeof banner + 1;"))
+    project.commit("v2")
+    project.checkout("v1")
+    project.build()
+    refused = project.patch("v1", "v2", check=False)
+    assert refused.returncode == 3, refused.stdout + refused.stderr
+    assert "src/unit.c:" in refused.stdout and "state-binding: banner_size:" in refused.stdout
+    assert "banner (psu cannot count the elements its initializer gives it)" in refused.stdout

@@ -223,6 +223,7 @@ def _compare_unit(changes, path, before, after):
     _pull_in_callers(changes, path, after, changed_direct)
     changes.changed_direct[path] = set(changed_direct)
     _compare_variables(changes, path, before, after)
+    _refuse_unbound_state(changes, path, new_functions, after["variables"])
     for q in sorted(q for q in new_functions if q in changes.replaced or q in changes.added):
         if new_functions[q].get("header_statics"):
             changes.refusals.append(Refusal(
@@ -230,6 +231,31 @@ def _compare_unit(changes, path, before, after):
                 "uses mutable static state defined in a header, which a patch cannot bind "
                 f"(the patch would get its own copy): {', '.join(new_functions[q]['header_statics'])}; "
                 "define it in a .c file and declare it extern in the header"))
+
+
+def _refuse_unbound_state(changes, path, functions, variables):
+    """A function of the patch, or a direct one it calls (the patch's own copy),
+    that names mutable file-scope state psu could not bind would use a copy of
+    its own: refused, by function, with the reason."""
+    unbound = {v["name"]: v["unbound"] for v in variables.values()
+               if v["scope"] == "file" and not v["const"] and v.get("unbound")}
+    if not unbound:
+        return
+    direct = {f["name"]: q for q, f in functions.items() if f["direct"] is not None}
+    running = [q for q in functions if q in changes.replaced or q in changes.added]
+    seen = set(running)
+    while running:
+        for name in functions[running.pop()].get("callees", ()):
+            if name in direct and direct[name] not in seen:
+                seen.add(direct[name])
+                running.append(direct[name])
+    for q in sorted(seen):
+        names = sorted(name for name in functions[q].get("reads", ()) if name in unbound)
+        if names:
+            changes.refusals.append(Refusal(
+                "state-binding", f"{path}:{functions[q]['line']}", q,
+                "the patch's code would use its own copy of mutable state psu cannot bind: " +
+                ", ".join(f"{name} ({unbound[name]})" for name in names)))
 
 
 def _pull_in_callers(changes, path, unit, changed_direct):

@@ -955,6 +955,13 @@ class _Describer:
         layouts = sorted(f"{type_key(k)}={canon.named_layout(k)}" for k, how in held.items() if how == "value")
         return sha256("\n".join([canon.expr_text(init), *enums, *layouts]))
 
+    def uncounted(self, ext):
+        """Why mutable `T x[] = {...}` cannot be bound ("" if it can): bound as
+        `extern T x[]`, `sizeof x` would no longer compile in a patch."""
+        if not _is_const(ext.type) and _sized_by_uncounted_initializer(ext, self.canon.enum_of_constant):
+            return "psu cannot count the elements its initializer gives it"
+        return ""
+
     def variable(self, ext):
         storage = ext.storage or []
         if ext.coord.file != self.path:
@@ -971,11 +978,13 @@ class _Describer:
                     known.init_hash = self.init_hash(ext.init)
                     known.reads = self.init_reads(ext.init)
                     known.length = _array_length(ext, self.canon.enum_of_constant)
+                    known.unbound = known.unbound or self.uncounted(ext)
             return
         static = "static" in storage
         type_text, type_hash, init_hash = self.facts(ext)
         variable = Variable(
-            unbound="" if _written_on(self.lines, ext.name, ext.coord.line) else "made by a macro",
+            unbound=("" if _written_on(self.lines, ext.name, ext.coord.line) else "made by a macro")
+            or self.uncounted(ext),
             name=ext.name, qualname=_qualname(self.path, ext.name, static), static=static,
             thread_local="_Thread_local" in storage, const=_is_const(ext.type),
             definition="extern" not in storage, type=type_text, type_hash=type_hash,
