@@ -128,11 +128,14 @@ def test_a_replaced_function_calls_an_added_function_declared_hidden(everyfn, pr
 
 def test_state_added_to_a_unit_of_hidden_functions_links(everyfn, program):
     """Defect 2: the never-unloaded state object of a unit whose functions are
-    hidden reaches them through their exported aliases, not their plain names."""
+    hidden reaches them through their exported aliases, not their plain names;
+    and the bodies it compiles, which only the code object runs, may use hidden
+    constant data another unit defines (Lua's luaT_typenames_)."""
     everyfn.patch("v1", "state-added")
     assert program("step") == "21"
     program.apply(everyfn.bundle("everyfn", "v1", "state-added"))
     assert [program("step") for _ in range(2)] == ["61", "62"]
+    assert program("weight") == "3"
 
 
 def test_a_patch_takes_the_address_of_a_function_declared_hidden(everyfn, program):
