@@ -40,7 +40,7 @@ LUA_PROBES = {
     "coroutine.close of a coroutine whose __close raised":
         "local co = coroutine.create(function() local x <close> = setmetatable({}, "
         "{__close = function() error('c') end}) coroutine.yield() end) coroutine.resume(co) "
-        "return tostring(coroutine.close(co)) .. ' ' .. tostring((select(2, coroutine.close(co))))",
+        "return tostring(coroutine.close(co)) .. ' ' .. select('#', coroutine.close(co))",
     "error in an error handler":
         "local function g() return 1 + g() end "
         "return tostring(select(2, xpcall(error, function() return g() end, 'x')))",
@@ -152,6 +152,9 @@ def stream(target, quick=False):
         row["diff"] = stat
         numbers = [int(w) for w in stat.replace(",", "").split() if w.isdigit()]
         row["lines_changed"] = sum(numbers[1:]) if numbers else 0
+        row["files_changed"] = numbers[0] if numbers else 0
+        row["lines_added"] = numbers[1] if len(numbers) > 1 else 0
+        row["lines_removed"] = numbers[2] if len(numbers) > 2 else 0
         common.log(f"{row['update']}: scons patch ({stat}) ...")
         made = targets.make_patch(target, root, f"v{a}", f"v{b}")
         report = made.pop("report")
@@ -256,14 +259,15 @@ def outcome(row):
 
 
 def markdown(results):
-    lines = ["| update | lines changed (+/-) | functions replaced / added | refusals by kind | "
+    lines = ["| update | lines changed | functions replaced / added | refusals by kind | "
              "bundle build | bundle size | result, apply round trip | tests after |",
              "|---|---|---|---|---|---|---|---|"]
     for r in results:
         for row in r["updates"]:
             size = f"{row['bundle_bytes'] / 1024:.0f} KiB" if row.get("bundle_bytes") else "-"
             lines.append(
-                f"| {row['update']} | {row['lines_changed']} | {row['replaced']} / {row['added']} | "
+                f"| {row['update']} | +{row['lines_added']} −{row['lines_removed']} "
+                f"({row['files_changed']} files) | {row['replaced']} / {row['added']} | "
                 f"{cell_refusals(row)} | {row['patch_build_s']} s | {size} | {outcome(row)}; "
                 f"{cell_apply(row)} | {cell_tests(row)} |")
     notes = []
@@ -283,6 +287,11 @@ def main(quick=False, only=None):
         except Exception as e:                                  # reported, not hidden
             common.log(f"{name}: stream failed: {e!r}")
             results.append({"target": name, "error": repr(e), "updates": []})
+    previous = common.RESULTS / "release_stream.json"
+    if only and previous.exists():
+        # keep the other code base's stream from the last run
+        kept = [s for s in json.loads(previous.read_text()).get("streams", []) if s["target"] != only]
+        results = sorted(kept + results, key=lambda s: list(targets.TARGETS).index(s["target"]))
     data = {"description": __doc__.split("\n\n")[0], "streams": results}
     common.write_result("release_stream", data)
     table = markdown(results)
@@ -290,7 +299,8 @@ def main(quick=False, only=None):
         "Release stream (`python bench/release_stream.py`; " + common.machine()["git_revision"][:12]
         + ")\n\n" + table)
     print("\n" + table)
-    return {r["target"]: [outcome(row) for row in r["updates"]] or r.get("error") for r in results}
+    return {r["target"]: [outcome(row) for row in r["updates"]] or r.get("error") for r in results
+            if not only or r["target"] == only}
 
 
 if __name__ == "__main__":

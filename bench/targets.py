@@ -241,8 +241,18 @@ def make_patch(target, root, from_ref, to_ref, extra=()):
         result["outcome"] = "refused"
     else:
         result["outcome"] = "build failed"
-        result["failure"] = [line.strip() for line in output.splitlines()
-                             if FAILURE.search(line)][:12]
+        said = [line.strip() for line in output.splitlines()
+                if line.startswith("psu: ") and not line.startswith(("psu: analysing", "psu: making",
+                                                                     "psu: hint"))]
+        result["failure"] = (said + [line.strip() for line in output.splitlines()
+                                     if FAILURE.search(line) and not line.startswith("psu: ")])[:12]
+        # the change set of a bundle that did not build (nothing is built)
+        _, _, explained = scons_build(root, "patch", f"FROM={from_ref}", f"TO={to_ref}",
+                                      "PSU_EXPLAIN=1", *extra)
+        sections = parse_report(explained)
+        result["replaced"] = len(sections.get("replaced", []))
+        result["added"] = len(sections.get("added", []))
+        output += "\n--- PSU_EXPLAIN=1 ---\n" + explained
     result["report"] = output
     return result
 
