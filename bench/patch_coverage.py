@@ -197,7 +197,7 @@ def try_one(target, root, env, work, rundir, unit_path, function, direct, change
     return row
 
 
-def markdown(target, rows, n, seed):
+def markdown(target, rows, n, seed, population):
     kinds = sorted({r["kind"] for r in rows})
     head = ["| kind of function | change | sampled | applied, tests pass | applied, tests fail | "
             "refused (kind) | bundle failed to build/link | apply failed |",
@@ -229,7 +229,9 @@ def markdown(target, rows, n, seed):
             reason = "; ".join(str(x)[:140] for x in (r.get("reason") or [r.get("tests", {}).get("error")]))
             details.append(f"| `{r['function']}` | {r['kind']} | {r['change']} | {r['outcome']} | "
                            f"{reason.replace('|', '/')} |")
-    return (f"Patch coverage, {target.name} {RELEASE[target.name]} (N={n}, seed {seed}): {summary}.\n\n"
+    among = ", ".join(f"{k} {v}" for k, v in sorted(population.items(), key=lambda kv: -kv[1]))
+    return (f"Patch coverage, {target.name} {RELEASE[target.name]} (N={n}, seed {seed}): {summary}.\n"
+            f"Sampled (stratified by kind) among the functions of the DSU units but `main`: {among}.\n\n"
             + "\n".join(head) + ("\n" + "\n".join(details) if len(details) > 3 else "") + "\n")
 
 
@@ -268,7 +270,7 @@ def main(quick=False, n=None, seed=1, target_name="lua", changes=CHANGES):
             "release": RELEASE[target.name], "flags": target.flags, "build_note": target.build_note,
             "n": n, "seed": seed, "population_by_kind": population, "results": rows}
     common.write_result("patch_coverage", data)
-    table = markdown(target, rows, n, seed)
+    table = markdown(target, rows, n, seed, population)
     (common.RESULTS / "patch_coverage.md").write_text(table)
     print("\n" + table)
     by = {}

@@ -141,10 +141,24 @@ def stream(target, quick=False):
     for d in (".psu-build", "psu-patches"):
         shutil.rmtree(root / d, ignore_errors=True)
     common.log(f"{target.name}: building {labels[0]} with psu ...")
-    build_s = targets.build_release(target, root, labels[0])
+    (root / "dsu-units.json").unlink(missing_ok=True)
+    dsu_units, every_unit_failure = "every unit", None
+    try:
+        build_s = targets.build_release(target, root, labels[0])
+    except targets.BuildFailed as e:
+        if not target.fallback_dsu_units:
+            raise
+        # recorded, then the stream goes on with fewer DSU units
+        every_unit_failure = targets.failure_lines(e.output)
+        dsu_units = target.fallback_dsu_units
+        common.log(f"{target.name}: every unit DSU does not build; going on with "
+                   f"PSU_UNITS={dsu_units}")
+        (root / "dsu-units.json").write_text(json.dumps(dsu_units))
+        build_s = targets.build_release(target, root, labels[0])
     exe = root / target.program
     process = targets.start(target, exe, rundir, env, work / f"{labels[0]}.stderr")
-    started = {"release": labels[0], "pid": process.pid, "build_s": round(build_s, 1)}
+    started = {"release": labels[0], "pid": process.pid, "build_s": round(build_s, 1),
+               "dsu_units": dsu_units, "every_unit_dsu_build_failure": every_unit_failure}
     updates = []
     for a, b in zip(labels, labels[1:]):
         row = {"update": f"{target.name} {a} -> {b}"}
@@ -201,6 +215,7 @@ def stream(target, quick=False):
             process = targets.start(target, exe, rundir, env, work / f"{b}-restart.stderr")
     process.stop()
     targets.git(root, "checkout", "-q", f"v{labels[0]}")
+    (root / "dsu-units.json").unlink(missing_ok=True)
     return {"target": target.name, "releases": labels, "flags": target.flags,
             "build_note": target.build_note, "started": started, "updates": updates,
             "reference_probes": {k: v["probes"] for k, v in ref.items()}}
@@ -271,6 +286,17 @@ def markdown(results):
                 f"{cell_refusals(row)} | {row['patch_build_s']} s | {size} | {outcome(row)}; "
                 f"{cell_apply(row)} | {cell_tests(row)} |")
     notes = []
+    for r in results:
+        started = r.get("started") or {}
+        if started.get("every_unit_dsu_build_failure"):
+            notes.append(f"- {r['target']}: with every unit a DSU unit the psu build of "
+                         f"{started['release']} fails (" + "; ".join(
+                             f"`{f[:160]}`" for f in started["every_unit_dsu_build_failure"][:3])
+                         + f"); the stream ran with PSU_UNITS={started['dsu_units']}")
+        if r.get("build_note"):
+            notes.append(f"- {r['target']}: {r['build_note']}")
+        if r.get("error"):
+            notes.append(f"- {r['target']}: the stream failed: {r['error']}")
     for r in results:
         for row in r["updates"]:
             if row.get("failure"):

@@ -24,7 +24,8 @@ sys.path.insert(0, str(common.REPO / "site_scons"))
 from psu import patch as psu_patch  # noqa: E402
 
 SITE_INIT = sqlite_bench.SITE_INIT
-GITIGNORE = ".psu-build/\npsu-patches/\n*.o\n*.psu.json\n.sconsign.dblite\n__pycache__/\n"
+GITIGNORE = (".psu-build/\npsu-patches/\n*.o\n*.psu.json\n.sconsign.dblite\n__pycache__/\n"
+             "dsu-units.json\n")
 
 
 def git(cwd, *args, check=True):
@@ -49,11 +50,16 @@ class Target:
     def units(self, src):
         raise NotImplementedError
 
+    fallback_dsu_units = None   # PSU_UNITS to go on with when every unit DSU does not build
+
     def sconstruct(self):
-        return (f"env = Environment(tools=['default', 'psu'])\n"
+        # dsu-units.json (untracked): PSU_UNITS other than every unit, see fallback_dsu_units
+        return (f"import json, os\n"
+                f"env = Environment(tools=['default', 'psu'])\n"
                 f"env.Append(CCFLAGS={self.flags!r}, LIBS={self.libs!r})\n"
                 f"units = {self.unit_expression}\n"
-                f"env.PSUProgram({self.program!r}, units, PSU_UNITS=units,\n"
+                f"dsu = json.load(open('dsu-units.json')) if os.path.exists('dsu-units.json') else units\n"
+                f"env.PSUProgram({self.program!r}, units, PSU_UNITS=dsu,\n"
                 f"               PSU_DIRECT_STATICS=ARGUMENTS.get('PSU_DIRECT_STATICS', 'all'))\n")
 
     def release_dir(self, label):
@@ -130,6 +136,7 @@ class SQLite(Target):
     flags = sqlite_bench.FLAGS
     libs = ["m", "pthread"]
     unit_expression = "['src/sqlite3.c', 'src/shell.c']"
+    fallback_dsu_units = ["src/sqlite3.c"]
 
     def unpack(self, label, dest):
         sqlite_bench.fetch(dict(self.releases)[label], dest / "src")
@@ -178,14 +185,30 @@ def scons_build(root, *arguments, timeout=3600):
     return time.monotonic() - t0, done.returncode, done.stdout + done.stderr
 
 
+class BuildFailed(RuntimeError):
+    def __init__(self, message, output):
+        super().__init__(message)
+        self.output = output
+
+
 def build_release(target, root, label):
     """Check out v<label> and build it with psu; the build's seconds."""
     git(root, "checkout", "-q", f"v{label}")
     seconds, code, output = scons_build(root)
     if code != 0:
         sys.stderr.write(output[-4000:])
-        raise RuntimeError(f"{target.name} {label}: psu build failed ({code})")
+        raise BuildFailed(f"{target.name} {label}: psu build failed ({code})", output)
     return seconds
+
+
+def failure_lines(output, limit=12):
+    """What a failed psu build or bundle said: psu's own lines, then the compiler's."""
+    said = [line.strip() for line in output.splitlines()
+            if line.startswith("psu: ") and not line.startswith(("psu: analysing", "psu: making",
+                                                                 "psu: hint", "psu: generating",
+                                                                 "psu: describing"))]
+    return (said + [line.strip() for line in output.splitlines()
+                    if FAILURE.search(line) and not line.startswith("psu: ")])[:limit]
 
 
 # ---- `scons patch` and its report --------------------------------------------
@@ -241,11 +264,7 @@ def make_patch(target, root, from_ref, to_ref, extra=()):
         result["outcome"] = "refused"
     else:
         result["outcome"] = "build failed"
-        said = [line.strip() for line in output.splitlines()
-                if line.startswith("psu: ") and not line.startswith(("psu: analysing", "psu: making",
-                                                                     "psu: hint"))]
-        result["failure"] = (said + [line.strip() for line in output.splitlines()
-                                     if FAILURE.search(line) and not line.startswith("psu: ")])[:12]
+        result["failure"] = failure_lines(output)
         # the change set of a bundle that did not build (nothing is built)
         _, _, explained = scons_build(root, "patch", f"FROM={from_ref}", f"TO={to_ref}",
                                       "PSU_EXPLAIN=1", *extra)
