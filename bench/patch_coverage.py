@@ -11,7 +11,7 @@ bundle is built with `scons patch`, applied to a freshly started interpreter
 mid-workload, and the program's tests run in the patched process (Lua: its
 test suite, testes/all.lua in portable mode; SQLite: a SQL workload whose
 output must equal the plain build's).  Writes
-bench/results/patch_coverage.{json,md}.
+bench/results/patch_coverage.{json,md} (SQLite: patch_coverage_sqlite.*).
 
     python bench/patch_coverage.py [--n 20] [--seed 1] [--target lua|sqlite] [--changes body,static]"""
 import argparse
@@ -73,6 +73,12 @@ def project(target):
     targets.git(root, "tag", "base")
     common.log(f"coverage: building {target.name} {label} with psu ...")
     seconds, code, output = targets.scons_build(root)
+    if code != 0 and target.fallback_dsu_units:
+        common.log(f"coverage: every unit DSU does not build; going on with "
+                   f"PSU_UNITS={target.fallback_dsu_units}")
+        (root / "dsu-units.json").write_text(json.dumps(target.fallback_dsu_units))
+        (root / "every-unit-failure.json").write_text(json.dumps(targets.failure_lines(output)))
+        seconds, code, output = targets.scons_build(root)
     if code != 0:
         sys.stderr.write(output[-4000:])
         raise RuntimeError(f"coverage: psu build of {target.name} failed")
@@ -266,12 +272,17 @@ def main(quick=False, n=None, seed=1, target_name="lua", changes=CHANGES):
                           plain_output)
             common.log(f"  -> {row['outcome']}")
             rows.append(row)
+    failure = root / "every-unit-failure.json"
     data = {"description": __doc__.split("\n\n")[0], "target": target.name,
+            "dsu_units": (json.loads((root / "dsu-units.json").read_text())
+                          if (root / "dsu-units.json").exists() else "every unit"),
+            "every_unit_dsu_build_failure": json.loads(failure.read_text()) if failure.exists() else None,
             "release": RELEASE[target.name], "flags": target.flags, "build_note": target.build_note,
             "n": n, "seed": seed, "population_by_kind": population, "results": rows}
-    common.write_result("patch_coverage", data)
+    name = "patch_coverage" + ("" if target.name == "lua" else "_" + target.name)
+    common.write_result(name, data)
     table = markdown(target, rows, n, seed, population)
-    (common.RESULTS / "patch_coverage.md").write_text(table)
+    (common.RESULTS / f"{name}.md").write_text(table)
     print("\n" + table)
     by = {}
     for r in rows:
