@@ -252,6 +252,8 @@ def cell_tests(row):
         bad = [n for n, c in checks.items() if not c["ok"]]
         if bad:
             suite += " (not: " + "; ".join(f"{n} = {checks[n]['got']!r}" for n in bad) + ")"
+    else:
+        suite += "; no probe answers differently in the two releases"
     return suite
 
 
