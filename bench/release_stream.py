@@ -191,7 +191,10 @@ def stream(target, quick=False):
                     row["workload_finished"] = False
                     row["workload_error"] = str(e)[:500]
                 if process.alive():
-                    row["status_after"] = common.control(process.pid, "status", env)
+                    try:
+                        row["status_after"] = common.control(process.pid, "status", env)
+                    except (OSError, ValueError) as e:
+                        row["status_after"] = {"error": repr(e)}
         row["applied"] = applied
         if applied and process.alive():
             row["checks_in"] = "updated process"

@@ -213,7 +213,8 @@ def failure_lines(output, limit=12):
 
 # ---- `scons patch` and its report --------------------------------------------
 
-REFUSAL = re.compile(r"^(?P<where>\S+:\d+(?::\d+)?): (?P<kind>[a-z][a-z-]*): ")
+# `file:line: kind: entity: reason`, or `file: kind: ...` for a whole unit
+REFUSAL = re.compile(r"^(?P<where>[^\s:]+(?::\d+)*): (?P<kind>[a-z][a-z-]*): ")
 FAILURE = re.compile(r"undefined (reference|symbol)|error:|cannot|failed", re.I)
 
 
