@@ -164,7 +164,7 @@ def try_one(target, root, env, work, rundir, unit_path, function, direct, change
     try:
         commit_change(root, unit_path, function, change, tag)
     except Exception as e:                      # the harness could not place the change
-        row.update(outcome="harness: no change made", reason=str(e)[:300])
+        row.update(outcome="harness: no change made", reason=[str(e)[:300]])
         return row
     made = targets.make_patch(target, root, "base", tag)
     report = made.pop("report")
@@ -234,7 +234,9 @@ def markdown(target, rows, n, seed, population):
     details = ["", "| function | kind | change | outcome | reason |", "|---|---|---|---|---|"]
     for r in rows:
         if r["outcome"] != "applied, tests pass":
-            reason = "; ".join(str(x)[:140] for x in (r.get("reason") or [r.get("tests", {}).get("error")]))
+            reasons = r.get("reason") or [r.get("tests", {}).get("error")]
+            reasons = [reasons] if isinstance(reasons, str) else reasons
+            reason = "; ".join(str(x)[:140] for x in reasons)
             details.append(f"| `{r['function']}` | {r['kind']} | {r['change']} | {r['outcome']} | "
                            f"{reason.replace('|', '/')} |")
     among = ", ".join(f"{k} {v}" for k, v in sorted(population.items(), key=lambda kv: -kv[1]))
