@@ -60,7 +60,10 @@ class Target:
                 f"units = {self.unit_expression}\n"
                 f"dsu = json.load(open('dsu-units.json')) if os.path.exists('dsu-units.json') else units\n"
                 f"env.PSUProgram({self.program!r}, units, PSU_UNITS=dsu,\n"
-                f"               PSU_DIRECT_STATICS=ARGUMENTS.get('PSU_DIRECT_STATICS', 'all'))\n")
+                f"               PSU_DIRECT_STATICS=ARGUMENTS.get('PSU_DIRECT_STATICS', 'all'),\n"
+                # a running process's `main` never returns: its operator accepts
+                # that it stays at its old version, as docs/refusals.md says
+                f"               PSU_ACCEPT=['stale:main'])\n")
 
     def release_dir(self, label):
         """WORK/<name>-<label>: src/ (the build's sources) and tests/."""
