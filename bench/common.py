@@ -20,6 +20,10 @@ RUNTIME = REPO / "runtime"
 RESULTS = BENCH / "results"
 WORK = RESULTS / "work"          # scratch: builds, repositories, downloads (git-ignored)
 SCONS = [sys.executable, "-m", "SCons", "-Q"]
+# Downloaded source distributions, shared by the benchmarks and kept across runs
+# (outside the repository: never committed).
+DOWNLOADS = pathlib.Path(os.environ.get("PSU_BENCH_DOWNLOADS",
+                                        pathlib.Path.home() / ".cache" / "psu-realcode"))
 
 
 def log(*parts):
@@ -33,6 +37,23 @@ def run(args, cwd=None, env=None, check=True, timeout=None):
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
         raise RuntimeError(f"`{' '.join(map(str, args))}` failed ({done.returncode})")
     return done.stdout
+
+
+def sdist(name, version):
+    """The source distribution of `name==version` from PyPI (pip download, no
+    binary of the package itself: its build requirements may come as wheels),
+    cached under DOWNLOADS/<name>-<version>/."""
+    folder = DOWNLOADS / f"{name}-{version}"
+    found = [p for p in folder.glob("*.tar.gz")] if folder.exists() else []
+    if not found:
+        folder.mkdir(parents=True, exist_ok=True)
+        log(f"pip download {name}=={version} (source distribution) ...")
+        run([sys.executable, "-m", "pip", "download", "-q", "--no-binary", name, "--no-deps",
+             f"{name}=={version}", "-d", folder], timeout=1800)
+        found = list(folder.glob("*.tar.gz"))
+    if not found:
+        raise RuntimeError(f"no source distribution of {name}=={version} in {folder}")
+    return found[0]
 
 
 def machine():

@@ -3,6 +3,9 @@
 
     python bench/run.py [--quick] [--only NAME[,NAME...]]
 
+release_stream and patch_coverage (real Lua and SQLite releases, tens of
+minutes) run only when named: --only release_stream,patch_coverage.
+
 Results: bench/results/<name>.json and bench/results/<name>.png.  Each
 benchmark also runs alone: python bench/<module>.py [--quick]."""
 import argparse
@@ -21,7 +24,11 @@ BENCHMARKS = {                       # name -> module
     "soak": "soak",
     "example_throughput": "example_throughput",
     "sqlite": "sqlite_bench",
+    "release_stream": "release_stream",
+    "patch_coverage": "patch_coverage",
 }
+# Long (they build whole releases of Lua and SQLite): run only when named with --only.
+ON_REQUEST = {"release_stream", "patch_coverage"}
 
 
 def main():
@@ -29,7 +36,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="smaller runs (whole run ~6 minutes from scratch)")
     p.add_argument("--only", help="comma-separated names: " + ", ".join(BENCHMARKS))
     a = p.parse_args()
-    names = a.only.split(",") if a.only else list(BENCHMARKS)
+    names = a.only.split(",") if a.only else [n for n in BENCHMARKS if n not in ON_REQUEST]
     for n in names:
         if n not in BENCHMARKS:
             p.error(f"unknown benchmark {n!r} (known: {', '.join(BENCHMARKS)})")

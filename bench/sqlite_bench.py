@@ -39,20 +39,16 @@ env.PSUProgram('sqlite3', ['src/sqlite3.c', 'src/shell.c'], PSU_UNITS=['src/sqli
 SITE_INIT = "import sys\nsys.path.insert(0, %r)\nimport psu\npsu.add_to_toolpath()\n"
 
 
-def fetch():
-    """sqlite3.c (tail cut), shell.c, sqlite3.h from the sqlean.py sdist."""
-    dest = common.WORK / "sqlite-src"
+def fetch(version=VERSION, dest=None):
+    """sqlite3.c (tail cut), shell.c, sqlite3.h of the sqlean.py sdist `version`."""
+    dest = dest or common.WORK / "sqlite-src"
     if (dest / "sqlite3.c").exists():
         return dest
-    dl = common.WORK / "sqlite-dl"
-    dl.mkdir(parents=True, exist_ok=True)
-    if not list(dl.glob("sqlean_py-*.tar.gz")):
-        common.log("sqlite: pip download sqlean.py (source distribution) ...")
-        common.run([sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-                    f"sqlean.py=={VERSION}", "-d", dl])
-    tarball = next(dl.glob("sqlean_py-*.tar.gz"))
-    common.run(["tar", "-xzf", tarball, "-C", dl])
-    src = next(dl.glob("sqlean_py-*/sqlite"))
+    tarball = common.sdist("sqlean.py", version)
+    unpacked = common.WORK / f"sqlite-dl-{version}"
+    unpacked.mkdir(parents=True, exist_ok=True)
+    common.run(["tar", "-xzf", tarball, "-C", unpacked])
+    src = next(unpacked.glob("sqlean*/sqlite"))
     dest.mkdir(parents=True, exist_ok=True)
     text = (src / "sqlite3.c").read_text(errors="surrogateescape")
     end = "/************************** End of sqlite3.c ******************************/"
@@ -60,6 +56,7 @@ def fetch():
                                     errors="surrogateescape")
     shutil.copy(src / "shell.c", dest / "shell.c")
     shutil.copy(src / "sqlite3.h", dest / "sqlite3.h")
+    shutil.rmtree(unpacked)
     return dest
 
 

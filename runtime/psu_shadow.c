@@ -7,6 +7,7 @@
  * psu_shadow_alloc and psu_shadow_free; held only inside those functions,
  * never across a call out of this file.  No atomics: every access to the
  * table is under the lock. */
+#define _GNU_SOURCE     /* pthread_rwlock_t under a strict -std (Lua builds with -std=c99) */
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,7 +21,9 @@ struct psu_shadow {
     const void *obj;
     unsigned long id;
     size_t size;
-    max_align_t data[];          /* what the patch sees */
+    /* what the patch sees, aligned for any object (max_align_t is C11, and the
+       runtime compiles with the program's -std, C99 for Lua) */
+    union { long double ld; long long ll; void *p; void (*fn)(void); } data[];
 };
 
 static pthread_rwlock_t psu_shadow_lock = PTHREAD_RWLOCK_INITIALIZER;

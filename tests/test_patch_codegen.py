@@ -128,11 +128,14 @@ def test_a_replaced_function_calls_an_added_function_declared_hidden(everyfn, pr
 
 def test_state_added_to_a_unit_of_hidden_functions_links(everyfn, program):
     """Defect 2: the never-unloaded state object of a unit whose functions are
-    hidden reaches them through their exported aliases, not their plain names."""
+    hidden reaches them through their exported aliases, not their plain names;
+    and the bodies it compiles, which only the code object runs, may use hidden
+    constant data another unit defines (Lua's luaT_typenames_)."""
     everyfn.patch("v1", "state-added")
     assert program("step") == "21"
     program.apply(everyfn.bundle("everyfn", "v1", "state-added"))
     assert [program("step") for _ in range(2)] == ["61", "62"]
+    assert program("weight") == "3"
 
 
 def test_a_patch_takes_the_address_of_a_function_declared_hidden(everyfn, program):
@@ -234,6 +237,17 @@ __attribute__((format(printf, 2, 3))) static void note(int (*sink)(const char *,
     va_end(ap);
 }
 void notes(void) { note(printf, "x %d %f", 1, 2.0); }
+#define FORMAT_ATTR(pos) __attribute__ ((__format__ (__printf__, pos, pos+1)))
+static int format(int kind, int string, int first) { return kind + string + first; }
+static void FORMAT_ATTR(2) prepend(char *out, const char *fmt, ...)
+{
+    va_list args;
+    va_start(args, fmt);
+    vsprintf(out, fmt, args);
+    va_end(args);
+    out[0] += (char)format(1, 2, 3);   /* a call in the body keeps its three arguments */
+}
+void prepends(char *out) { prepend(out, "%d", 1); }
 void (*handler_of(void))(const char *, ...)
 {
     static void (*handler)(const char *, ...) = fail;   /* bound: its initializer goes */
@@ -284,6 +298,9 @@ def test_variadic_and_kr_definitions_compile_cleanly_in_every_role(tmp_path):
     # the variadic function callers call by name passes its arguments on as a va_list
     assert "void fail(const char *psu_a0, ...)" in program
     assert "psu_va_fail(psu_a0, psu_ap);" in program
+    # a format attribute, written or made by a macro, names the variant's va_list
+    # up to its body, and no further
+    assert "format(1, 2, 3)" in program
 
 
 def test_functions_that_may_not_return_are_found_with_why(tmp_path):

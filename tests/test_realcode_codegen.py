@@ -81,10 +81,29 @@ def lua(tmp_path_factory):
     ldebug.write_text(ldebug.read_text().replace(
         old, old + '  msg = luaO_pushfstring(L, "patched %d %f %s", 7, 2.5, msg);\n'))
     project.commit("v5.4.7-errors")
+    # from 5.4.7: a static counter added in six core units (defect 2)
+    project.checkout("v5.4.7")
+    for unit, function in STATIC_COUNTED:
+        path = project.root / unit
+        text = path.read_text()
+        assert function in text, function
+        path.write_text(text.replace(function, "static int calls_counted;\n" + function +
+                                     "\n  calls_counted++;", 1))
+    project.commit("v5.4.7-statics")
     project.checkout("v5.4.7")
     project.build()
-    project.testes = lua548.parent / "lua54" / "testes"
+    project.testes = {"v5.4.7": lua547 / "testes", "v5.4.8": lua548 / "testes"}
     return project
+
+
+STATIC_COUNTED = [
+    ("ltable.c", "const TValue *luaH_getint (Table *t, lua_Integer key) {"),
+    ("lgc.c", "void luaC_fix (lua_State *L, GCObject *o) {"),
+    ("lstring.c", "unsigned int luaS_hash (const char *str, size_t l, unsigned int seed) {"),
+    ("ldo.c", "void luaD_inctop (lua_State *L) {"),
+    ("lvm.c", "int luaV_equalobj (lua_State *L, const TValue *t1, const TValue *t2) {"),
+    ("lapi.c", "LUA_API int lua_gettop (lua_State *L) {"),
+]
 
 
 WAIT_THEN_RUN = """\
@@ -102,11 +121,12 @@ if arg[2] == "all" then dofile("all.lua") end
 """
 
 
-def run_updated(lua, tmp_path, bundle, then):
+def run_updated(lua, tmp_path, bundle, then, testes_of="v5.4.8"):
     """Starts the 5.4.7 interpreter on a script that waits for a flag, applies
-    `bundle`, raises the flag and returns the output lines once it ends."""
+    `bundle`, raises the flag and returns the output lines once it ends (in
+    the test suite of `testes_of`)."""
     testes = tmp_path / "testes"
-    shutil.copytree(lua.testes, testes)
+    shutil.copytree(lua.testes[testes_of], testes)
     (testes / "wait.lua").write_text(WAIT_THEN_RUN)
     flag = tmp_path / "go"
     running = Process([lua.root / "lua", "-e", "_port=true", "wait.lua", flag, then], testes,
@@ -130,6 +150,17 @@ def test_lua_547_to_548_applies_live_and_its_tests_pass(lua, tmp_path):
     done = lua.patch("v5.4.7", "v5.4.8")
     assert "added:\n    luaD_errerr" in done.stdout
     lines = run_updated(lua, tmp_path, lua.bundle("lua", "v5.4.7", "v5.4.8"), "all")
+    assert "final OK !!!" in lines
+
+
+def test_lua_static_added_in_six_core_units_applies_live(lua, tmp_path):
+    """Defect 2 on Lua: the state object that defines the added statics also
+    compiles its units' other bodies, which use hidden functions and another
+    unit's hidden constant data (lapi.c's lua_typename, ltm.c's luaT_typenames_)."""
+    done = lua.patch("v5.4.7", "v5.4.7-statics")
+    assert done.stdout.count(":calls_counted") == len(STATIC_COUNTED)
+    lines = run_updated(lua, tmp_path, lua.bundle("lua", "v5.4.7", "v5.4.7-statics"), "all",
+                        testes_of="v5.4.7")
     assert "final OK !!!" in lines
 
 
@@ -218,7 +249,7 @@ def test_zlib_kr_functions_are_dsu_functions_and_change_live(tmp_path):
     project.commit("v2")
     project.checkout("v1")
     project.build()
-    functions = [f for u in project.manifest("zdriver")["units"].values()
+    functions = [f for u in project.manifest("zdriver")["units"].values() if u["dsu"]
                  for f in (u.get("functions") or {}).values()]
     assert {f["direct"] for f in functions} == {None, "static, called by name"}
     assert sum(f["direct"] is None for f in functions) >= 90

@@ -277,10 +277,11 @@ def _va_list_variant(source, function, name_index, name):
     source.replace(name_index, name)
     source.replace(ellipsis, "__builtin_va_list psu_va_in")
     start = source.declaration_start(name_index)
-    _format_attributes_take_va_list(source, [*range(start, name_index), *range(close + 1, brace)])
     edits = _environment().get_template("function_entry.c.j2").module
     prototype = ("static " if function.static else "") + function.signature.replace("@NAME@", function.name)
-    source.insert_lines_before(start, prototype + ";\n" + str(edits.va_start_redirected()))
+    source.insert_lines_before(start, prototype + ";\n" + str(edits.va_start_redirected()) + "\n" +
+                               str(edits.format_takes_va_list()))
+    source.insert_before(brace, str(edits.format_restored()) + " ")
     # attributes only the definition states (noreturn, say) hold for `f` too
     source.insert_lines_after(source.matching_close(brace), str(edits.va_start_restored()) +
                               f"\n#ifndef PSU_PARSE_ONLY\n__typeof__({function.name}) {function.name} "
@@ -316,16 +317,6 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
                                           f'__asm__("{tramp_symbol(name)}") '
                                           f'__attribute__((copy({name}), visibility("default")));\n'
                                           f"#else\n#define psu_ext_{name} {name}\n#endif")
-
-
-def _format_attributes_take_va_list(source, indices):
-    """`format(printf, 1, 2)` on the definition becomes `format(printf, 1, 0)`,
-    what gcc requires of a function taking a va_list (like vprintf)."""
-    for i in indices:
-        if source.tokens[i].text in ("format", "__format__") and source.tokens[i + 1].text == "(":
-            close = source.matching_close(i + 1)
-            if source.tokens[close - 2].text == ",":
-                source.replace(close - 1, "0")
 
 
 def _check_on_entry(source, function, name_index, entry, first):

@@ -313,6 +313,13 @@ def _compile(config, root, source, obj, extra, flags=None):
         raise ToolError(f"psu: compiling the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
 
+# The state object needs only what the patch adds (variables, the slots and
+# trampolines of functions), yet its units compile every body of theirs too.
+# Those bodies may refer to what only the code object defines (another unit's
+# constant data, hidden): one section per function and variable, and the link
+# drops what no exported symbol reaches, with its references.
+STATE_SECTIONS = ["-ffunction-sections", "-fdata-sections"]
+
 # What ld says of a symbol the object declares hidden but the bundle does not define.
 _HIDDEN_REFERENCE = re.compile(r"undefined reference to `([^']+)'|"
                                r"(?:hidden|internal|protected) symbol `([^']+)' isn't defined|"
@@ -400,7 +407,8 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None, to
                 f.write(codegen.transform(unit, text, role, dsu, generated, plan, program_functions,
                                           constants))
             obj = generated + ".o"
-            _compile(config, root, generated, obj, quote + include, config.flags_of(path, root))
+            _compile(config, root, generated, obj, quote + include +
+                     (STATE_SECTIONS if role == "state" else []), config.flags_of(path, root))
             objects.append(obj)
 
     label = to_label or (to_ref if comparison.to_sha != "WORKTREE" else new["label"])
@@ -420,7 +428,8 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None, to
             f.write(codegen.state_main(label, added_functions))
         _compile(config, root, state_c, state_c + ".o", include)
         state_so = os.path.join(work, "state.so")
-        _link(config, root, state_objects + [state_c + ".o"], state_so, libraries)
+        _link(config, root, state_objects + [state_c + ".o"], state_so,
+              ["-Wl,--gc-sections", *libraries])
         with open(state_so, "rb") as f:
             state_bytes = f.read()
 

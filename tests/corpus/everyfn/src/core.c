@@ -12,6 +12,11 @@ int core_scale(int x)
     return x * 2;
 }
 
+int core_weight(int i)
+{
+    return core_weights[i & 3];
+}
+
 int core_step(int x)
 {
     return core_scale(x) + 1;

@@ -4,6 +4,7 @@
 
 int core_step(int x);
 int core_apply(int x);
+int core_weight(int i);
 
 /* variadic */
 int core_format(char *out, unsigned long size, const char *fmt, ...);

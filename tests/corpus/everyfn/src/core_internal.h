@@ -6,4 +6,8 @@
 
 CORE_FUNC int core_scale(int x);
 
+/* constant data of another DSU unit (table.c) */
+#define CORE_DATA __attribute__((visibility("hidden"))) extern
+CORE_DATA const int core_weights[4];
+
 #endif

@@ -72,6 +72,8 @@ int main(void)
             printf("%d\n", core_kr('a', 1.5, 3));
         else if (strcmp(line, "fact") == 0)
             printf("%d\n", core_fact(5));
+        else if (strcmp(line, "weight") == 0)
+            printf("%d\n", core_weight(2));
         else if (strcmp(line, "apply") == 0)
             printf("%d\n", core_apply(10));
         else if (strcmp(line, "step") == 0)

@@ -1,0 +1,4 @@
+/* DSU unit: constant data only, hidden. */
+#include "core_internal.h"
+
+const int core_weights[4] = { 1, 2, 3, 4 };
