@@ -13,6 +13,7 @@ local load, pcall, xpcall, dofile, tostring, select, pairs, type =
       load, pcall, xpcall, dofile, tostring, select, pairs, type
 local clock, concat, traceback = os.clock, table.concat, debug.traceback
 local sethook, gmatch, match = debug.sethook, string.gmatch, string.match
+local setmetatable_of = debug.setmetatable
 local G = _G
 
 local saved = {}
@@ -24,6 +25,10 @@ local function restore_globals()
   end
   for k, v in pairs(saved) do G[k] = v end
   sethook()                 -- all.lua leaves a hook set
+  -- events.lua gives nil, booleans, numbers and functions metatables and
+  -- expects none when it starts: a fresh state has none, so neither has a rerun
+  setmetatable_of(nil, nil); setmetatable_of(false, nil)
+  setmetatable_of(0, nil); setmetatable_of(print, nil)
   io_input(stdin)           -- files.lua redirects and closes the default files
   io_output(stdout)
 end

@@ -123,7 +123,7 @@ def test_a_changed_definition_outside_the_dsu_units_is_refused_by_function(versi
         PLAIN = saved
     assert refusals(old, new) == [
         "plain.c:2: outside-dsu: outside: changed outside the DSU units (add plain.c to PSU_UNITS "
-        "to update it live); accepted, it stays at its old version (to accept: PSU_ACCEPT=['stale:outside'])"]
+        "to update it live); if accepted, it stays at its old version (to accept: PSU_ACCEPT=['stale:outside'])"]
 
 
 def test_the_build_id_covers_attributes_and_pragmas(versions):
@@ -138,7 +138,7 @@ def test_a_changed_main_is_refused_and_can_be_accepted_as_staying_old(versions):
     old, new = versions(), versions(main="1", local=" int c;")
     assert refusals(old, new) == [
         "t.c:7: entry-point: main: changed, but the entry point is running and cannot be "
-        "replaced; accepted, it stays at its old version (to accept: PSU_ACCEPT=['stale:main'])"]
+        "replaced; if accepted, it stays at its old version (to accept: PSU_ACCEPT=['stale:main'])"]
     change_set = changes.compare(old, new, accept=["stale:main"])
     assert change_set.replaced == {"use": "t.c"}
     assert [str(r).split(": ")[1] for r in change_set.accepted] == ["entry-point"]
@@ -157,7 +157,7 @@ def test_many_changes_outside_the_dsu_units_are_one_line_accepted_by_unit_or_by_
         PLAIN = saved
     assert refusals(old, new) == [
         "plain.c: outside-dsu: plain.c: definitions outside the DSU units (add it to PSU_UNITS to "
-        "update them live): 1 changed (outside); 1 added (helper); accepted, they stay at their old "
+        "update them live): 1 changed (outside); 1 added (helper); if accepted, they stay at their old "
         "version (to accept: PSU_ACCEPT=['stale:plain.c'])"]
     for accept in (["stale:plain.c"], ["stale:outside", "stale:helper"]):
         with pytest.raises(NoChanges):     # accepted: nothing else changed
@@ -184,3 +184,25 @@ def test_sizes_and_offsets_come_from_the_compiler(tmp_path):
     assert str(changes.measured(refusal, layouts["struct wide"], layouts["struct packed"])) == (
         "t.h:1: type: struct wide: x added, layout changed (size 16 -> 9, offsets value 8 -> 1); "
         "existing state holds it: reached by 1 variable(s) (v)")
+
+
+def test_helpers_only_main_calls_are_one_line_accepted_with_main(tmp_path):
+    """A static helper called by name only from `main` (so left direct) cannot
+    change live: it is reported once, under `main`, and stays old with it."""
+    def version(n):
+        root = tmp_path / f"m{n}"
+        root.mkdir()
+        (root / "m.c").write_text(
+            f"static int banner(void) {{ return {n}; }}\n"
+            f"static int usage(void) {{ return {n} + 1; }}\n"
+            f"int work(int v) {{ return v * {n}; }}\n"
+            "int main(int argc, char **argv) { (void)argv; return argc > 1 ? usage() : banner() + work(argc); }\n")
+        return manifest.build("m", root.name, [frontend.analyse("m.c", "cc", ["-O2"], str(root))],
+                              "cc", ["-O2"])
+    old, new = version(1), version(2)
+    assert refusals(old, new) == [
+        "m.c:4: direct-unreachable: main: 2 changed function(s) only it calls (banner, usage) stay "
+        "at their old version with it (it is running and is never replaced); if accepted, they "
+        "stay old (to accept: PSU_ACCEPT=['stale:main'])"]
+    change_set = changes.compare(old, new, accept=["stale:main"])
+    assert change_set.replaced == {"work": "m.c"}

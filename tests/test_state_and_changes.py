@@ -172,7 +172,7 @@ REFUSALS = {
                       "existing state holds it: reached by 1 variable(s) (src/state.c:tally)"),
     # issue 10: a unit outside PSU_UNITS is refused by the function that changed
     "outside": ([], "outside-dsu: main: changed outside the DSU units (add src/main.c to "
-                    "PSU_UNITS to update it live); accepted, it stays at its old version "
+                    "PSU_UNITS to update it live); if accepted, it stays at its old version "
                     "(to accept: PSU_ACCEPT=['stale:main'])"),
     "direct-global": ([("return 2 * v;", "return v + v;")],
                       "direct-global: twice: changed, but it is called directly (inline) and "

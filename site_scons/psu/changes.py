@@ -205,7 +205,7 @@ def _compare_unit(changes, path, before, after):
                     changes.refusals.append(Refusal(
                         "entry-point", where, q,
                         "changed, but the entry point is running and cannot be replaced; "
-                        "accepted, it stays at its old version", accept=f"stale:{now['name']}"))
+                        "if accepted, it stays at its old version", accept=f"stale:{now['name']}"))
             continue
         if was["signature_hash"] != now["signature_hash"]:
             changes.refusals.append(Refusal(
@@ -297,13 +297,26 @@ def _pull_in_callers(changes, path, unit, changed_direct):
                 f"changed, but it is called directly ({own['direct']}) and has external "
                 "linkage: code outside the patch would go on calling the old copy; make it "
                 "a DSU function (not excluded, not inline) or static"))
-    for name in sorted(changed_direct - reached_any):
-        own = direct_by_name.get(name)
-        if own is not None and own["static"]:
+    unreachable = sorted(name for name in changed_direct - reached_any
+                         if name in direct_by_name and direct_by_name[name]["static"])
+    # Helpers only an entry point calls stay old with it: one line, accepted with it.
+    for q, entry in sorted(functions.items()):
+        if entry["direct"] != "entry point" or not unreachable:
+            continue
+        only_its = sorted(reaches(entry["callees"], set()) & set(unreachable))
+        if only_its:
+            unreachable = [n for n in unreachable if n not in only_its]
             changes.refusals.append(Refusal(
-                "direct-unreachable", f"{path}:{own['line']}", name,
-                f"changed, but it is called directly ({own['direct']}) and no DSU function "
-                "calls it, so the change could never take effect"))
+                "direct-unreachable", f"{path}:{entry['line']}", entry["name"],
+                f"{len(only_its)} changed function(s) only it calls ({_few(only_its)}) stay at "
+                f"their old version with it (it is running and is never replaced); if accepted, "
+                "they stay old", accept=f"stale:{entry['name']}"))
+    for name in unreachable:
+        own = direct_by_name[name]
+        changes.refusals.append(Refusal(
+            "direct-unreachable", f"{path}:{own['line']}", name,
+            f"changed, but it is called directly ({own['direct']}) and no DSU function "
+            "calls it, so the change could never take effect"))
 
 
 def _compare_variables(changes, path, before, after):
@@ -365,7 +378,7 @@ def _compare_variables(changes, path, before, after):
                 "state-init", where, q,
                 "initializer changed (in its text, or in a constant, enumerator or macro it is "
                 "computed from): the running program holds the value of the old one, which "
-                "the new code would read; accepted, the running value is kept",
+                "the new code would read; if accepted, the running value is kept",
                 accept=f"init:{now['name']}"))
 
 
@@ -416,7 +429,7 @@ def _compare_outside(changes, path, before, after):
         changes.refusals.append(Refusal(
             "outside-dsu", f"{path}:{now['line']}", q,
             ("added" if added else "changed") + f" outside the DSU units (add {path} to "
-            "PSU_UNITS to update it live); accepted, it stays at its old version",
+            "PSU_UNITS to update it live); if accepted, it stays at its old version",
             accept=f"stale:{now['name']}"))
     elif entities:
         # one line for the unit: the names, a few of them, and one name to accept them all
@@ -428,7 +441,7 @@ def _compare_outside(changes, path, before, after):
         changes.refusals.append(Refusal(
             "outside-dsu", path, path,
             f"definitions outside the DSU units (add it to PSU_UNITS to update them live): {what}; "
-            "accepted, they stay at their old version", accept=f"stale:{path}",
+            "if accepted, they stay at their old version", accept=f"stale:{path}",
             accept_each=tuple(sorted({f"stale:{now['name']}" for _, now, _ in entities}))))
 
 
@@ -455,7 +468,7 @@ def _propagate_constants(changes, old_units, new_units):
                 changes.refusals.append(Refusal(
                     "stale-constant", where, q,
                     f"reads {constants}, whose value changed, and it is outside the DSU units: "
-                    "it would go on reading the old copy; accepted, it stays at its old version",
+                    "it would go on reading the old copy; if accepted, it stays at its old version",
                     accept=f"stale:{f['name']}"))
             elif f["direct"] is None:
                 if q not in changes.added:
@@ -467,7 +480,7 @@ def _propagate_constants(changes, old_units, new_units):
                 changes.refusals.append(Refusal(
                     "stale-constant", where, q,
                     f"reads {constants}, whose value changed, but the entry point is running and "
-                    "cannot be replaced; accepted, it stays at its old version (and reads the old copy)",
+                    "cannot be replaced; if accepted, it stays at its old version (and reads the old copy)",
                     accept=f"stale:{f['name']}"))
             elif f["direct"] != "state transformer":
                 _pull_in_callers(changes, path, unit, {f["name"]} - changes.changed_direct.get(path, set()))
@@ -485,7 +498,7 @@ def _propagate_constants(changes, old_units, new_units):
                 changes.refusals.append(Refusal(
                     "state-init", f"{path}:{v['line']}", q,
                     f"its initializer names {', '.join(names)}, whose value changed: the running "
-                    "value was computed from the old one; accepted, the running value is kept",
+                    "value was computed from the old one; if accepted, the running value is kept",
                     accept=f"init:{v['name']}"))
 
 
