@@ -239,7 +239,9 @@ def test_pin_keeps_module_until_unpinned(app, build, tmp_path):
     assert mapped(app, "v2")
     app.send("unpin")
     assert app.expect("unpin ") == "unpin 1"
-    wait_for(lambda: not mapped(app, "v2"), "v2 unloaded after unpin")
+    # unmapped first, then its index freed: the unload is over once status lists it no more
+    wait_for(lambda: not mapped(app, "v2") and
+             not [m for m in bundle_modules(app) if m["label"] == "v2"], "v2 unloaded after unpin")
     app.send("unpin")
     assert app.expect("unpin ") == "unpin 0"    # gone: no module holds it now
 
