@@ -178,6 +178,30 @@ class Process:
                 self.process.wait()
 
 
+class CommandProgram:
+    """A corpus program that answers each command line on its stdin with one
+    line (the shape of the test corpora's programs); `first` is its greeting."""
+
+    def __init__(self, executable, cwd, runtime_dir):
+        self.process = Process([executable], cwd, runtime_dir, stdin=True)
+        self.first = self.process.read_line()
+        self.process.wait_for_socket()
+
+    def __call__(self, command):
+        self.process.process.stdin.write(command + "\n")
+        self.process.process.stdin.flush()
+        return self.process.read_line()
+
+    def apply(self, bundle):
+        done = self.process.psu("apply", self.process.pid, bundle)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    def stop(self):
+        self.process.process.stdin.close()
+        self.process.stop()
+
+
 def wait_until(predicate, timeout=10.0, interval=0.01):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -7,7 +7,7 @@ units, `src/main.c` is not.
 """
 import pytest
 
-from projects import Process, Project, psu
+from projects import CommandProgram, Project, psu
 
 SCONSTRUCT = """\
 env = Environment(tools=['default', 'psu'])
@@ -86,24 +86,8 @@ def project(tmp_path_factory):
     return project
 
 
-class Running:
-    def __init__(self, project, tmp_path):
-        self.process = Process([project.root / "consts"], project.root, tmp_path / "run", stdin=True)
-        self.first = self.process.read_line()
-        self.process.wait_for_socket()
-
-    def __call__(self, command):
-        self.process.process.stdin.write(command + "\n")
-        self.process.process.stdin.flush()
-        return self.process.read_line()
-
-    def apply(self, bundle):
-        done = self.process.psu("apply", self.process.pid, bundle)
-        assert done.returncode == 0, done.stdout + done.stderr
-
-    def stop(self):
-        self.process.process.stdin.close()
-        self.process.stop()
+def Running(project, tmp_path):
+    return CommandProgram(project.root / "consts", project.root, tmp_path / "run")
 
 
 def test_a_changed_constant_reaches_every_reader_in_the_running_process(project, tmp_path):

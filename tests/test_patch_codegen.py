@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from projects import REPO, Process, Project, psu, wait_until
+from projects import CommandProgram, Project, REPO, psu, wait_until
 
 CORPUS = REPO / "tests" / "corpus" / "everyfn"
 CORE_C, CORE_INTERNAL_H = "src/core.c", "src/core_internal.h"
@@ -88,26 +88,10 @@ def everyfn(tmp_path_factory):
     return project
 
 
-class Program:
-    def __init__(self, project, tmp_path):
-        self.process = Process([project.root / "everyfn"], project.root, tmp_path / "run",
-                               stdin=True)
-        assert self.process.read_line() == "ready"
-        self.process.wait_for_socket()
-
-    def __call__(self, command):
-        self.process.process.stdin.write(command + "\n")
-        self.process.process.stdin.flush()
-        return self.process.read_line()
-
-    def apply(self, bundle):
-        done = self.process.psu("apply", self.process.pid, bundle)
-        assert done.returncode == 0, done.stdout + done.stderr
-        return done
-
-    def stop(self):
-        self.process.process.stdin.close()
-        self.process.stop()
+def Program(project, tmp_path):
+    program = CommandProgram(project.root / "everyfn", project.root, tmp_path / "run")
+    assert program.first == "ready"
+    return program
 
 
 @pytest.fixture

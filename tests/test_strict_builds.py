@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from projects import REPO, Process, Project, run
+from projects import CommandProgram, Project, REPO, run
 from test_cc import wrapper_environment
 
 CORPUS = REPO / "tests" / "corpus" / "strict"
@@ -46,20 +46,10 @@ def make_v2(project):
           '    else if (strncmp(command, "run ", 4) == 0)'))
 
 
-class Program:
-    def __init__(self, project, tmp_path):
-        self.process = Process([project.root / "strict"], project.root, tmp_path / "run", stdin=True)
-        assert self.process.read_line() == "ready"
-        self.process.wait_for_socket()
-
-    def __call__(self, command):
-        self.process.process.stdin.write(command + "\n")
-        self.process.process.stdin.flush()
-        return self.process.read_line()
-
-    def stop(self):
-        self.process.process.stdin.close()
-        self.process.stop()
+def Program(project, tmp_path):
+    program = CommandProgram(project.root / "strict", project.root, tmp_path / "run")
+    assert program.first == "ready"
+    return program
 
 
 @pytest.mark.parametrize("std", ["gnu99", "gnu11", "c89"])
