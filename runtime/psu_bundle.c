@@ -14,13 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "psu_bundle_abi.h"
 #include "psu_internal.h"
 
-/* Symbols a bundle's objects export (docs/bundle-format.md). */
-struct psu_bundle_function {
-    const char *name;
-    void *code;
-};
 
 #define BUNDLE_MAGIC "PSUBNDL1"
 #define HEADER_SIZE 16
@@ -320,9 +316,28 @@ static bool build_id_ok(const struct section *s)
     return true;
 }
 
-/* Checks in the order docs/bundle-format.md gives; refuses on the first
- * failure. */
-static bool verify_bundle(struct bundle_file *f, struct psu_error *err)
+/* The sections the runtime knows, where each goes in a bundle_file, and
+ * whether a bundle must have it.  Other names are skipped (newer formats). */
+static const struct {
+    const char *name;
+    size_t offset;              /* of its struct section in struct bundle_file */
+    bool required;
+} known_sections[] = {
+    { "manifest", offsetof(struct bundle_file, manifest), true },
+    { "program", offsetof(struct bundle_file, program), true },
+    { "base", offsetof(struct bundle_file, base), true },
+    { "target", offsetof(struct bundle_file, target), true },
+    { "label", offsetof(struct bundle_file, label), true },
+    { "code", offsetof(struct bundle_file, code), true },
+    { "state", offsetof(struct bundle_file, state), false },
+};
+#define KNOWN_SECTIONS (sizeof known_sections / sizeof known_sections[0])
+#define STATE_SECTION (KNOWN_SECTIONS - 1)
+
+/* Verify, step 1: size, checksum, magic and the section table's bounds.
+ * Sets f->sha256 and the table's entry count and end. */
+static bool verify_header(struct bundle_file *f, uint32_t *count, size_t *table_end,
+                          struct psu_error *err)
 {
     const unsigned char *b = f->bytes;
     if (f->size < HEADER_SIZE + TRAILER_SIZE) {
@@ -344,48 +359,59 @@ static bool verify_bundle(struct bundle_file *f, struct psu_error *err)
         psu_error_set(err, "format", "section count %u out of range 1..%d", n, MAX_SECTIONS);
         return false;
     }
-    size_t header_end = HEADER_SIZE + (size_t)n * SECTION_ENTRY_SIZE;
-    if (header_end > body) {
+    if (HEADER_SIZE + (size_t)n * SECTION_ENTRY_SIZE > body) {
         psu_error_set(err, "format", "section table (%u entries) runs past the end of the file", n);
         return false;
     }
-    struct { const char *name; struct section *s; bool required; bool seen; } known[] = {
-        { "manifest", &f->manifest, true, false }, { "program", &f->program, true, false },
-        { "base", &f->base, true, false },         { "target", &f->target, true, false },
-        { "label", &f->label, true, false },       { "code", &f->code, true, false },
-        { "state", &f->state, false, false },
-    };
-    size_t nknown = sizeof known / sizeof known[0];
-    for (uint32_t i = 0; i < n; i++) {
-        const unsigned char *entry = b + HEADER_SIZE + (size_t)i * SECTION_ENTRY_SIZE;
+    *count = n;
+    *table_end = HEADER_SIZE + (size_t)n * SECTION_ENTRY_SIZE;
+    return true;
+}
+
+/* Verify, step 2: points each known section of f at its bytes (every entry
+ * inside the data area, none twice, every required one present). */
+static bool locate_sections(struct bundle_file *f, uint32_t count, size_t table_end,
+                            struct psu_error *err)
+{
+    size_t body = f->size - TRAILER_SIZE;
+    bool seen[KNOWN_SECTIONS] = { false };
+    for (uint32_t i = 0; i < count; i++) {
+        const unsigned char *entry = f->bytes + HEADER_SIZE + (size_t)i * SECTION_ENTRY_SIZE;
         char name[17];
         memcpy(name, entry, 16);
         name[16] = '\0';
         uint64_t off = le64(entry + 16), size = le64(entry + 24);
-        if (off < header_end || off > body || size > body - off) {
+        if (off < table_end || off > body || size > body - off) {
             psu_error_set(err, "format", "section '%s' (offset %llu, size %llu) lies outside the data area",
                           name, (unsigned long long)off, (unsigned long long)size);
             return false;
         }
-        for (size_t k = 0; k < nknown; k++) {
-            if (strcmp(name, known[k].name) != 0)
+        for (size_t k = 0; k < KNOWN_SECTIONS; k++) {
+            if (strcmp(name, known_sections[k].name) != 0)
                 continue;
-            if (known[k].seen) {
+            if (seen[k]) {
                 psu_error_set(err, "format", "section '%s' appears twice", name);
                 return false;
             }
-            known[k].seen = true;
-            known[k].s->data = b + off;
-            known[k].s->size = (size_t)size;
+            seen[k] = true;
+            struct section *s = (struct section *)((char *)f + known_sections[k].offset);
+            s->data = f->bytes + off;
+            s->size = (size_t)size;
         }
     }
-    for (size_t k = 0; k < nknown; k++) {
-        if (known[k].required && !known[k].seen) {
-            psu_error_set(err, "format", "required section '%s' is missing", known[k].name);
+    for (size_t k = 0; k < KNOWN_SECTIONS; k++) {
+        if (known_sections[k].required && !seen[k]) {
+            psu_error_set(err, "format", "required section '%s' is missing", known_sections[k].name);
             return false;
         }
     }
-    f->has_state = known[nknown - 1].seen;
+    f->has_state = seen[STATE_SECTION];
+    return true;
+}
+
+/* Verify, step 3: the identity sections hold what they should. */
+static bool check_identity_sections(const struct bundle_file *f, struct psu_error *err)
+{
     if (!text_section_ok(&f->program) || !text_section_ok(&f->label) || f->label.size > 255) {
         psu_error_set(err, "format", "section 'program' or 'label' is not text (or label > 255 bytes)");
         return false;
@@ -395,6 +421,24 @@ static bool verify_bundle(struct bundle_file *f, struct psu_error *err)
         return false;
     }
     return true;
+}
+
+/* Checks in the order docs/bundle-format.md gives; refuses on the first
+ * failure. */
+static bool verify_bundle(struct bundle_file *f, struct psu_error *err)
+{
+    uint32_t count;
+    size_t table_end;
+    return verify_header(f, &count, &table_end, err) &&
+           locate_sections(f, count, table_end, err) &&
+           check_identity_sections(f, err);
+}
+
+/* Reads the file at `path` into f and verifies it; on refusal f->bytes may
+ * still need freeing (always free(f->bytes)). */
+static bool read_bundle_file(const char *path, struct bundle_file *f, struct psu_error *err)
+{
+    return read_whole_file(path, f, err) && verify_bundle(f, err);
 }
 
 static bool section_equals(const struct section *s, const char *text)
@@ -471,7 +515,7 @@ static const struct psu_bundle_function *load_code(struct psu_bundle *b, const s
     void *handle = dlopen_from_memory(code, b->label, "code", RTLD_NOW | RTLD_LOCAL, &fd, err);
     if (!handle)
         return NULL;
-    const struct psu_bundle_function *table = dlsym(handle, "psu_bundle_functions");
+    const struct psu_bundle_function *table = dlsym(handle, PSU_BUNDLE_FUNCTIONS);
     if (!table) {
         psu_error_set(err, "load", "the code object exports no psu_bundle_functions");
         dlclose(handle);
@@ -507,237 +551,378 @@ static char *section_strdup(const struct section *s)
     return p;
 }
 
-bool psu_apply_bundle(const char *path, struct psu_update_result *res, struct psu_error *err)
-{
-    struct bundle_file f = { 0 };
-    struct psu_bundle *b = NULL;
-    void *state_handle = NULL, *code_handle = NULL;
-    int state_fd = -1;      /* open for as long as the state is loaded: forever */
-    bool state_is_new = false;
-    int index = -1;
-    struct psu_switch_item *items = NULL;
-    struct previous_provider *previous = NULL;
-    bool ok = false;
+/* An apply in progress: what each phase has taken so far.  The phases run in
+ * the order of psu_apply_bundle; each refusal returns to it, and
+ * apply_release() gives back whatever is still held here.  The commit moves
+ * what it keeps out of this record (setting the field to "nothing held"), so
+ * after a commit apply_release() frees only the scratch memory. */
+struct apply {
+    struct bundle_file file;            /* read_bundle_file: the bytes */
+    struct psu_bundle *bundle;          /* new_bundle_record: one reference */
+    /* load_state */
+    void *state_handle;                 /* NULL: no state, or handed to the record */
+    bool state_is_new;                  /* loaded just now (else reused) */
+    int state_fd;                       /* open as long as the state is loaded: forever */
+    struct psu_function **new_state_functions;
+    /* load_code */
+    void *code_handle;                  /* owned by the module index */
+    int index;                          /* -1: none held */
+    const struct psu_bundle_function *table;
+    /* resolve_functions, add_carried_functions: the switch batch */
+    struct psu_switch_item *items;
+    struct previous_provider *previous; /* their providers before: the history entry */
+    size_t n;                           /* items used */
+    size_t nreplaced;                   /* the bundle's own functions: items[0, nreplaced) */
+};
 
-    if (path[0] != '/') {
-        psu_error_set(err, "request", "bundle path must be absolute: %s", path);
+/* The undo path: gives back, newest phase first, what a refused apply still
+ * holds (after a commit: only the scratch memory and the apply's reference). */
+static void apply_release(struct apply *a)
+{
+    /* resolve_functions, add_carried_functions: the batch (the history owns
+     * `previous` after a commit) */
+    free(a->previous);
+    free(a->items);
+    /* load_code_module: the index never received a function */
+    if (a->index >= 0)
+        psu_module_release_unused(a->index);    /* dlcloses the code object */
+    /* load_state: a state object loaded just now whose functions were never
+     * registered is referenced by nothing */
+    if (a->state_handle && a->state_is_new) {
+        dlclose(a->state_handle);
+        close(a->state_fd);
+    }
+    /* new_bundle_record: the apply's reference (frees a refused bundle's record) */
+    if (a->bundle)
+        bundle_unref(a->bundle);
+    /* read_bundle_file */
+    free(a->file.bytes);
+}
+
+/* Phase: the bundle is for this program and applies to the running version.
+ * Sets *already when the process runs the bundle's target already. */
+static bool check_applies_here(const struct bundle_file *f, bool *already, struct psu_error *err)
+{
+    *already = false;
+    if (!section_equals(&f->program, psu_program_name)) {
+        psu_error_set(err, "program", "bundle is for program '%.*s', this is '%s'",
+                      (int)f->program.size, (const char *)f->program.data, psu_program_name);
         return false;
     }
-    if (!read_whole_file(path, &f, err) || !verify_bundle(&f, err))
-        goto out;
-    if (!section_equals(&f.program, psu_program_name)) {
-        psu_error_set(err, "program", "bundle is for program '%.*s', this is '%s'",
-                      (int)f.program.size, (const char *)f.program.data, psu_program_name);
-        goto out;
+    if (section_equals(&f->target, psu_current_build_id())) {
+        *already = true;
+        return true;
     }
-    if (section_equals(&f.target, psu_current_build_id())) {
-        res->result = "already";
-        snprintf(res->to, sizeof res->to, "%s", psu_current_build_id());
-        snprintf(res->label, sizeof res->label, "%s", psu_current_label());
-        ok = true;
-        goto out;
-    }
-    if (!section_equals(&f.base, psu_current_build_id())) {
+    if (!section_equals(&f->base, psu_current_build_id())) {
         psu_error_set(err, "base", "bundle applies to build %.*s, the process is at %s",
-                      (int)f.base.size, (const char *)f.base.data, psu_current_build_id());
-        goto out;
+                      (int)f->base.size, (const char *)f->base.data, psu_current_build_id());
+        return false;
     }
+    return true;
+}
 
-    b = calloc(1, sizeof *b);
+/* Phase: the record of the bundle, with one reference for the apply. */
+static struct psu_bundle *new_bundle_record(const char *path, const struct bundle_file *f)
+{
+    struct psu_bundle *b = calloc(1, sizeof *b);
     if (!b)
         psu_die(ENOMEM, "bundle record");
     b->path = strdup(path);
-    b->label = section_strdup(&f.label);
-    memcpy(b->sha256, f.sha256, 32);
-    memcpy(b->base, f.base.data, PSU_BUILD_ID_LEN);
-    memcpy(b->target, f.target.data, PSU_BUILD_ID_LEN);
+    b->label = section_strdup(&f->label);
+    if (!b->path)
+        psu_die(ENOMEM, "bundle record");
+    memcpy(b->sha256, f->sha256, 32);
+    memcpy(b->base, f->base.data, PSU_BUILD_ID_LEN);
+    memcpy(b->target, f->target.data, PSU_BUILD_ID_LEN);
     b->module = -1;
-    b->refs = 1;            /* ours until the end of this function */
+    b->refs = 1;
+    return b;
+}
 
-    /* State first (RTLD_GLOBAL), so the code object's references to added
-     * variables and slots resolve against it. */
-    struct psu_function **new_state_functions = NULL;
-    if (f.has_state) {
-        struct psu_bundle *earlier = bundle_with_state(f.sha256);
-        if (earlier) {
-            state_handle = earlier->state_handle;   /* already registered */
-        } else {
-            state_handle = dlopen_from_memory(&f.state, b->label, "state",
-                                              RTLD_NOW | RTLD_GLOBAL, &state_fd, err);
-            if (!state_handle)
-                goto out;
-            state_is_new = true;
-            new_state_functions = dlsym(state_handle, "psu_state_functions");
-        }
+/* Phase: the state object, loaded before the code (RTLD_GLOBAL) so that the
+ * code object's references to added variables and slots resolve against it.
+ * A bundle applied before (same SHA-256) reuses the state it loaded then. */
+static bool load_state(struct apply *a, struct psu_error *err)
+{
+    if (!a->file.has_state)
+        return true;
+    struct psu_bundle *earlier = bundle_with_state(a->file.sha256);
+    if (earlier) {
+        a->state_handle = earlier->state_handle;    /* already registered */
+        return true;
     }
+    a->state_handle = dlopen_from_memory(&a->file.state, a->bundle->label, "state",
+                                         RTLD_NOW | RTLD_GLOBAL, &a->state_fd, err);
+    if (!a->state_handle)
+        return false;
+    a->state_is_new = true;
+    a->new_state_functions = dlsym(a->state_handle, PSU_STATE_FUNCTIONS);
+    return true;
+}
 
-    const struct psu_bundle_function *table = load_code(b, &f.code, &code_handle, &index, err);
-    if (!table)
-        goto out;
+/* Phase: the code object, in a module index of its own. */
+static bool load_code_module(struct apply *a, struct psu_error *err)
+{
+    a->table = load_code(a->bundle, &a->file.code, &a->code_handle, &a->index, err);
+    return a->table != NULL;
+}
 
-    /* Resolve every name before anything changes. */
-    size_t n = 0, ncarried = 0;
-    while (table[n].name)
+/* The slot word naming `code` in module `index`. */
+static uintptr_t slot_word(int index, void *code)
+{
+    return ((uintptr_t)index << PSU_MODULE_SHIFT) | (uintptr_t)code;
+}
+
+static size_t table_length(const struct psu_bundle_function *table)
+{
+    size_t n = 0;
+    while (table && table[n].name)
         n++;
-    const struct psu_bundle_function *carried = dlsym(code_handle, "psu_bundle_carried");
-    while (carried && carried[ncarried].name)
-        ncarried++;
-    size_t nreplaced = n;       /* the bundle's own functions come first in items */
-    items = calloc(n + ncarried + 1, sizeof *items);
-    previous = calloc(n + ncarried + 1, sizeof *previous);
-    if (!items || !previous)
+    return n;
+}
+
+/* Grows the switch batch (items and their previous providers) to hold
+ * `capacity` items. */
+static void batch_reserve(struct apply *a, size_t capacity)
+{
+    struct psu_switch_item *items = realloc(a->items, capacity * sizeof *items);
+    if (!items)
         psu_die(ENOMEM, "switch batch");
+    a->items = items;
+    struct previous_provider *previous = realloc(a->previous, capacity * sizeof *previous);
+    if (!previous)
+        psu_die(ENOMEM, "switch batch");
+    a->previous = previous;
+}
+
+/* Phase: every function of the bundle's table names a DSU function of the
+ * process (or one its state adds) and has code: the first items of the
+ * switch batch. */
+static bool resolve_functions(struct apply *a, struct psu_error *err)
+{
+    size_t n = table_length(a->table);
+    batch_reserve(a, n + 1);
     for (size_t i = 0; i < n; i++) {
-        struct psu_function *fn = psu_function_lookup(table[i].name);
+        const struct psu_bundle_function *t = &a->table[i];
+        struct psu_function *fn = psu_function_lookup(t->name);
         if (!fn)
-            fn = find_new_state_function(new_state_functions, table[i].name);
+            fn = find_new_state_function(a->new_state_functions, t->name);
         if (!fn) {
             psu_error_set(err, "link", "function '%s' of the bundle is not a DSU function of this "
-                          "process nor added by the bundle's state", table[i].name);
-            goto out;
+                          "process nor added by the bundle's state", t->name);
+            return false;
         }
-        if (!table[i].code) {
-            psu_error_set(err, "link", "function '%s' has no code in the bundle", table[i].name);
-            goto out;
+        if (!t->code) {
+            psu_error_set(err, "link", "function '%s' has no code in the bundle", t->name);
+            return false;
         }
-        items[i].fn = fn;
-        items[i].new_word = ((uintptr_t)index << PSU_MODULE_SHIFT) | (uintptr_t)table[i].code;
+        a->items[a->n++] = (struct psu_switch_item){ .fn = fn, .new_word = slot_word(a->index, t->code) };
     }
-    /* Carried functions are unchanged by this bundle; it brings copies so that
-     * older bundle modules stop being current and can be unloaded.  A carried
-     * function still current in the executable stays there: nothing to free. */
-    for (size_t i = 0; i < ncarried; i++) {
+    a->nreplaced = a->n;
+    return true;
+}
+
+/* Phase: carried functions are unchanged by this bundle; it brings copies so
+ * that older bundle modules stop being current and can be unloaded.  A
+ * carried function still current in the executable stays there: nothing to
+ * free.  Appends to the batch after the bundle's own functions. */
+static bool add_carried_functions(struct apply *a, struct psu_error *err)
+{
+    const struct psu_bundle_function *carried = dlsym(a->code_handle, PSU_BUNDLE_CARRIED);
+    batch_reserve(a, a->n + table_length(carried) + 1);
+    for (size_t i = 0; carried && carried[i].name; i++) {
         struct psu_function *fn = psu_function_lookup(carried[i].name);
         if (!fn || !carried[i].code) {
             psu_error_set(err, "link", "carried function '%s' is not a DSU function of this "
                           "process", carried[i].name);
-            goto out;
+            return false;
         }
+        /* relaxed: the slot is written only by the update thread, which we are */
         uintptr_t word = atomic_load_explicit(&fn->current, memory_order_relaxed);
         if (word >> PSU_MODULE_SHIFT == 0)
             continue;
-        items[n].fn = fn;
-        items[n++].new_word = ((uintptr_t)index << PSU_MODULE_SHIFT) | (uintptr_t)carried[i].code;
+        a->items[a->n++] = (struct psu_switch_item){ .fn = fn,
+                                                     .new_word = slot_word(a->index, carried[i].code) };
     }
-    for (struct psu_function **p = new_state_functions; p && *p; p++) {
-        struct psu_function *existing = psu_function_lookup((*p)->name);
-        if (existing) {
+    return true;
+}
+
+/* Phase: no function the state adds exists already. */
+static bool check_added_functions_are_new(const struct apply *a, struct psu_error *err)
+{
+    for (struct psu_function **p = a->new_state_functions; p && *p; p++) {
+        if (psu_function_lookup((*p)->name)) {
             psu_error_set(err, "link", "function '%s' added by the bundle already exists", (*p)->name);
-            goto out;
+            return false;
         }
     }
+    return true;
+}
 
-    /* State transformers, in order; the first non-zero refuses. */
-    int (*const *transformers)(void) = dlsym(code_handle, "psu_bundle_transformers");
+/* Phase: the state transformers, in order; the first non-zero refuses. */
+static bool run_transformers(const struct apply *a, struct psu_error *err)
+{
+    int (*const *transformers)(void) = dlsym(a->code_handle, PSU_BUNDLE_TRANSFORMERS);
     for (size_t i = 0; transformers && transformers[i]; i++) {
         int rc = transformers[i]();
         if (rc != 0) {
             psu_error_set(err, "transform", "state transformer %zu returned %d", i, rc);
-            goto out;
+            return false;
         }
     }
+    return true;
+}
 
-    /* ---- from here on nothing can fail: commit ---- */
-    for (struct psu_function **p = new_state_functions; p && *p; p++)
+/* Commit, step 1: the functions the state adds join the table, and the
+ * record keeps the state (a new one forever, on the list of loaded states). */
+static void commit_state(struct apply *a)
+{
+    for (struct psu_function **p = a->new_state_functions; p && *p; p++)
         psu_function_table_add(*p);
-    if (state_handle) {
-        if (state_is_new) {
-            b->state_handle = state_handle;
-            b->next = bundles_with_state;
-            bundles_with_state = b;
-            bundle_ref(b);           /* the state list keeps it forever */
-        } else {
-            b->state_handle = state_handle;
-        }
+    if (!a->state_handle)
+        return;
+    a->bundle->state_handle = a->state_handle;
+    if (a->state_is_new) {
+        a->bundle->next = bundles_with_state;
+        bundles_with_state = a->bundle;
+        bundle_ref(a->bundle);      /* the state list keeps it forever */
     }
+    a->state_handle = NULL;
+}
 
-    struct history_entry entry = { .n = n, .items = previous };
+/* Commit, step 2: what each switched slot holds now, for the rollback
+ * (each provider bundle referenced by the entry). */
+static void record_previous(struct apply *a)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        /* relaxed: the slot is written only by the update thread, which we are */
+        uintptr_t word = atomic_load_explicit(&a->items[i].fn->current, memory_order_relaxed);
+        a->previous[i] = (struct previous_provider){
+            .fn = a->items[i].fn, .word = word, .bundle = provider_of(word), .added = word == 0,
+        };
+        if (a->previous[i].bundle)
+            bundle_ref(a->previous[i].bundle);
+    }
+}
+
+/* Commit, step 4: the module belongs to the bundle, the update to the
+ * history (the entry takes `previous`), and the process to the new version. */
+static void commit_version(struct apply *a)
+{
+    a->bundle->module = a->index;
+    bundle_ref(a->bundle);              /* the module's reference */
+    a->index = -1;
+
+    struct history_entry entry = { .n = a->n, .items = a->previous };
     snprintf(entry.build_id, sizeof entry.build_id, "%s", psu_current_build_id());
     entry.label = strdup(psu_current_label());
-    for (size_t i = 0; i < n; i++) {
-        uintptr_t word = atomic_load_explicit(&items[i].fn->current, memory_order_relaxed);
-        previous[i] = (struct previous_provider){
-            .fn = items[i].fn, .word = word, .bundle = provider_of(word), .added = word == 0,
-        };
-        if (previous[i].bundle)
-            bundle_ref(previous[i].bundle);
-    }
+    history_push(&entry);
+    a->previous = NULL;
 
-    psu_switch(items, n);
+    snprintf(current_build_id, sizeof current_build_id, "%s", a->bundle->target);
+    free(current_label);
+    current_label = strdup(a->bundle->label);
+    updates_applied++;
+}
 
+/* Commit, step 3: the switch, and which replaced functions may still run
+ * their old version (entries from res->old_running_first on). */
+static void switch_slots(struct apply *a, struct psu_update_result *res)
+{
+    psu_switch(a->items, a->n);
     old_running_prune();
     res->old_running_first = psu_old_running_length();
-    old_running_note(previous, nreplaced,
-                     (const char *const *)dlsym(code_handle, "psu_bundle_may_not_return"));
+    old_running_note(a->previous, a->nreplaced,
+                     (const char *const *)dlsym(a->code_handle, PSU_BUNDLE_MAY_NOT_RETURN));
+}
 
-    b->module = index;
-    bundle_ref(b);                  /* the module's reference */
-    history_push(&entry);
-    previous = NULL;
-
+/* The phases from the switch on: nothing can fail from here. */
+static void commit(struct apply *a, struct psu_update_result *res)
+{
+    commit_state(a);
+    record_previous(a);
+    switch_slots(a, res);
     res->result = "applied";
     snprintf(res->from, sizeof res->from, "%s", psu_current_build_id());
-    snprintf(res->to, sizeof res->to, "%s", b->target);
-    snprintf(res->label, sizeof res->label, "%s", b->label);
-    res->functions = n;
-    res->module = index;
-    snprintf(current_build_id, sizeof current_build_id, "%s", b->target);
-    free(current_label);
-    current_label = strdup(b->label);
-    updates_applied++;
-    index = -1;
-    code_handle = NULL;
-    state_handle = NULL;
-    ok = true;
+    snprintf(res->to, sizeof res->to, "%s", a->bundle->target);
+    snprintf(res->label, sizeof res->label, "%s", a->bundle->label);
+    res->functions = a->n;
+    res->module = a->index;
+    commit_version(a);
+}
 
-out:
-    if (index >= 0)
-        psu_module_release_unused(index);   /* dlcloses the code object */
-    /* A state object loaded just now whose functions were never registered
-     * is not referenced by anything: close it too. */
-    if (state_handle && state_is_new) {
-        dlclose(state_handle);
-        close(state_fd);
+static void result_already(struct psu_update_result *res)
+{
+    res->result = "already";
+    snprintf(res->to, sizeof res->to, "%s", psu_current_build_id());
+    snprintf(res->label, sizeof res->label, "%s", psu_current_label());
+}
+
+/* Applies the bundle at `path` as one switch, or refuses it with nothing
+ * changed.  Each phase refuses with its error; apply_release() then undoes
+ * what the phases before took (see struct apply). */
+bool psu_apply_bundle(const char *path, struct psu_update_result *res, struct psu_error *err)
+{
+    if (path[0] != '/') {
+        psu_error_set(err, "request", "bundle path must be absolute: %s", path);
+        return false;
     }
-    if (b)
-        bundle_unref(b);
-    free(items);
-    free(previous);
-    free(f.bytes);
+    struct apply a = { .state_fd = -1, .index = -1 };
+    bool already = false;
+    bool ok = read_bundle_file(path, &a.file, err) &&
+              check_applies_here(&a.file, &already, err);
+    if (ok && already) {
+        result_already(res);
+    } else if (ok) {
+        a.bundle = new_bundle_record(path, &a.file);
+        ok = load_state(&a, err) &&
+             load_code_module(&a, err) &&
+             resolve_functions(&a, err) &&
+             add_carried_functions(&a, err) &&
+             check_added_functions_are_new(&a, err) &&
+             run_transformers(&a, err);
+        if (ok)
+            commit(&a, res);
+    }
+    apply_release(&a);
     return ok;
 }
 
 /* ---- rollback ------------------------------------------------------------- */
 
+/* The bundles a rollback loaded again (their code had been unloaded): a
+ * refused rollback unloads them again.  At most one per history item. */
+struct reloaded {
+    struct psu_bundle **bundles;
+    size_t n;
+};
+
 /* Makes sure bundle b's code is loaded (re-reading its file when it was
- * unloaded) and returns its module index and code table. */
-static const struct psu_bundle_function *bundle_code(struct psu_bundle *b, int *index,
-                                                     bool *reloaded, struct psu_error *err)
+ * unloaded, and noting it in `reloaded`) and returns its dlopen handle and
+ * module index. */
+static void *bundle_code(struct psu_bundle *b, int *index, struct reloaded *reloaded,
+                         struct psu_error *err)
 {
-    *reloaded = false;
     if (b->module >= 0) {
         psu_lock(&psu_module_lock);
         void *handle = psu_modules[b->module].handle;
         psu_unlock(&psu_module_lock);
         *index = b->module;
-        return dlsym(handle, "psu_bundle_functions");
+        return handle;
     }
     struct bundle_file f = { 0 };
-    const struct psu_bundle_function *table = NULL;
-    if (!read_whole_file(b->path, &f, err) || !verify_bundle(&f, err))
-        goto out;
-    if (memcmp(f.sha256, b->sha256, 32) != 0) {
-        psu_error_set(err, "checksum", "%s changed since it was applied (SHA-256 differs)", b->path);
-        goto out;
+    void *handle = NULL;
+    if (read_bundle_file(b->path, &f, err)) {
+        if (memcmp(f.sha256, b->sha256, 32) != 0)
+            psu_error_set(err, "checksum", "%s changed since it was applied (SHA-256 differs)", b->path);
+        else if (load_code(b, &f.code, &handle, index, err)) {
+            b->module = *index;                 /* the module owns the handle now */
+            bundle_ref(b);                      /* the module's reference */
+            reloaded->bundles[reloaded->n++] = b;
+        }
     }
-    void *handle;
-    table = load_code(b, &f.code, &handle, index, err);
-    (void)handle;       /* owned by the module now */
-    if (table)
-        *reloaded = true;
-out:
     free(f.bytes);
-    return table;
+    return handle;
 }
 
 /* The entry named `name` of a NULL-terminated bundle table, or NULL. */
@@ -750,59 +935,55 @@ static const struct psu_bundle_function *find_code(const struct psu_bundle_funct
     return NULL;
 }
 
-bool psu_rollback(struct psu_update_result *res, struct psu_error *err)
+/* The slot word that makes p's function run what it ran before the update:
+ * the executable's version as it was, or the providing bundle's code (its
+ * own function or a carried copy), loaded again if it was unloaded. */
+static bool previous_word(const struct previous_provider *p, uintptr_t *word,
+                          struct reloaded *reloaded, struct psu_error *err)
 {
-    if (history_len == 0) {
-        psu_error_set(err, "history", "no update to roll back");
+    if (!p->bundle) {
+        *word = p->word;
+        return true;
+    }
+    int index;
+    void *handle = bundle_code(p->bundle, &index, reloaded, err);
+    if (!handle)
+        return false;
+    const struct psu_bundle_function *t = find_code(dlsym(handle, PSU_BUNDLE_FUNCTIONS), p->fn->name);
+    if (!t)
+        t = find_code(dlsym(handle, PSU_BUNDLE_CARRIED), p->fn->name);
+    if (!t) {
+        psu_error_set(err, "link", "bundle %s no longer provides '%s'", p->bundle->path, p->fn->name);
         return false;
     }
-    struct history_entry *e = history_at(history_len - 1);
-    struct psu_switch_item *items = calloc(e->n ? e->n : 1, sizeof *items);
-    if (!items)
-        psu_die(ENOMEM, "rollback batch");
+    *word = slot_word(index, t->code);
+    return true;
+}
 
-    /* At most one distinct bundle per provider; remember those reloaded so a
-     * refusal can unload them again. */
-    struct psu_bundle **reloaded = calloc(e->n ? e->n : 1, sizeof *reloaded);
-    if (!reloaded)
-        psu_die(ENOMEM, "rollback batch");
-    size_t nreloaded = 0;
-    size_t n = 0;
-    bool ok = false;
+/* The rollback's switch batch (n items): every function the update replaced
+ * back to its previous provider.  Added functions keep their code: old
+ * callers may still reach them. */
+static bool rollback_batch(const struct history_entry *e, struct psu_switch_item *items, size_t *n,
+                           struct reloaded *reloaded, struct psu_error *err)
+{
+    *n = 0;
     for (size_t i = 0; i < e->n; i++) {
-        struct previous_provider *p = &e->items[i];
+        const struct previous_provider *p = &e->items[i];
         if (p->added)
-            continue;       /* added functions keep their code: old callers */
-        if (!p->bundle) {
-            items[n].fn = p->fn;
-            items[n++].new_word = p->word;
             continue;
-        }
-        int index;
-        bool was_reloaded;
-        const struct psu_bundle_function *table = bundle_code(p->bundle, &index, &was_reloaded, err);
-        if (!table)
-            goto out;
-        if (was_reloaded) {
-            p->bundle->module = index;
-            bundle_ref(p->bundle);
-            reloaded[nreloaded++] = p->bundle;
-        }
-        const struct psu_bundle_function *t = find_code(table, p->fn->name);
-        if (!t) {
-            psu_lock(&psu_module_lock);
-            void *handle = psu_modules[index].handle;
-            psu_unlock(&psu_module_lock);
-            t = find_code(dlsym(handle, "psu_bundle_carried"), p->fn->name);
-        }
-        if (!t) {
-            psu_error_set(err, "link", "bundle %s no longer provides '%s'", p->bundle->path, p->fn->name);
-            goto out;
-        }
-        items[n].fn = p->fn;
-        items[n++].new_word = ((uintptr_t)index << PSU_MODULE_SHIFT) | (uintptr_t)t->code;
+        uintptr_t word;
+        if (!previous_word(p, &word, reloaded, err))
+            return false;
+        items[(*n)++] = (struct psu_switch_item){ .fn = p->fn, .new_word = word };
     }
+    return true;
+}
 
+/* The rollback's commit: the switch, the result, the version before the
+ * update current again, its history entry dropped. */
+static void rollback_commit(struct history_entry *e, struct psu_switch_item *items, size_t n,
+                            struct psu_update_result *res)
+{
     psu_switch(items, n);
     res->result = "rolled-back";
     snprintf(res->from, sizeof res->from, "%s", psu_current_build_id());
@@ -815,16 +996,39 @@ bool psu_rollback(struct psu_update_result *res, struct psu_error *err)
     current_label = strdup(e->label);
     history_entry_free(e);
     history_len--;
-    nreloaded = 0;
-    ok = true;
-out:
-    /* Refused: unload what we reloaded (it received no function). */
-    for (size_t i = 0; i < nreloaded; i++) {
-        struct psu_bundle *b = reloaded[i];
+}
+
+/* The undo path of a refused rollback: unload what it loaded again (those
+ * modules received no function). */
+static void unload_reloaded(struct reloaded *reloaded)
+{
+    for (size_t i = 0; i < reloaded->n; i++) {
+        struct psu_bundle *b = reloaded->bundles[i];
         psu_module_release_unused(b->module);   /* dlcloses the code object */
         psu_bundle_module_unloaded(b);
     }
-    free(reloaded);
+    reloaded->n = 0;
+}
+
+bool psu_rollback(struct psu_update_result *res, struct psu_error *err)
+{
+    if (history_len == 0) {
+        psu_error_set(err, "history", "no update to roll back");
+        return false;
+    }
+    struct history_entry *e = history_at(history_len - 1);
+    size_t capacity = e->n ? e->n : 1;
+    struct psu_switch_item *items = calloc(capacity, sizeof *items);
+    struct reloaded reloaded = { .bundles = calloc(capacity, sizeof *reloaded.bundles) };
+    if (!items || !reloaded.bundles)
+        psu_die(ENOMEM, "rollback batch");
+    size_t n;
+    bool ok = rollback_batch(e, items, &n, &reloaded, err);
+    if (ok)
+        rollback_commit(e, items, n, res);
+    else
+        unload_reloaded(&reloaded);
+    free(reloaded.bundles);
     free(items);
     return ok;
 }

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <ucontext.h>
+#include "psu_bundle_abi.h"
 
 #define STR2(x) #x
 #define STR(x) STR2(x)
@@ -39,7 +40,6 @@ static int coro_step_v(void)
     return VERSION;
 }
 
-struct psu_bundle_function { const char *name; void *code; };
 
 const struct psu_bundle_function psu_bundle_functions[] = {
     { "faults.c:answer", (void *)answer_v },

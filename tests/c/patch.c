@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <unistd.h>
+#include "psu_bundle_abi.h"
 
 #define STR2(x) #x
 #define STR(x) STR2(x)
@@ -50,7 +51,6 @@ static int park_v(int ticket)
     return VERSION;
 }
 
-struct psu_bundle_function { const char *name; void *code; };
 
 const struct psu_bundle_function psu_bundle_functions[] = {
     { "app.c:answer", (void *)answer_v },

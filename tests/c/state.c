@@ -2,6 +2,7 @@
  * and the slot and trampoline of a function it adds (app.c:added), as the
  * generator would write them.  Never unloaded. */
 #include "psu_fast.h"
+#include "psu_bundle_abi.h"
 
 int added_base = 500;
 
