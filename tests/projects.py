@@ -8,16 +8,20 @@ checks the installed package separately.
 import json
 import os
 import pathlib
+import queue
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SITE_SCONS = REPO / "site_scons"
 EXAMPLE = REPO / "example_project"
+# Waits are bounded by this, never timed: it only stops a hang.
+DEADLINE = 30.0
 
 SITE_INIT = """\
 try:
@@ -116,20 +120,84 @@ def example_repository(root):
     return project
 
 
-class Process:
-    """A DSU program running in the background, with its own runtime folder."""
+# ---- the control socket ----------------------------------------------------------
 
-    def __init__(self, args, cwd, runtime_dir, stdin=None):
+def control_connection(socket_path, timeout=30):
+    """An open connection to a DSU process's control socket."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.settimeout(timeout)
+    try:
+        connection.connect(str(socket_path))
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def read_to_end(connection):
+    """Every byte the process sends until it closes the connection."""
+    data = b""
+    while chunk := connection.recv(65536):
+        data += chunk
+    return data
+
+
+def control_exchange(socket_path, payload, timeout=30):
+    """Sends `payload` (bytes, sent as they are) and returns the answer's bytes."""
+    with control_connection(socket_path, timeout) as connection:
+        connection.sendall(payload)
+        return read_to_end(connection)
+
+
+def control_request(socket_path, line, timeout=30):
+    """One request line, its one-line JSON answer decoded."""
+    data = control_exchange(socket_path, line.encode() + b"\n", timeout)
+    assert data.endswith(b"\n"), data
+    return json.loads(data.decode().splitlines()[0])
+
+
+# ---- a running DSU process -----------------------------------------------------
+
+class Process:
+    """A DSU program running in the background with its own runtime folder:
+    its stdout read line by line as it comes, its stderr kept, its control
+    socket at hand.  `quiet` sets PSU_QUIET=1; `env` adds to the environment
+    (PSU_DISABLE and PSU_QUIET of the caller's are never inherited)."""
+
+    def __init__(self, args, cwd, runtime_dir, stdin=None, quiet=True, env=None, user=None,
+                 make_runtime_dir=True):
         self.runtime_dir = pathlib.Path(runtime_dir)
-        self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.process = subprocess.Popen([str(a) for a in args], cwd=str(cwd),
-                                        env=environment(self.runtime_dir, PSU_QUIET=1),
+        if make_runtime_dir:
+            self.runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        environ = environment(self.runtime_dir)
+        environ.pop("PSU_DISABLE", None)
+        environ.pop("PSU_QUIET", None)
+        if quiet:
+            environ["PSU_QUIET"] = "1"
+        environ.update({k: str(v) for k, v in (env or {}).items()})
+        self.process = subprocess.Popen([str(a) for a in args], cwd=str(cwd), env=environ,
                                         stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        user=user)
         self.pid = self.process.pid
         self.socket = self.runtime_dir / f"{self.pid}.sock"
+        self.lines = queue.Queue()          # stdout lines; None once it ends
+        self.stderr_lines = []
+        self.stdout_reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self.stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self.stdout_reader.start()
+        self.stderr_reader.start()
 
-    def wait_for_socket(self, timeout=10):
+    def _read_stdout(self):
+        for line in self.process.stdout:
+            self.lines.put(line.rstrip("\n"))
+        self.lines.put(None)
+
+    def _read_stderr(self):
+        for line in self.process.stderr:
+            self.stderr_lines.append(line)
+
+    def wait_for_socket(self, timeout=DEADLINE):
         deadline = time.monotonic() + timeout
         while not self.socket.exists():
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -137,22 +205,38 @@ class Process:
             time.sleep(0.02)
         return self
 
-    def read_line(self):
-        return self.process.stdout.readline().strip()
+    def read_line(self, timeout=DEADLINE):
+        """The next line of its stdout (stripped), "" once stdout has ended."""
+        line = self.lines.get(timeout=timeout)
+        if line is None:
+            self.lines.put(None)            # every later read sees the end too
+            return ""
+        return line.strip()
+
+    def expect(self, prefix, timeout=DEADLINE):
+        """The next stdout line that starts with `prefix` (earlier ones are skipped)."""
+        end = time.monotonic() + timeout
+        while True:
+            line = self.lines.get(timeout=max(0.1, end - time.monotonic()))
+            if line is None:
+                self.lines.put(None)
+                raise AssertionError(f"stdout ended before a line {prefix!r}:\n{self.stderr_text()}")
+            if line.startswith(prefix):
+                return line
+
+    def send(self, line):
+        """One line to its stdin (started with stdin=True)."""
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def ask(self, line):
+        """Sends a line and returns the line it answers."""
+        self.send(line)
+        return self.read_line()
 
     def request(self, line, timeout=30):
-        connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        connection.settimeout(timeout)
-        connection.connect(str(self.socket))
-        connection.sendall(line.encode() + b"\n")
-        data = b""
-        while True:
-            chunk = connection.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-        connection.close()
-        return json.loads(data.decode().splitlines()[0])
+        """One control request over its socket (see control_request)."""
+        return control_request(self.socket, line, timeout)
 
     def psu(self, *args):
         return psu(*args, runtime_dir=self.runtime_dir)
@@ -164,18 +248,48 @@ class Process:
         return self.process.poll() is None
 
     def stderr_text(self):
-        if self.process.poll() is None:
-            return ""
-        return self.process.stderr.read()
+        """What it wrote on stderr (all of it once it has exited)."""
+        if self.process.poll() is not None:
+            self.stderr_reader.join(timeout=DEADLINE)
+        return "".join(self.stderr_lines)
 
-    def stop(self):
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+    def rest_of_output(self, timeout):
+        """Waits for it to exit by itself; its returncode, the stdout lines not
+        read yet (one string) and its stderr."""
+        self.process.wait(timeout)
+        self.stdout_reader.join(timeout=DEADLINE)
+        lines = []
+        while (line := self.lines.get_nowait()) is not None:
+            lines.append(line + "\n")
+        self.lines.put(None)
+        return self.process.returncode, "".join(lines), self.stderr_text()
+
+    def close_input(self):
+        if self.process.stdin and not self.process.stdin.closed:
             try:
-                self.process.wait(10)
+                self.process.stdin.close()
+            except OSError:                 # it has gone, with a line unread
+                pass
+
+    def ask_to_exit(self):
+        """How stop() asks first: end of input, then SIGTERM (a program with
+        a quit command overrides this)."""
+        self.close_input()
+        self.process.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout=DEADLINE):
+        """Asks it to exit, kills it after `timeout`; returns its stderr.
+        A fork child may hold its pipes longer: that is not waited for."""
+        if self.process.poll() is None:
+            self.ask_to_exit()
+            try:
+                self.process.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.close_input()
+        self.stderr_reader.join(timeout=DEADLINE)
+        return "".join(self.stderr_lines)
 
 
 class CommandProgram:
@@ -188,9 +302,7 @@ class CommandProgram:
         self.process.wait_for_socket()
 
     def __call__(self, command):
-        self.process.process.stdin.write(command + "\n")
-        self.process.process.stdin.flush()
-        return self.process.read_line()
+        return self.process.ask(command)
 
     def apply(self, bundle):
         done = self.process.psu("apply", self.process.pid, bundle)
@@ -198,14 +310,20 @@ class CommandProgram:
         return done
 
     def stop(self):
-        self.process.process.stdin.close()
         self.process.stop()
 
 
 def wait_until(predicate, timeout=10.0, interval=0.01):
+    """True as soon as predicate() is, False if it is not after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
         time.sleep(interval)
     return predicate()
+
+
+def wait_for(predicate, what, timeout=DEADLINE):
+    """Returns once predicate() is true; fails naming `what` after `timeout`."""
+    if not wait_until(predicate, timeout):
+        raise AssertionError(f"timed out waiting for {what}")

@@ -108,17 +108,13 @@ def test_lua_makefile_built_with_psu_cc_and_interpreter_updated_live(tmp_path):
     try:
         process.wait_for_socket()
 
-        def ask(line):
-            process.process.stdin.write(line + "\n")
-            process.process.stdin.flush()
-            return process.read_line()
+        ask = process.ask
         assert ask("banana") == "BANANA"
         applied = process.psu("apply", process.pid, bundle)
         assert applied.returncode == 0, applied.stderr
         assert ask("banana") == "B4N4N4"
         assert ask("cherry") == "CHERRY"
     finally:
-        process.process.stdin.close()
         process.stop()
 
 

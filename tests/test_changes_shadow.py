@@ -85,10 +85,7 @@ def project(tmp_path_factory):
 def test_a_patch_attaches_a_field_to_existing_objects_and_it_outlives_the_bundle(project, tmp_path):
     process = Process([project.root / "bank"], project.root, tmp_path / "run", stdin=True)
 
-    def ask(command):
-        process.process.stdin.write(command + "\n")
-        process.process.stdin.flush()
-        return process.read_line()
+    ask = process.ask
 
     try:
         assert process.read_line() == "ready"
@@ -102,7 +99,6 @@ def test_a_patch_attaches_a_field_to_existing_objects_and_it_outlives_the_bundle
         assert done.returncode == 0, done.stdout + done.stderr
         assert ask("deposit 2 1") == "balance 61" and ask("deposits 2") == "deposits: 3"
     finally:
-        process.process.stdin.close()
         process.stop()
 
 
@@ -115,10 +111,7 @@ def test_a_renamed_member_is_applied_only_when_the_build_accepts_its_type(projec
     project.patch("v1", "renamed", extra=["ACCEPT=type:account"])
     process = Process([project.root / "bank"], project.root, tmp_path / "run", stdin=True)
 
-    def ask(command):
-        process.process.stdin.write(command + "\n")
-        process.process.stdin.flush()
-        return process.read_line()
+    ask = process.ask
 
     try:
         assert process.read_line() == "ready"
@@ -128,5 +121,4 @@ def test_a_renamed_member_is_applied_only_when_the_build_accepts_its_type(projec
         assert done.returncode == 0, done.stdout + done.stderr
         assert ask("deposit 1 3") == "funds 10"
     finally:
-        process.process.stdin.close()
         process.stop()

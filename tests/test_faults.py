@@ -17,18 +17,17 @@ import shutil
 import socket
 import stat
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 import cbuild
-from test_runtime_apply import App, bundle_bytes, wait_for
+import runtime_app
+from projects import DEADLINE, control_exchange, psu, read_to_end
+from runtime_app import A, B, App, wait_for
 
 C = cbuild.TESTS_C
-A, B = "a" * 64, "b" * 64
-DEADLINE = 30.0
 REPO = cbuild.REPO
 
 SANITIZE = os.environ.get("PSU_SANITIZE", "")
@@ -68,16 +67,7 @@ def build(tmp_path_factory):
 
 
 def make_bundle(build, path, code, base, target, label, program="faults"):
-    sections = {
-        "manifest": json.dumps({"base": base, "target": target,
-                                "label": label.decode("latin-1") if isinstance(label, bytes)
-                                else label}).encode(),
-        "program": program.encode(), "base": base.encode(), "target": target.encode(),
-        "label": label if isinstance(label, bytes) else label.encode(),
-        "code": build[code].read_bytes(),
-    }
-    path.write_bytes(bundle_bytes(sections))
-    return path
+    return runtime_app.make_bundle(build, path, code, base, target, label, program)
 
 
 def forth_and_back(build, tmp_path, suffix=""):
@@ -105,34 +95,6 @@ def start(build, tmp_path):
     yield start
     for a in started:
         a.stop()
-
-
-def connect(app):
-    app.wait_socket()
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(DEADLINE)
-    s.connect(str(app.socket))
-    return s
-
-
-def read_answer(s):
-    data = b""
-    while chunk := s.recv(65536):
-        data += chunk
-    return data
-
-
-def raw(app, payload):
-    """Sends raw bytes as one request; returns the answer's bytes."""
-    with connect(app) as s:
-        s.sendall(payload)
-        return read_answer(s)
-
-
-def psu_cli(*args, env=None, user=None):
-    env = dict(os.environ, PYTHONPATH=str(REPO / "site_scons"), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "psu", *map(str, args)], capture_output=True,
-                          text=True, env=env, timeout=120, user=user)
 
 
 # ---- 1. signal handlers calling DSU functions --------------------------------
@@ -241,14 +203,14 @@ def test_a_coroutine_suspended_in_a_call_keeps_its_module(start, build, tmp_path
 def test_a_fork_child_does_not_keep_a_served_connection(start, build, tmp_path):
     a = start()
     forth, _ = forth_and_back(build, tmp_path)
-    with connect(a) as s:
+    with a.connect() as s:
         s.sendall(b"apply ")                      # the update thread holds this connection
         time.sleep(0.5)                           # (accepted by now: the fork copies it)
         a.send("fork 3")                          # children that outlive the request
         a.expect("forked 3")
         s.sendall(f"{forth}\n".encode())
         s.settimeout(10)
-        answer = json.loads(read_answer(s))       # EOF comes from the parent alone
+        answer = json.loads(read_to_end(s))       # EOF comes from the parent alone
     assert answer["result"] == "applied", answer
 
 
@@ -257,17 +219,15 @@ def test_fork_exec_and_exit_racing_applies(start, build, tmp_path):
     then the process exits while an apply may be in flight, cleanly."""
     forth, back = forth_and_back(build, tmp_path)
     a = start()
-    a.wait_socket()
+    a.wait_for_socket()
     results = []
 
     def updates(count):
         for i in range(count):
             try:
-                with socket.socket(socket.AF_UNIX) as s:      # no wait for the socket
-                    s.settimeout(DEADLINE)
-                    s.connect(str(a.socket))
-                    s.sendall(f"apply {back if i % 2 else forth}\n".encode())
-                    results.append(json.loads(read_answer(s)).get("result"))
+                answer = control_exchange(a.socket, f"apply {back if i % 2 else forth}\n".encode(),
+                                          DEADLINE)      # no wait for the socket
+                results.append(json.loads(answer).get("result"))
             except (OSError, ValueError, AssertionError):
                 results.append("gone")       # only once the process has exited
                 return
@@ -282,7 +242,7 @@ def test_fork_exec_and_exit_racing_applies(start, build, tmp_path):
     updater.start()
     wait_for(lambda: len(results) >= 3, "applies under way")
     a.send("quit")
-    assert a.proc.wait(timeout=DEADLINE) == 0
+    assert a.process.wait(timeout=DEADLINE) == 0
     updater.join(timeout=DEADLINE)
     assert set(results) <= {"applied", "gone"}, results
 
@@ -294,10 +254,10 @@ def test_fifo_directory_and_device_paths_are_refused_without_blocking(start, tmp
     fifo = tmp_path / "fifo.psu"
     os.mkfifo(fifo)
     for path in (fifo, tmp_path, pathlib.Path("/dev/zero"), pathlib.Path("/dev/null")):
-        with connect(a) as s:
+        with a.connect() as s:
             s.sendall(f"apply {path}\n".encode())
             s.settimeout(10)
-            answer = json.loads(read_answer(s))
+            answer = json.loads(read_to_end(s))
         assert answer["ok"] is False and answer["error"] == "io", (path, answer)
         assert "not a regular file" in answer["message"]
     assert a.request("status")["updates"] == 0
@@ -310,7 +270,7 @@ def test_a_slow_client_delays_no_other_and_meets_one_deadline(start):
     it is dropped when its one 5 s deadline passes (before the fix the
     timeout was per recv, and it held the update thread all along)."""
     a = start()
-    slow = connect(a)
+    slow = a.connect()
     sent, answers = 0, []
     try:
         for i in range(30):
@@ -323,7 +283,7 @@ def test_a_slow_client_delays_no_other_and_meets_one_deadline(start):
                 answers.append(a.request("ping")["ok"])    # while the slow one dribbles
             time.sleep(0.5)
         slow.settimeout(DEADLINE)
-        text = read_answer(slow)
+        text = read_to_end(slow)
     finally:
         slow.close()
     assert answers == [True, True, True]
@@ -336,29 +296,29 @@ def test_hostile_clients(start):
     rng = random.Random(11)
     for _ in range(20):
         payload = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))) + b"\n"
-        answer = raw(a, payload)
+        answer = a.exchange(payload)
         assert answer.endswith(b"\n") and json.loads(answer.decode("utf-8"))["ok"] is False
-    with connect(a) as s:                          # a 10 MB line
+    with a.connect() as s:                          # a 10 MB line
         try:
             s.sendall(b"x" * (10 << 20))
         except (BrokenPipeError, ConnectionResetError):
             pass
         try:
-            answer = read_answer(s)
+            answer = read_to_end(s)
         except ConnectionResetError:
             answer = b""
         if answer:
             assert "no request line" in json.loads(answer)["message"]
-    silent = [connect(a) for _ in range(10)]       # connected, never a byte
+    silent = [a.connect() for _ in range(10)]       # connected, never a byte
     try:
         assert a.request("ping")["ok"]              # served meanwhile
         for s in silent:
             s.settimeout(DEADLINE)
-            assert json.loads(read_answer(s))["message"] == "no complete request line within 5 s"
+            assert json.loads(read_to_end(s))["message"] == "no complete request line within 5 s"
     finally:
         for s in silent:
             s.close()
-    assert raw(a, b"ping\0\n") and json.loads(raw(a, b"ping\0\n"))["ok"] is False
+    assert a.exchange(b"ping\0\n") and json.loads(a.exchange(b"ping\0\n"))["ok"] is False
     assert a.request("ping")["ok"]
     assert a.call(3) == 1003
 
@@ -368,13 +328,13 @@ def test_hostile_clients(start):
 def test_a_newline_in_a_path_is_refused_not_truncated(start, build, tmp_path):
     forth, _ = forth_and_back(build, tmp_path)
     a = start()
-    answer = json.loads(raw(a, f"apply {forth}\nother\n".encode()))
+    answer = json.loads(a.exchange(f"apply {forth}\nother\n".encode()))
     assert answer["ok"] is False and answer["error"] == "request"
     assert "more than one line" in answer["message"]
     assert a.request("status")["updates"] == 0
     tricky = pathlib.Path(f"{forth}\nother")
     shutil.copy(forth, tricky)                      # the file the user named exists
-    cli = psu_cli("apply", a.pid, tricky, env={"PSU_RUNTIME_DIR": str(a.socket.parent)})
+    cli = psu("apply", a.pid, tricky, runtime_dir=a.socket.parent)
     assert cli.returncode == 2 and "newline" in cli.stderr, cli.stderr
     assert a.request("status")["updates"] == 0
 
@@ -382,10 +342,10 @@ def test_a_newline_in_a_path_is_refused_not_truncated(start, build, tmp_path):
 def test_non_utf8_label_is_escaped(start, build, tmp_path):
     path = make_bundle(build, tmp_path / "odd.psu", "v2", A, B, b"v2-\xff\xfe-\xc3\xa9")
     a = start()
-    data = raw(a, f"apply {path}\n".encode())
+    data = a.exchange(f"apply {path}\n".encode())
     answer = json.loads(data.decode("utf-8"))          # strict UTF-8
     assert answer["label"] == "v2-\ufffd\ufffd-\u00e9", answer
-    status = raw(a, b"status\n")
+    status = a.exchange(b"status\n")
     assert json.loads(status.decode("utf-8"))["label"] == "v2-\ufffd\ufffd-\u00e9"
 
 
@@ -430,7 +390,7 @@ def stale_socket(folder, pid):
 
 def test_stale_sockets_of_dead_processes_are_removed(start, build, tmp_path):
     a = start()
-    a.wait_socket()
+    a.wait_for_socket()
     a.send("fork 2")
     a.expect("forked 2")
     run = a.socket.parent
@@ -442,13 +402,13 @@ def test_stale_sockets_of_dead_processes_are_removed(start, build, tmp_path):
     assert all(p.exists() for p in children)
     other = stale_socket(run, dead_pid())
     # psu ps removes them ...
-    listing = psu_cli("ps", "--json", env={"PSU_RUNTIME_DIR": str(run)})
+    listing = psu("ps", "--json", runtime_dir=run)
     assert listing.returncode == 0 and json.loads(listing.stdout) == [], listing
     assert not any(p.exists() for p in children) and not other.exists()
     # ... and so does a starting DSU process.
     other = stale_socket(run, dead_pid())
     b = start()
-    b.wait_socket()
+    b.wait_for_socket()
     wait_for(lambda: not other.exists(), "stale socket removed at start-up")
     assert b.socket.exists()
 
@@ -458,7 +418,7 @@ def test_stale_sockets_of_dead_processes_are_removed(start, build, tmp_path):
 def test_ps_with_an_unreadable_folder_says_why(tmp_path):
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
-    result = psu_cli("ps", env={"PSU_RUNTIME_DIR": str(not_a_folder)})
+    result = psu("ps", runtime_dir=not_a_folder)
     assert result.returncode == 8 and "Traceback" not in result.stderr, result.stderr
     assert f"cannot read {not_a_folder}" in result.stderr, result.stderr
 
@@ -469,7 +429,7 @@ def test_ps_with_a_folder_of_mode_0_says_why(tmp_path):
     closed.mkdir(mode=0o700)
     os.chmod(closed, 0)
     try:
-        result = psu_cli("ps", env={"PSU_RUNTIME_DIR": str(closed)})
+        result = psu("ps", runtime_dir=closed)
     finally:
         os.chmod(closed, 0o700)
     assert result.returncode == 8 and "Traceback" not in result.stderr, result.stderr
@@ -494,7 +454,7 @@ def test_runtime_dir_length_limit_is_the_socket_address_limit(build, tmp_path):
     try:
         assert len(str(a.socket)) <= 107 and len(str(fits)) > 87
         assert a.request("ping")["ok"]
-        status = psu_cli("status", a.pid, env={"PSU_RUNTIME_DIR": str(fits)})
+        status = psu("status", a.pid, runtime_dir=fits)
         assert status.returncode == 0, status.stderr
     finally:
         a.stop()
@@ -505,7 +465,7 @@ def test_runtime_dir_length_limit_is_the_socket_address_limit(build, tmp_path):
     finally:
         stderr = b.stop()
     assert "more than the 107 a Unix socket address holds" in stderr, stderr
-    cli = psu_cli("status", b.pid, env={"PSU_RUNTIME_DIR": str(too_long)})
+    cli = psu("status", b.pid, runtime_dir=too_long)
     assert cli.returncode == 8 and "107" in cli.stderr and "Traceback" not in cli.stderr, cli.stderr
 
 

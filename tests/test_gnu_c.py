@@ -78,10 +78,7 @@ def test_a_change_to_each_construct_applies_live(gnuc, tmp_path):
         assert process.read_line() == "ready"
         process.wait_for_socket()
 
-        def ask(what):
-            process.process.stdin.write(what + "\n")
-            process.process.stdin.flush()
-            return process.read_line()
+        ask = process.ask
         before = {what: ask(what) for what in ("stmtexpr", "shadow", "braces", "asm", "goto")}
         assert before == {"stmtexpr": "stmtexpr 51 21", "shadow": "shadow 45",
                           "braces": "braces 1 -11 -10 20", "asm": "asm 105", "goto": "goto 15 5 10"}

@@ -36,16 +36,12 @@ def test_meson_project_is_built_and_updated_live(tmp_path):
         assert process.read_line() == "ready"
         process.wait_for_socket()
 
-        def ask(command):
-            process.process.stdin.write(command + "\n")
-            process.process.stdin.flush()
-            return process.read_line()
+        ask = process.ask
         assert ask("calc") == "calc 11" and ask("count") == "count 1"
         applied = process.psu("apply", process.pid, bundle)
         assert applied.returncode == 0, applied.stderr
         assert ask("version") == "v2" and ask("calc") == "calc 36" and ask("count") == "count 2"
     finally:
-        process.process.stdin.close()
         process.stop()
 
 

@@ -41,11 +41,8 @@ def test_release_build_writes_bundles_as_build_outputs(tmp_path):
         process.wait_for_socket()
         applied = process.psu("apply", process.pid, bundle)
         assert applied.returncode == 0, applied.stderr
-        process.process.stdin.write("calc\n")
-        process.process.stdin.flush()
-        assert process.read_line() == "calc 36"
+        assert process.ask("calc") == "calc 36"
     finally:
-        process.process.stdin.close()
         process.stop()
 
     project.build("-c")

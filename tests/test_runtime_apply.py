@@ -3,44 +3,24 @@
 shared objects (tests/c/patch.c, tests/c/state.c), requests over the socket.
 
 No timing assertions: waits have generous deadlines and only bound a hang."""
-import hashlib
-import json
 import os
 import pathlib
-import queue
 import shutil
-import socket
 import stat
-import struct
 import subprocess
 import tempfile
-import threading
-import time
 
 import pytest
 
 import cbuild
 
+from projects import DEADLINE, control_connection
+from runtime_app import A, B, C_ID, D, App, make_bundle, wait_for
+
 C = cbuild.TESTS_C
-A, B, C_ID, D = ("a" * 64, "b" * 64, "c" * 64, "d" * 64)
-DEADLINE = 30.0
 
 
-# ---- bundles --------------------------------------------------------------
-
-def bundle_bytes(sections):
-    """docs/bundle-format.md: header, section table, data, SHA-256 trailer."""
-    names = list(sections)
-    offset = 16 + 32 * len(names)
-    table, data = b"", b""
-    for name in names:
-        blob = sections[name]
-        table += name.encode().ljust(16, b"\0") + struct.pack("<QQ", offset, len(blob))
-        data += blob
-        offset += len(blob)
-    body = b"PSUBNDL1" + struct.pack("<II", len(names), 0) + table + data
-    return body + hashlib.sha256(body).digest()
-
+# ---- the objects --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def build(tmp_path_factory):
@@ -63,100 +43,6 @@ def build(tmp_path_factory):
     so("state", src="state.c")
     objs["dir"] = out
     return objs
-
-
-def make_bundle(build, path, code="v2", base=A, target=B, label="v2", program="app",
-                state=None):
-    sections = {
-        "manifest": json.dumps({"base": base, "target": target, "label": label}).encode(),
-        "program": program.encode(), "base": base.encode(), "target": target.encode(),
-        "label": label.encode(), "code": build[code].read_bytes(),
-    }
-    if state:
-        sections["state"] = build[state].read_bytes()
-    path.write_bytes(bundle_bytes(sections))
-    return path
-
-
-# ---- the running program ------------------------------------------------------
-
-class App:
-    def __init__(self, exe, runtime_dir, extra_env=None, user=None):
-        env = dict(os.environ, PSU_RUNTIME_DIR=str(runtime_dir))
-        env.pop("PSU_DISABLE", None)
-        env.pop("PSU_QUIET", None)
-        env.update(extra_env or {})
-        self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env, user=user)
-        self.lines = queue.Queue()
-        self.stderr_lines = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
-        self.stderr_reader.start()
-        self.pid = self.proc.pid
-        self.socket = pathlib.Path(runtime_dir) / f"{self.pid}.sock"
-        self.expect("ready")
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def _read_stderr(self):
-        for line in self.proc.stderr:
-            self.stderr_lines.append(line)
-
-    def send(self, line):
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def expect(self, prefix):
-        end = time.monotonic() + DEADLINE
-        while True:
-            line = self.lines.get(timeout=max(0.1, end - time.monotonic()))
-            if line.startswith(prefix):
-                return line
-
-    def call(self, n):
-        self.send(f"call {n}")
-        return int(self.expect("answer ").split()[1])
-
-    def wait_socket(self):
-        wait_for(self.socket.exists, "socket")
-
-    def request(self, line, path=None):
-        self.wait_socket()
-        with socket.socket(socket.AF_UNIX) as s:
-            s.connect(str(path or self.socket))
-            s.sendall(line.encode() + b"\n")
-            data = b""
-            while chunk := s.recv(65536):
-                data += chunk
-        assert data.endswith(b"\n")
-        return json.loads(data)
-
-    def maps(self):
-        return pathlib.Path(f"/proc/{self.pid}/maps").read_text()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.send("release 1000000")
-            self.send("quit")
-            try:
-                self.proc.wait(timeout=DEADLINE)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        # A fork child may hold the pipe a little longer: do not wait for it.
-        self.stderr_reader.join(timeout=DEADLINE)
-        return "".join(self.stderr_lines)
-
-
-def wait_for(predicate, what):
-    end = time.monotonic() + DEADLINE
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -426,7 +312,7 @@ def test_loose_runtime_dir_is_refused(build, tmp_path):
     finally:
         stderr = a.stop()
     assert "is not a directory owned by uid" in stderr
-    assert a.proc.returncode == 0
+    assert a.process.returncode == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to start the program as another user")
@@ -446,10 +332,8 @@ def test_a_peer_of_another_uid_gets_no_answer(build):
         os.chown(run, nobody, nobody)
         a = App(exe, run, user=nobody)
         try:
-            a.wait_socket()
-            with socket.socket(socket.AF_UNIX) as s:
-                s.settimeout(DEADLINE)
-                s.connect(str(a.socket))
+            a.wait_for_socket()
+            with control_connection(a.socket, DEADLINE) as s:
                 try:
                     s.sendall(b"status\n")
                     answer = s.recv(65536)
@@ -481,7 +365,7 @@ def test_disabled_runtime_serves_nothing(build, tmp_path):
 
 
 def test_socket_removed_at_exit(app):
-    app.wait_socket()
+    app.wait_for_socket()
     app.stop()
     assert not app.socket.exists()
 

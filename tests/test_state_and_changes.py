@@ -335,14 +335,10 @@ def test_patches_reach_functions_declared_hidden(tmp_path):
     running = Process([project.root / "p"], project.root, tmp_path / "run", stdin=True)
     try:
         running.wait_for_socket()
-        running.process.stdin.write("\n")
-        running.process.stdin.flush()
-        assert running.read_line() == "4"
+        assert running.ask("") == "4"
         applied = running.psu("apply", str(running.pid), str(project.bundle("p", "v1", "v2")))
         assert applied.returncode == 0, applied.stdout + applied.stderr
-        running.process.stdin.write("\n")
-        running.process.stdin.flush()
-        assert running.read_line() == "6"
+        assert running.ask("") == "6"
     finally:
         running.stop()
 
