@@ -211,7 +211,7 @@ def main(quick=False, live=True):
     wall_ratios = {k: round(wall_med["plain"] / wall_med[k], 4) for k in exes if k != "plain"}
     same_output = all(outputs[k] == outputs["plain"] for k in exes)
     # The same comparison without the machine's noise: instructions executed
-    # for a smaller workload (valgrind runs it ~50x slower).
+    # for a smaller workload (valgrind runs it many times slower).
     small = workload(1)
     instructions = {k: common.instructions_executed([exes[k], ":memory:"], small, env) for k in exes}
     instruction_ratios = ({k: round(instructions["plain"] / instructions[k], 4) for k in exes if k != "plain"}

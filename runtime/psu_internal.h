@@ -79,7 +79,6 @@ PSU_HIDDEN unsigned psu_registered_threads(void);
  * the constructor before it exists); read under psu_update_lock. */
 PSU_HIDDEN struct psu_function *psu_function_lookup(const char *name);
 PSU_HIDDEN bool psu_function_table_add(struct psu_function *fn);
-PSU_HIDDEN size_t psu_function_count(void);
 
 /* ---- modules (psu_runtime.c) ------------------------------------------ */
 

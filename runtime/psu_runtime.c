@@ -562,11 +562,6 @@ bool psu_function_table_add(struct psu_function *fn)
     return true;
 }
 
-size_t psu_function_count(void)
-{
-    return table_used;
-}
-
 /* The executable's records, collected by the linker into section
  * psu_functions; absent (NULL) in a program without DSU functions. */
 extern struct psu_function *__start_psu_functions[] __attribute__((weak));

@@ -28,12 +28,10 @@ def run_gcc(args):
     return cmd
 
 
-def build_executable(sources, out, flags=("-O2",), runtime=True):
+def build_executable(sources, out, flags=("-O2",)):
     """Links `sources` (and the runtime) the way a DSU executable is linked:
     user flags plus -pthread, then -rdynamic -pthread -ldl."""
-    args = WARNINGS + list(flags) + ["-pthread", "-I", RUNTIME] + list(sources)
-    if runtime:
-        args += runtime_sources()
+    args = WARNINGS + list(flags) + ["-pthread", "-I", RUNTIME] + list(sources) + runtime_sources()
     args += ["-o", out, "-rdynamic", "-pthread", "-ldl"]
     run_gcc(args)
     return pathlib.Path(out)

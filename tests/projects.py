@@ -80,6 +80,16 @@ class Project:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
 
+    def edit(self, path, *replacements, count=-1):
+        """Replaces in file `path` each (old, new) pair's old, which must be
+        there; `count`: how many times each (default: every time)."""
+        file = self.root / path
+        text = file.read_text()
+        for old, new in replacements:
+            assert old in text, old
+            text = text.replace(old, new, count)
+        file.write_text(text)
+
     def commit(self, tag, files=None):
         if files:
             self.write(files)
@@ -101,6 +111,12 @@ class Project:
 
     def manifest(self, program):
         return json.loads((self.root / f"{program}.psu.json").read_text())
+
+    def start(self, program, runtime_dir, greeting="ready"):
+        """The built `program` running as a CommandProgram, once it said `greeting`."""
+        running = CommandProgram(self.root / program, self.root, runtime_dir)
+        assert running.first == greeting, running.first
+        return running
 
 
 def example_repository(root):
@@ -205,17 +221,17 @@ class Process:
             time.sleep(0.02)
         return self
 
-    def read_line(self, timeout=DEADLINE):
+    def read_line(self):
         """The next line of its stdout (stripped), "" once stdout has ended."""
-        line = self.lines.get(timeout=timeout)
+        line = self.lines.get(timeout=DEADLINE)
         if line is None:
             self.lines.put(None)            # every later read sees the end too
             return ""
         return line.strip()
 
-    def expect(self, prefix, timeout=DEADLINE):
+    def expect(self, prefix):
         """The next stdout line that starts with `prefix` (earlier ones are skipped)."""
-        end = time.monotonic() + timeout
+        end = time.monotonic() + DEADLINE
         while True:
             line = self.lines.get(timeout=max(0.1, end - time.monotonic()))
             if line is None:
@@ -313,17 +329,17 @@ class CommandProgram:
         self.process.stop()
 
 
-def wait_until(predicate, timeout=10.0, interval=0.01):
+def wait_until(predicate, timeout=10.0):
     """True as soon as predicate() is, False if it is not after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return True
-        time.sleep(interval)
+        time.sleep(0.01)
     return predicate()
 
 
-def wait_for(predicate, what, timeout=DEADLINE):
-    """Returns once predicate() is true; fails naming `what` after `timeout`."""
-    if not wait_until(predicate, timeout):
+def wait_for(predicate, what):
+    """Returns once predicate() is true; fails naming `what` after DEADLINE."""
+    if not wait_until(predicate, DEADLINE):
         raise AssertionError(f"timed out waiting for {what}")

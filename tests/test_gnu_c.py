@@ -24,22 +24,13 @@ CHANGES = {
 }
 
 
-def edit(project, path, replacements):
-    file = project.root / path
-    text = file.read_text()
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new)
-    file.write_text(text)
-
-
 @pytest.fixture(scope="module")
 def gnuc(tmp_path_factory):
     project = Project(tmp_path_factory.mktemp("gnuc") / "repo")
     shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
     project.commit("v1")
     for path, replacements in CHANGES.items():
-        edit(project, path, replacements)
+        project.edit(path, *replacements)
     project.commit("v2")
     project.checkout("v1")
     project.build()

@@ -12,26 +12,17 @@ import shutil
 
 import pytest
 
-from projects import CommandProgram, Project, REPO, psu, wait_until
+from projects import Project, REPO, psu, wait_until
 
 CORPUS = REPO / "tests" / "corpus" / "everyfn"
 CORE_C, CORE_INTERNAL_H = "src/core.c", "src/core_internal.h"
-
-
-def edit(project, path, *replacements):
-    file = project.root / path
-    text = file.read_text()
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new, 1)
-    file.write_text(text)
 
 
 def revision(project, base, tag, *edits):
     """Tag `tag`: revision `base` with `edits` ((path, old, new), ...) applied."""
     project.checkout(base)
     for path, old, new in edits:
-        edit(project, path, (old, new))
+        project.edit(path, (old, new), count=1)
     project.commit(tag)
 
 
@@ -88,15 +79,9 @@ def everyfn(tmp_path_factory):
     return project
 
 
-def Program(project, tmp_path):
-    program = CommandProgram(project.root / "everyfn", project.root, tmp_path / "run")
-    assert program.first == "ready"
-    return program
-
-
 @pytest.fixture
 def program(everyfn, tmp_path):
-    running = Program(everyfn, tmp_path)
+    running = everyfn.start("everyfn", tmp_path / "run")
     yield running
     running.stop()
 

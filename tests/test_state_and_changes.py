@@ -9,21 +9,12 @@ import shutil
 
 import pytest
 
-from projects import CommandProgram, Process, Project, REPO, psu
+from projects import Process, Project, REPO, psu
 
 CORPUS = REPO / "tests" / "corpus" / "stateful"
 STATE_C = "src/state.c"
 HANDLE_LINE = next(i + 1 for i, line in enumerate((CORPUS / STATE_C).read_text().splitlines())
                    if line.startswith("void handle("))
-
-
-def edit(project, path, *replacements):
-    file = project.root / path
-    text = file.read_text()
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new)
-    file.write_text(text)
 
 
 @pytest.fixture(scope="module")
@@ -32,20 +23,20 @@ def stateful(tmp_path_factory):
     shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
     project.commit("v1")
     # v2: new behaviour and a variable it adds
-    edit(project, STATE_C, ('"v1"', '"v2"'),
-         ("static int counter;", "static int counter;\nstatic int added_total = 40;\n"
-                                 "int next_added(void) { return ++added_total; }"),
-         ('    else\n        snprintf(out, size, "unknown',
-          '    else if (strcmp(command, "added") == 0)\n'
-          '        snprintf(out, size, "added %d", next_added());\n'
-          '    else\n        snprintf(out, size, "unknown'))
+    project.edit(STATE_C, ('"v1"', '"v2"'),
+                 ("static int counter;", "static int counter;\nstatic int added_total = 40;\n"
+                                         "int next_added(void) { return ++added_total; }"),
+                 ('    else\n        snprintf(out, size, "unknown',
+                  '    else if (strcmp(command, "added") == 0)\n'
+                  '        snprintf(out, size, "added %d", next_added());\n'
+                  '    else\n        snprintf(out, size, "unknown'))
     project.commit("v2")
     # v3: a changed static inline helper; the variable v2 added is still used
-    edit(project, STATE_C, ('"v2"', '"v3"'), ("return v * 2;", "return v * 3;"))
+    project.edit(STATE_C, ('"v2"', '"v3"'), ("return v * 2;", "return v * 3;"))
     project.commit("v3")
     # v4: lines move everywhere, and count() counts the same but says so differently
-    edit(project, STATE_C, ('"v3"', '"v4"'), ("#include <stdarg.h>", "\n\n\n#include <stdarg.h>"),
-         ('snprintf(out, size, "count %d", count());', 'snprintf(out, size, "count: %d", count());'))
+    project.edit(STATE_C, ('"v3"', '"v4"'), ("#include <stdarg.h>", "\n\n\n#include <stdarg.h>"),
+                 ('snprintf(out, size, "count %d", count());', 'snprintf(out, size, "count: %d", count());'))
     project.commit("v4")
     project.checkout("v1")
     project.build()
@@ -54,15 +45,9 @@ def stateful(tmp_path_factory):
     return project
 
 
-def Program(project, tmp_path):
-    program = CommandProgram(project.root / "stateful", project.root, tmp_path / "run")
-    assert program.first == "ready"
-    return program
-
-
 @pytest.fixture
 def program(stateful, tmp_path):
-    running = Program(stateful, tmp_path)
+    running = stateful.start("stateful", tmp_path / "run")
     yield running
     running.stop()
 
@@ -143,9 +128,9 @@ def test_revert_bundle(stateful, program):
 
 REFUSALS = {
     "signature": ([("unsigned long size)\n{", "unsigned int size)\n{")],
-                  f"src/state.c:{HANDLE_LINE}: signature: handle: signature changed from "
-                  "'void handle(const char *command, char *out, unsigned long size)' to "
-                  "'void handle(const char *command, char *out, unsigned int size)'"),
+                          f"src/state.c:{HANDLE_LINE}: signature: handle: signature changed from "
+                          "'void handle(const char *command, char *out, unsigned long size)' to "
+                          "'void handle(const char *command, char *out, unsigned int size)'"),
     "state-type": ([("static int counter;", "static long counter;")],
                    "src/state.c:7: state-type: src/state.c:counter: type of existing state changed "
                    "from 'int' to 'long'; define psu_transform_counter() to convert it"),
@@ -173,17 +158,17 @@ def test_refused_changes_name_the_place(stateful, kind):
     replacements, expected = REFUSALS[kind]
     stateful.checkout("v1")
     if kind == "struct-layout":
-        edit(stateful, "src/state.h", *replacements)
+        stateful.edit("src/state.h", *replacements)
     elif kind == "header-static":
-        edit(stateful, "src/state.h", ("#endif", "static int header_level;\n#endif"))
-        edit(stateful, STATE_C, ('"v1"', '"v1+"'), ('++counter);', '++counter + header_level);'))
+        stateful.edit("src/state.h", ("#endif", "static int header_level;\n#endif"))
+        stateful.edit(STATE_C, ('"v1"', '"v1+"'), ('++counter);', '++counter + header_level);'))
         stateful.git("commit", "-qam", "header static")
         stateful.git("tag", "-f", "header-static-base")
-        edit(stateful, STATE_C, ('"v1+"', '"v1++"'))
+        stateful.edit(STATE_C, ('"v1+"', '"v1++"'))
     elif kind == "outside":
-        edit(stateful, "src/main.c", ('printf("ready\\n");', 'printf("ready\\n"); fflush(stderr);'))
+        stateful.edit("src/main.c", ('printf("ready\\n");', 'printf("ready\\n"); fflush(stderr);'))
     else:
-        edit(stateful, STATE_C, *replacements)
+        stateful.edit(STATE_C, *replacements)
     try:
         base = "header-static-base" if kind == "header-static" else "v1"
         explained = stateful.patch(base, "WORKTREE", check=False)
@@ -204,8 +189,8 @@ def test_worktree_bundle_follows_untracked_sources(stateful):
     included, so a change to a file not yet added to git must rebuild the
     bundle -- and nothing changed must leave it up to date."""
     stateful.checkout("v1")
-    edit(stateful, STATE_C, ('#include "state.h"', '#include "state.h"\n#include "answer.h"'),
-         ('snprintf(out, size, "v1");', 'snprintf(out, size, ANSWER);'))
+    stateful.edit(STATE_C, ('#include "state.h"', '#include "state.h"\n#include "answer.h"'),
+                  ('snprintf(out, size, "v1");', 'snprintf(out, size, ANSWER);'))
     answer = stateful.root / "src" / "answer.h"
     bundle = stateful.bundle("stateful", "v1", "WORKTREE")
     try:
@@ -223,7 +208,7 @@ def test_worktree_bundle_follows_untracked_sources(stateful):
 
 def test_all_refusals_are_reported_together(stateful):
     stateful.checkout("v1")
-    edit(stateful, STATE_C, *REFUSALS["signature"][0], *REFUSALS["state-type"][0])
+    stateful.edit(STATE_C, *REFUSALS["signature"][0], *REFUSALS["state-type"][0])
     try:
         done = stateful.patch("v1", "WORKTREE", check=False)
         assert "2 change(s) cannot be applied live" in done.stderr
@@ -233,17 +218,17 @@ def test_all_refusals_are_reported_together(stateful):
 
 def test_a_state_transformer_converts_a_changed_type(stateful, tmp_path):
     stateful.checkout("v1")
-    edit(stateful, STATE_C,
-         ("static int counter;", "static long long counter;\n"
-          "int psu_transform_counter(void *old) { counter = 1000 + *(int *)old; return 0; }"),
-         ('"counter %d", ++counter', '"counter %lld", ++counter'))
+    stateful.edit(STATE_C,
+                  ("static int counter;", "static long long counter;\n"
+                   "int psu_transform_counter(void *old) { counter = 1000 + *(int *)old; return 0; }"),
+                  ('"counter %d", ++counter', '"counter %lld", ++counter'))
     stateful.git("commit", "-qam", "transform")
     stateful.git("tag", "-f", "transform")
     stateful.checkout("v1")
     try:
         report = stateful.patch("v1", "transform").stdout
         assert "src/state.c:counter  (converted by psu_transform_counter)" in report
-        running = Program(stateful, tmp_path)
+        running = stateful.start("stateful", tmp_path / "run")
         try:
             assert running("bump") == "counter 1" and running("bump") == "counter 2"
             running.apply(stateful.bundle("stateful", "v1", "transform"))
@@ -270,9 +255,9 @@ def test_a_direct_static_whose_address_becomes_taken_becomes_a_dsu_function(stat
     """count() is static and called by name in v1, so it is direct; v1-ptr passes its
     address around: it gets a slot and trampoline as an added function would."""
     stateful.checkout("v1")
-    edit(stateful, STATE_C, ('snprintf(out, size, "count %d", count());',
-                             '{ int (*volatile counter_fn)(void) = count;\n'
-                             '        snprintf(out, size, "count via pointer %d", counter_fn()); }'))
+    stateful.edit(STATE_C, ('snprintf(out, size, "count %d", count());',
+                                      '{ int (*volatile counter_fn)(void) = count;\n'
+                                      '        snprintf(out, size, "count via pointer %d", counter_fn()); }'))
     stateful.git("commit", "-qam", "address taken")
     stateful.git("tag", "-f", "v1-ptr")
     stateful.checkout("v1")
@@ -282,7 +267,7 @@ def test_a_direct_static_whose_address_becomes_taken_becomes_a_dsu_function(stat
         functions = manifest["manifest"]["changes"]["functions"]
         assert functions["added"] == ["src/state.c:count"]
         assert functions["replaced"] == ["handle"]
-        running = Program(stateful, tmp_path)
+        running = stateful.start("stateful", tmp_path / "run")
         try:
             assert running("count") == "count 1"
             running.apply(stateful.bundle("stateful", "v1", "v1-ptr"))

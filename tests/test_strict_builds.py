@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from projects import CommandProgram, Project, REPO, run
+from projects import Project, REPO, run
 from test_cc import wrapper_environment
 
 CORPUS = REPO / "tests" / "corpus" / "strict"
@@ -20,36 +20,21 @@ STRICT = ["-Wall", "-Wextra", "-Werror", "-pedantic", "-Wdeclaration-after-state
           "-Wstrict-prototypes", "-Wmissing-prototypes", "-Wshadow"]
 
 
-def edit(project, path, *replacements):
-    file = project.root / path
-    text = file.read_text()
-    for old, new in replacements:
-        assert old in text, old
-        text = text.replace(old, new)
-    file.write_text(text)
-
-
 def make_v2(project):
     """v2 (the unit): the uses of the tables change."""
-    edit(project, UNIT_C, ('"%s=%d", command + 7', '"%s is %d", command + 7'),
-         ("return ++counters[i].hits;", "return counters[i].hits += 10;"),
-         ("return names[i].value;", "return names[i].value * 100;"),
-         ("return (int)i * 10 + ++levels[i].seen;", "return (int)i * 100 + ++levels[i].seen;"),
-         ("return directives[i].handler(v);", "return directives[i].handler(v) + 1000 * directives[i].uses;"))
+    project.edit(UNIT_C, ('"%s=%d", command + 7', '"%s is %d", command + 7'),
+                 ("return ++counters[i].hits;", "return counters[i].hits += 10;"),
+                 ("return names[i].value;", "return names[i].value * 100;"),
+                 ("return (int)i * 10 + ++levels[i].seen;", "return (int)i * 100 + ++levels[i].seen;"),
+                 ("return directives[i].handler(v);", "return directives[i].handler(v) + 1000 * directives[i].uses;"))
     # and a variable and a function are added (the bundle's state object)
-    edit(project, "src/unit.h", ("int total_calls(void);", "int total_calls(void);\nint next_added(void);"))
-    edit(project, UNIT_C, ("static int calls;", "static int calls;\nstatic int added_total = 40;\n\n"
-                                                "int next_added(void)\n{\n    return ++added_total;\n}"),
-         ('    else if (strncmp(command, "run ", 4) == 0)',
-          '    else if (strcmp(command, "added") == 0)\n'
-          '        sprintf(text, "added %d", next_added());\n'
-          '    else if (strncmp(command, "run ", 4) == 0)'))
-
-
-def Program(project, tmp_path):
-    program = CommandProgram(project.root / "strict", project.root, tmp_path / "run")
-    assert program.first == "ready"
-    return program
+    project.edit("src/unit.h", ("int total_calls(void);", "int total_calls(void);\nint next_added(void);"))
+    project.edit(UNIT_C, ("static int calls;", "static int calls;\nstatic int added_total = 40;\n\n"
+                                                        "int next_added(void)\n{\n    return ++added_total;\n}"),
+                 ('    else if (strncmp(command, "run ", 4) == 0)',
+                  '    else if (strcmp(command, "added") == 0)\n'
+                  '        sprintf(text, "added %d", next_added());\n'
+                  '    else if (strncmp(command, "run ", 4) == 0)'))
 
 
 @pytest.mark.parametrize("std", ["gnu99", "gnu11", "c89"])
@@ -59,12 +44,12 @@ def test_strict_program_and_bundle_build_with_werror_and_apply(std, tmp_path):
     (project.root / ".gitignore").write_text(
         ".psu-build/\npsu-patches/\n*.o\n*.psu.json\n.sconsign.dblite\nstrict\n")
     project.commit("v1")
-    edit(project, "SConstruct", ('\\\\"1.0\\\\"', '\\\\"2.0\\\\"'))     # the string define
+    project.edit("SConstruct", ('\\\\"1.0\\\\"', '\\\\"2.0\\\\"'))     # the string define
     make_v2(project)
     project.commit("v2")
     project.checkout("v1")
     project.build(f"STD={std}")    # -Werror: any warning of psu's code fails here, and in the bundle
-    running = Program(project, tmp_path)
+    running = project.start("strict", tmp_path / "run")
     try:
         assert running("version") == "version 1.0"
         assert running("lookup two") == "two=2"
@@ -119,7 +104,7 @@ def test_strict_c89_unit_through_the_compiler_wrapper(tmp_path):
     bundle = tmp_path / "strict-v1-v2.psu"
     made = run(["psu", "patch", "v1", "v2", "-o", bundle], project.root, env=env, check=False)
     assert made.returncode == 0, made.stdout + made.stderr
-    running = Program(project, tmp_path)
+    running = project.start("strict", tmp_path / "run")
     try:
         assert running("lookup two") == "two=2"
         assert running("hit a") == "hits 1"
@@ -143,7 +128,7 @@ def test_a_patch_of_a_function_naming_an_array_psu_cannot_size_is_refused_by_nam
     (project.root / ".gitignore").write_text(
         ".psu-build/\npsu-patches/\n*.o\n*.psu.json\n.sconsign.dblite\nstrict\n")
     project.commit("v1")
-    edit(project, UNIT_C, ("return (int)sizeof banner;", "return (int)sizeof banner + 1;"))
+    project.edit(UNIT_C, ("return (int)sizeof banner;", "return (int)sizeof banner + 1;"))
     project.commit("v2")
     project.checkout("v1")
     project.build()
