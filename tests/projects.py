@@ -221,9 +221,15 @@ class Process:
             time.sleep(0.02)
         return self
 
+    def _next_line(self, deadline):
+        try:
+            return self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            raise AssertionError(f"no line on stdout within {DEADLINE} s:\n{self.stderr_text()}") from None
+
     def read_line(self):
         """The next line of its stdout (stripped), "" once stdout has ended."""
-        line = self.lines.get(timeout=DEADLINE)
+        line = self._next_line(time.monotonic() + DEADLINE)
         if line is None:
             self.lines.put(None)            # every later read sees the end too
             return ""
@@ -233,7 +239,7 @@ class Process:
         """The next stdout line that starts with `prefix` (earlier ones are skipped)."""
         end = time.monotonic() + DEADLINE
         while True:
-            line = self.lines.get(timeout=max(0.1, end - time.monotonic()))
+            line = self._next_line(end)
             if line is None:
                 self.lines.put(None)
                 raise AssertionError(f"stdout ended before a line {prefix!r}:\n{self.stderr_text()}")
@@ -250,9 +256,9 @@ class Process:
         self.send(line)
         return self.read_line()
 
-    def request(self, line, timeout=30):
+    def request(self, line):
         """One control request over its socket (see control_request)."""
-        return control_request(self.socket, line, timeout)
+        return control_request(self.socket, line, DEADLINE)
 
     def psu(self, *args):
         return psu(*args, runtime_dir=self.runtime_dir)
@@ -293,13 +299,13 @@ class Process:
         self.close_input()
         self.process.send_signal(signal.SIGTERM)
 
-    def stop(self, timeout=DEADLINE):
-        """Asks it to exit, kills it after `timeout`; returns its stderr.
-        A fork child may hold its pipes longer: that is not waited for."""
+    def stop(self):
+        """Asks it to exit, kills it after DEADLINE; returns its stderr (a fork
+        child may hold the pipe open longer: waited for DEADLINE at most)."""
         if self.process.poll() is None:
             self.ask_to_exit()
             try:
-                self.process.wait(timeout)
+                self.process.wait(DEADLINE)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
