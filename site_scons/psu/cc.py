@@ -29,6 +29,7 @@ import shlex
 import subprocess
 import sys
 
+from . import console, jsonfile
 from .errors import CSourceError, PsuError, ToolError, UsageError
 
 # Options whose value is the next argument (GCC's driver).
@@ -202,18 +203,23 @@ def _inside(relative):
 
 # -- the run -----------------------------------------------------------------------
 
+def _compiler_not_found(cc):
+    """The error the front end also raises for a missing compiler (frontend.py)."""
+    return ToolError(f"compiler '{cc}' not found", hint="set CC to a C compiler")
+
+
 def _run(argv):
     try:
         return subprocess.run(argv).returncode
     except FileNotFoundError:
-        raise ToolError(f"psu cc: compiler '{argv[0]}' not found")
+        raise _compiler_not_found(argv[0])
 
 
 def _pass_through(cc, args):
     try:
         os.execvp(cc, [cc, *args])
     except OSError as error:
-        raise ToolError(f"psu cc: cannot run '{cc}': {error.strerror}")
+        raise ToolError(f"cannot run '{cc}': {error.strerror}")
 
 
 def check_gcc_compatible(cc):
@@ -221,9 +227,9 @@ def check_gcc_compatible(cc):
     try:
         done = subprocess.run([cc, "-E", "-dM", "-x", "c", os.devnull], capture_output=True, text=True)
     except FileNotFoundError:
-        raise ToolError(f"psu cc: compiler '{cc}' not found")
+        raise _compiler_not_found(cc)
     if done.returncode != 0 or "#define __GNUC__ " not in done.stdout:
-        raise UsageError(f"psu cc: '{cc}' is not a gcc-compatible compiler (it does not define "
+        raise UsageError(f"'{cc}' is not a gcc-compatible compiler (it does not define "
                          "__GNUC__ with -E -dM); psu needs gcc 9 or later, or clang",
                          hint="name the compiler after `psu cc`, e.g. CC=\"psu cc gcc\"")
 
@@ -236,7 +242,7 @@ def _record(config, command, written, obj, dsu, flags, analysis=None):
              "psu": {"unit": config.relative(source), "dsu": dsu, "flags": flags,
                      "analysis": analysis, "object_sha256": _sha256_file(command.path(obj))}}
     _write_atomic(config.build_path("commands", _key(entry["output"]) + ".json"),
-                  json.dumps(entry, sort_keys=True, indent=1) + "\n")
+                  jsonfile.dumps(entry))
 
 
 def _default_object(written, mode):
@@ -251,7 +257,7 @@ def _compile_dsu_unit(config, command, index, written, obj):
     source = command.path(written)
     relative = config.relative(source)
     if not written.endswith(_C_SUFFIXES):
-        raise UsageError(f"psu cc: {written}: a DSU unit needs a .c name (psu's analysis reads "
+        raise UsageError(f"{written}: a DSU unit needs a .c name (psu's analysis reads "
                          "it as C by its name); rename it or leave it out of units")
     flags = command.unit_flags()
     others = {i for i, _ in command.sources if i != index}
@@ -272,7 +278,7 @@ def _compile_dsu_unit(config, command, index, written, obj):
     build.generate_unit(analysis, source, config.exclude, generated,
                         direct_statics=config.direct_statics)
     argv = [command.cc, "-iquote", os.path.dirname(written) or ".",
-            *[generated if i == index else a for i, a in alone], "-I" + resources.runtime_dir()]
+            *[generated if i == index else a for i, a in alone], "-I" + resources.runtime_sources_dir()]
     if command.output is None:
         argv += ["-o", obj]
     status = _run(argv)
@@ -381,7 +387,7 @@ def write_compile_commands(config, entries):
     standard = [{k: e[k] for k in ("directory", "arguments", "file", "output")}
                 for e in sorted(entries, key=lambda e: e["output"])]
     _write_atomic(config.build_path("compile_commands.json"),
-                  json.dumps(standard, indent=1) + "\n")
+                  jsonfile.dumps(standard))
 
 
 def _runtime_objects(config, cc, flags):
@@ -398,11 +404,11 @@ def _runtime_objects(config, cc, flags):
     temporary = f"{folder}.tmp{os.getpid()}"
     os.makedirs(temporary, exist_ok=True)
     for source, obj in zip(sources, objects):
-        argv = [cc, "-c", "-O2", "-pthread", "-fPIC", *target, "-I" + resources.runtime_dir(),
+        argv = [cc, "-c", "-O2", "-pthread", "-fPIC", *target, "-I" + resources.runtime_sources_dir(),
                 "-o", os.path.join(temporary, os.path.basename(obj)), source]
         done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode != 0:
-            raise ToolError(f"psu cc: compiling the runtime failed:\n{' '.join(argv)}\n{done.stderr}")
+            raise ToolError(f"compiling the runtime failed:\n{' '.join(argv)}\n{done.stderr}")
     try:
         os.rename(temporary, folder)
     except OSError:          # a parallel link got there first
@@ -422,7 +428,7 @@ def link_command(config, command):
     if not any(e["psu"]["dsu"] for e in linked):
         _pass_through(command.cc, command.original)
     if "-shared" in command.args or "-r" in command.args:
-        raise UsageError(f"psu cc: {command.output or 'a.out'}: a shared library or partial link "
+        raise UsageError(f"{command.output or 'a.out'}: a shared library or partial link "
                          "of DSU units is not supported; link them into the program")
     check_gcc_compatible(command.cc)
     output = command.path(command.output or "a.out")
@@ -435,7 +441,7 @@ def link_command(config, command):
             continue
         if unit in objects_by_unit:
             if objects_by_unit[unit] != entry["output"]:
-                raise UsageError(f"psu cc: {unit} is linked into {name} twice "
+                raise UsageError(f"{unit} is linked into {name} twice "
                                  f"({objects_by_unit[unit]} and {entry['output']})")
             continue
         objects_by_unit[unit] = entry["output"]
@@ -458,7 +464,7 @@ def link_command(config, command):
     argv = [command.cc, "-c", *shared, "-o", info_o, info_c]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
-        raise ToolError(f"psu cc: compiling {info_c} failed:\n{done.stderr}")
+        raise ToolError(f"compiling {info_c} failed:\n{done.stderr}")
     status = _run([command.cc, *command.original, info_o,
                    *_runtime_objects(config, command.cc, shared), *LINK_FLAGS])
     if status != 0:
@@ -471,7 +477,7 @@ def link_command(config, command):
         exclude=list(config.exclude), accept=list(config.accept), direct_statics=config.direct_statics,
         libraries=libraries, work_dir=config.build_dir, unit_flags=flags_by_unit,
         manifest_flags=flags)
-    build.write_json(os.path.join(work, "build.json"), description.__dict__)
+    jsonfile.write(os.path.join(work, "build.json"), description.__dict__)
     write_compile_commands(config, entries)
     return 0
 
@@ -532,10 +538,7 @@ def main(argv=None):
     try:
         return run(argv[0], argv[1:])
     except PsuError as error:
-        sys.stderr.write(f"{error.message}\n")
-        if error.hint:
-            sys.stderr.write(f"psu: hint: {error.hint}\n")
-        return error.exit_code
+        return console.report_error(error)
     except KeyboardInterrupt:
         return 130
 

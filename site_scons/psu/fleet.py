@@ -123,7 +123,7 @@ def read_bundle(path):
     """BundleInfo of the bundle file at `path` (BundleError when it is not a valid bundle)."""
     path = os.path.abspath(path)
     if not os.path.isfile(path):
-        raise UsageError(f"psu: {path}: no such bundle file")
+        raise UsageError(f"{path}: no such bundle file")
     data, sections, digest = bundle_file.read(path)
     return BundleInfo(path=path, sha256=digest, program=sections["program"].decode(),
                       base_build_id=sections["base"].decode(),
@@ -147,7 +147,7 @@ def _unreached(pid, path, error):
     if not _alive(pid):
         return ProcessResult(pid, path, GONE, message="exited before it could be asked")
     return ProcessResult(pid, path, FAILED, error=error.error_class or "unreachable",
-                         message=error.message)
+                         message=error.text)
 
 
 def _survey(program):
@@ -177,13 +177,13 @@ def _survey(program):
 
 def _program_for(bundle, program):
     if program is not None and program != bundle.program:
-        raise UsageError(f"psu: the bundle is for program '{bundle.program}', not '{program}'")
+        raise UsageError(f"the bundle is for program '{bundle.program}', not '{program}'")
     return bundle.program
 
 
 def status_all(program=None):
     """The running version of every DSU process (of `program`) of this user."""
-    report = FleetReport("status", program, control.runtime_dir())
+    report = FleetReport("status", program, control.socket_dir())
     report.processes = [row for row, _ in _survey(program)]
     return report
 
@@ -215,7 +215,7 @@ def apply_all(bundle_path, program=None, check=False):
     With `check`, nothing is sent but `status`: results say what would happen."""
     info = read_bundle(bundle_path)
     program = _program_for(info, program)
-    report = FleetReport("apply", program, control.runtime_dir(), check=check, bundle=info)
+    report = FleetReport("apply", program, control.socket_dir(), check=check, bundle=info)
     for row, status in _survey(program):
         report.processes.append(row)
         if status is None:
@@ -244,7 +244,7 @@ def rollback_all(bundle_path=None, program=None, check=False):
     info = read_bundle(bundle_path) if bundle_path else None
     if info is not None:
         program = _program_for(info, program)
-    report = FleetReport("rollback", program, control.runtime_dir(), check=check, bundle=info)
+    report = FleetReport("rollback", program, control.socket_dir(), check=check, bundle=info)
     for row, status in _survey(program):
         report.processes.append(row)
         if status is None:
