@@ -193,30 +193,40 @@ def command_ps(arguments):
 
 
 def command_inspect(arguments):
-    from . import bundle, manifest
+    from . import bundle
     path = arguments.path
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file")
     with open(path, "rb") as f:
         magic = f.read(8)
     if magic == bundle.MAGIC:
-        data, sections, digest = bundle.read(path)
-        if arguments.json:
-            _print_json({"sha256": digest, "sections": {k: len(v) for k, v in sections.items()},
-                         "manifest": data})
-            return EXIT_OK
-        print(f"bundle {path}")
-        print(f"  sha256   {digest}")
-        print(f"  program  {data['program']}")
-        print(f"  base     {data['base_label']} {data['base_build_id']}")
-        print(f"  target   {data['label']} {data['target_build_id']}")
-        print("  sections " + ", ".join(f"{k} ({len(v)} bytes)" for k, v in sections.items()))
-        print(data.get("report", ""))
-        return EXIT_OK
+        return _inspect_bundle(arguments, path)
     manifest_path = path if path.endswith(".psu.json") else path + ".psu.json"
     if not os.path.exists(manifest_path):
         raise UsageError(f"{path} is neither a bundle nor a program with a manifest "
                          f"({manifest_path} is missing)")
+    return _inspect_program(arguments, manifest_path)
+
+
+def _inspect_bundle(arguments, path):
+    from . import bundle
+    data, sections, digest = bundle.read(path)
+    if arguments.json:
+        _print_json({"sha256": digest, "sections": {k: len(v) for k, v in sections.items()},
+                     "manifest": data})
+        return EXIT_OK
+    print(f"bundle {path}")
+    print(f"  sha256   {digest}")
+    print(f"  program  {data['program']}")
+    print(f"  base     {data['base_label']} {data['base_build_id']}")
+    print(f"  target   {data['label']} {data['target_build_id']}")
+    print("  sections " + ", ".join(f"{k} ({len(v)} bytes)" for k, v in sections.items()))
+    print(data.get("report", ""))
+    return EXIT_OK
+
+
+def _inspect_program(arguments, manifest_path):
+    from . import manifest
     data = manifest.load(manifest_path)
     if arguments.json:
         _print_json(data)
@@ -233,13 +243,13 @@ def command_inspect(arguments):
                                             "  (NOT the one embedded in the binary: rebuild)"))
     print(f"compiler {data['compiler']}")
     print(f"flags    {' '.join(data['flags'])}")
-    for path_, unit in sorted(data["units"].items()):
+    for unit_path, unit in sorted(data["units"].items()):
         if not unit["dsu"]:
-            print(f"  {path_}: plain")
+            print(f"  {unit_path}: plain")
             continue
         dsu = [q for q, f in unit["functions"].items() if f["direct"] is None]
         direct = [f"{q} ({f['direct']})" for q, f in unit["functions"].items() if f["direct"]]
-        print(f"  {path_}: {len(dsu)} DSU function(s), {len(unit['variables'])} variable(s)")
+        print(f"  {unit_path}: {len(dsu)} DSU function(s), {len(unit['variables'])} variable(s)")
         for item in direct:
             print(f"    direct: {item}")
     return EXIT_OK
