@@ -8,7 +8,9 @@ from .errors import ControlError, UsageError
 
 
 def socket_dir():
-    """Where DSU processes of this user put their sockets; same rule as the C runtime."""
+    """Where DSU processes of this user put their control sockets (PSU_RUNTIME_DIR,
+    else $XDG_RUNTIME_DIR/psu, else /tmp/psu-<uid>); same rule as the C runtime.
+    Not the C runtime's sources: those are resources.runtime_sources_dir."""
     if os.environ.get("PSU_RUNTIME_DIR"):
         return os.environ["PSU_RUNTIME_DIR"]
     if os.environ.get("XDG_RUNTIME_DIR"):

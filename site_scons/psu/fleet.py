@@ -79,7 +79,8 @@ class FleetReport:
 
     action: str                       # apply, rollback, status
     program: Optional[str]
-    runtime_dir: str
+    runtime_dir: str                  # the processes' socket folder (control.socket_dir,
+                                      # PSU_RUNTIME_DIR); "runtime_dir" in the JSON
     check: bool = False
     bundle: Optional[BundleInfo] = None
     processes: List[ProcessResult] = field(default_factory=list)
@@ -235,6 +236,25 @@ def apply_all(bundle_path, program=None, check=False):
     return report
 
 
+def _left_alone_by_rollback(row, previous, info):
+    """Whether undoing bundle `info` leaves `row`'s process alone (already at the
+    base, or not at the target by way of the base); says why in `row`."""
+    if row.from_build_id == info.base_build_id:
+        row.result, row.message = ALREADY, f"already at {info.base_label}"
+    elif row.from_build_id != info.target_build_id:
+        row.result = SKIPPED
+        row.message = (f"runs {row.from_label} ({row.from_build_id[:12]}), not the "
+                       f"bundle's target {info.target_label}")
+    elif previous.get("build_id") != info.base_build_id:
+        row.result = SKIPPED
+        row.message = (f"reached {info.target_label} from "
+                       f"{previous.get('label', 'its start')}, not from the bundle's "
+                       f"base {info.base_label}: a rollback would not undo this bundle")
+    else:
+        return False
+    return True
+
+
 def rollback_all(bundle_path=None, program=None, check=False):
     """Undo a bundle on every process that runs its target and came from its base.
 
@@ -251,22 +271,9 @@ def rollback_all(bundle_path=None, program=None, check=False):
             continue
         history = status.get("history") or []
         previous = history[-1] if history else {}
-        if info is not None:
-            if row.from_build_id == info.base_build_id:
-                row.result, row.message = ALREADY, f"already at {info.base_label}"
-                continue
-            if row.from_build_id != info.target_build_id:
-                row.result = SKIPPED
-                row.message = (f"runs {row.from_label} ({row.from_build_id[:12]}), not the "
-                               f"bundle's target {info.target_label}")
-                continue
-            if previous.get("build_id") != info.base_build_id:
-                row.result = SKIPPED
-                row.message = (f"reached {info.target_label} from "
-                               f"{previous.get('label', 'its start')}, not from the bundle's "
-                               f"base {info.base_label}: a rollback would not undo this bundle")
-                continue
-        elif not previous:
+        if info is not None and _left_alone_by_rollback(row, previous, info):
+            continue
+        if info is None and not previous:
             row.result = NOTHING
             continue
         row.to_build_id, row.to_label = previous.get("build_id"), previous.get("label")
