@@ -72,6 +72,19 @@ def request(target, line, timeout=60.0):
                          "return or NUL cannot be sent to a DSU process; rename the file")
     path = socket_path(target)
     check_ours(path)
+    text = _exchange(path, line, timeout)
+    if not text:
+        raise ControlError(f"{path} closed without answering (not a psu process, or it "
+                           "refused our credentials)", "unreachable")
+    try:
+        return json.loads(text.splitlines()[0])
+    except ValueError:
+        raise ControlError(f"{path} answered something that is not psu's protocol: "
+                           f"{text[:80]!r}", "not-ours")
+
+
+def _exchange(path, line, timeout):
+    """Send `line` to the socket at `path`; the text it answers before closing."""
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.settimeout(timeout)
     try:
@@ -91,15 +104,7 @@ def request(target, line, timeout=60.0):
         raise ControlError(f"talking to {path} failed: {error.strerror or error}", "unreachable")
     finally:
         connection.close()
-    text = b"".join(chunks).decode(errors="replace").strip()
-    if not text:
-        raise ControlError(f"{path} closed without answering (not a psu process, or it "
-                           "refused our credentials)", "unreachable")
-    try:
-        return json.loads(text.splitlines()[0])
-    except ValueError:
-        raise ControlError(f"{path} answered something that is not psu's protocol: "
-                           f"{text[:80]!r}", "not-ours")
+    return b"".join(chunks).decode(errors="replace").strip()
 
 
 def _remove_if_stale(path, pid):
