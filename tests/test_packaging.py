@@ -43,7 +43,7 @@ def test_psu_command_runs_from_any_directory(installed, tmp_path):
 def test_package_data_is_installed(installed, tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", "import psu, psu.resources as r; print(psu.__file__); "
-         "print(r.templates_dir()); print(len(r.runtime_sources())); print(r.runtime_dir())"],
+         "print(r.templates_dir()); print(len(r.runtime_sources())); print(r.runtime_sources_dir())"],
         cwd=tmp_path, env=clean_env(installed), capture_output=True, text=True)
     where, templates, sources, runtime = done.stdout.split()
     assert where.startswith(str(installed)) and templates.startswith(str(installed))

@@ -6,15 +6,9 @@ import json
 import os
 import subprocess
 
-from . import codegen, frontend, manifest, resources
+from . import codegen, frontend, jsonfile, manifest, resources
 from .errors import ToolError
 from .model import Unit
-
-
-def write_json(path, data):
-    with open(path, "w", newline="\n") as f:
-        json.dump(data, f, sort_keys=True, indent=1)
-        f.write("\n")
 
 
 def read_unit(path):
@@ -25,7 +19,7 @@ def read_unit(path):
 def analyse_unit(path, cc, flags, root, dsu, output, cache_dir=None):
     """Analyse unit `path` (relative to `root`) into the JSON file `output`."""
     unit = frontend.analyse(path, cc, flags, root, dsu=dsu, cache_dir=cache_dir)
-    write_json(output, unit.to_json())
+    jsonfile.write(output, unit.to_json())
     return unit
 
 
@@ -71,7 +65,7 @@ def depfile(path, cc, flags, root, target, output):
     done = subprocess.run([cc, "-M", "-MT", "psu-target", *frontend.preprocessing_flags(flags), path],
                           cwd=root, capture_output=True, text=True)
     if done.returncode != 0:
-        raise ToolError(f"psu: listing the headers of {path} failed:\n{done.stderr.strip()}")
+        raise ToolError(f"listing the headers of {path} failed:\n{done.stderr.strip()}")
     words = done.stdout.replace("\\\n", " ").replace("\\ ", "\0").split()[1:]
     files = [os.path.join(root, w.replace("\0", " ")) for w in words]
     files += resources.package_files()

@@ -4,6 +4,7 @@ import json
 import re
 import struct
 
+from . import jsonfile
 from .errors import BundleError
 
 MAGIC = b"PSUBNDL1"
@@ -31,7 +32,7 @@ def pack(sections):
 
 def write(path, manifest, code, state=None):
     sections = {
-        "manifest": (json.dumps(manifest, sort_keys=True, indent=1) + "\n").encode(),
+        "manifest": jsonfile.dumps(manifest).encode(),
         "program": manifest["program"].encode(),
         "base": manifest["base_build_id"].encode(),
         "target": manifest["target_build_id"].encode(),

@@ -29,6 +29,7 @@ import shlex
 import subprocess
 import sys
 
+from . import console, jsonfile, resources
 from .errors import CSourceError, PsuError, ToolError, UsageError
 
 # Options whose value is the next argument (GCC's driver).
@@ -63,44 +64,52 @@ class Command:
         self.depfile = None        # -MF value
         self.dependencies = False  # -MD / -MMD
         self.info_only = False     # --version, -dumpversion, -print-*, -fsyntax-only
-        language = None
-        skip = False
-        for index, arg in enumerate(self.args):
-            if skip:
-                skip = False
-                continue
+        self._read()
+
+    def _read(self):
+        """Walk the arguments once: each option (its value separate or joined),
+        each input a C source or not by the language in force (`-x`) or its name."""
+        language, index = None, 0
+        while index < len(self.args):
+            arg = self.args[index]
             if arg in _WITH_ARGUMENT:
                 value = self.args[index + 1] if index + 1 < len(self.args) else ""
-                skip = True
-                if arg == "-o":
-                    self.output = value
-                elif arg == "-x":
-                    language = None if value == "none" else value
-                elif arg == "-MF":
-                    self.depfile = value
+                language = self._option(arg, value, language)
+                index += 2
                 continue
-            if arg.startswith("-x") and len(arg) > 2:
-                language = None if arg[2:] == "none" else arg[2:]
-            elif arg.startswith("-o") and len(arg) > 2:
-                self.output = arg[2:]
-            elif arg.startswith("-MF") and len(arg) > 3:
-                self.depfile = arg[3:]
-            elif arg in ("-c", "-S", "-E"):
-                self.mode = {"-c": "compile", "-S": "assemble", "-E": "preprocess"}[arg] \
-                    if self.mode != "preprocess" else self.mode
-            elif arg in ("-M", "-MM"):
-                self.mode = "preprocess"
-            elif arg in ("-MD", "-MMD"):
-                self.dependencies = True
-            elif arg.startswith(("-Wp,-MD,", "-Wp,-MMD,")):
-                # older automake's depcomp: the dependency file named through cpp
-                self.dependencies, self.depfile = True, arg.split(",", 2)[2]
-            elif arg in ("--version", "-dumpversion", "-dumpmachine", "-dumpspecs", "--help",
-                         "-###", "-fsyntax-only") or arg.startswith("-print-"):
-                self.info_only = True
-            elif arg == "-" or not arg.startswith("-"):
+            if arg == "-" or not arg.startswith("-"):
                 is_c = language == "c" or (language is None and arg.endswith(_C_SUFFIXES))
                 (self.sources if is_c and arg != "-" else self.inputs).append((index, arg))
+            else:
+                joined = next((o for o in ("-x", "-o", "-MF") if arg.startswith(o) and len(arg) > len(o)),
+                              None)
+                language = self._option(joined, arg[len(joined):], language) if joined else \
+                    self._option(arg, None, language)
+            index += 1
+
+    def _option(self, option, value, language):
+        """Note what `option` (with its `value`, if it takes one) says about the
+        command; returns the language in force after it."""
+        if option == "-x":
+            return None if value == "none" else value
+        if option == "-o":
+            self.output = value
+        elif option == "-MF":
+            self.depfile = value
+        elif option in ("-c", "-S", "-E"):
+            if self.mode != "preprocess":
+                self.mode = {"-c": "compile", "-S": "assemble", "-E": "preprocess"}[option]
+        elif option in ("-M", "-MM"):
+            self.mode = "preprocess"
+        elif option in ("-MD", "-MMD"):
+            self.dependencies = True
+        elif option.startswith(("-Wp,-MD,", "-Wp,-MMD,")):
+            # older automake's depcomp: the dependency file named through cpp
+            self.dependencies, self.depfile = True, option.split(",", 2)[2]
+        elif option in ("--version", "-dumpversion", "-dumpmachine", "-dumpspecs", "--help",
+                        "-###", "-fsyntax-only") or option.startswith("-print-"):
+            self.info_only = True
+        return language
 
     def path(self, written):
         return os.path.normpath(os.path.join(self.directory, written))
@@ -202,18 +211,23 @@ def _inside(relative):
 
 # -- the run -----------------------------------------------------------------------
 
+def _compiler_not_found(cc):
+    """The error the front end also raises for a missing compiler (frontend.py)."""
+    return ToolError(f"compiler '{cc}' not found", hint="set CC to a C compiler")
+
+
 def _run(argv):
     try:
         return subprocess.run(argv).returncode
     except FileNotFoundError:
-        raise ToolError(f"psu cc: compiler '{argv[0]}' not found")
+        raise _compiler_not_found(argv[0])
 
 
 def _pass_through(cc, args):
     try:
         os.execvp(cc, [cc, *args])
     except OSError as error:
-        raise ToolError(f"psu cc: cannot run '{cc}': {error.strerror}")
+        raise ToolError(f"cannot run '{cc}': {error.strerror}")
 
 
 def check_gcc_compatible(cc):
@@ -221,9 +235,9 @@ def check_gcc_compatible(cc):
     try:
         done = subprocess.run([cc, "-E", "-dM", "-x", "c", os.devnull], capture_output=True, text=True)
     except FileNotFoundError:
-        raise ToolError(f"psu cc: compiler '{cc}' not found")
+        raise _compiler_not_found(cc)
     if done.returncode != 0 or "#define __GNUC__ " not in done.stdout:
-        raise UsageError(f"psu cc: '{cc}' is not a gcc-compatible compiler (it does not define "
+        raise UsageError(f"'{cc}' is not a gcc-compatible compiler (it does not define "
                          "__GNUC__ with -E -dM); psu needs gcc 9 or later, or clang",
                          hint="name the compiler after `psu cc`, e.g. CC=\"psu cc gcc\"")
 
@@ -236,7 +250,7 @@ def _record(config, command, written, obj, dsu, flags, analysis=None):
              "psu": {"unit": config.relative(source), "dsu": dsu, "flags": flags,
                      "analysis": analysis, "object_sha256": _sha256_file(command.path(obj))}}
     _write_atomic(config.build_path("commands", _key(entry["output"]) + ".json"),
-                  json.dumps(entry, sort_keys=True, indent=1) + "\n")
+                  jsonfile.dumps(entry))
 
 
 def _default_object(written, mode):
@@ -246,39 +260,48 @@ def _default_object(written, mode):
 
 def _compile_dsu_unit(config, command, index, written, obj):
     """Generate `written`'s DSU copy and compile it in its place into `obj`
-    (the command's other sources left out)."""
-    from . import build, resources
-    source = command.path(written)
-    relative = config.relative(source)
+    (the command's other sources left out).  Returns (status, analysis path)."""
     if not written.endswith(_C_SUFFIXES):
-        raise UsageError(f"psu cc: {written}: a DSU unit needs a .c name (psu's analysis reads "
+        raise UsageError(f"{written}: a DSU unit needs a .c name (psu's analysis reads "
                          "it as C by its name); rename it or leave it out of units")
-    flags = command.unit_flags()
     others = {i for i, _ in command.sources if i != index}
     alone = [(i, a) for i, a in enumerate(command.args) if i not in others]
     check_gcc_compatible(command.cc)
-    work = config.build_path("units", _inside(relative) + "." + _key(command.path(obj)))
+    work = config.build_path("units", _inside(config.relative(command.path(written))) + "."
+                             + _key(command.path(obj)))
     os.makedirs(os.path.dirname(work), exist_ok=True)
     analysis, generated = work + ".unit.json", work + ".psu.c"
-    try:
-        build.analyse_unit(relative, command.cc, flags, config.root, True, analysis,
-                           cache_dir=config.build_path("cache"))
-    except (CSourceError, ToolError):
-        # the compiler's own diagnostics come first, as without psu
-        check = _run([command.cc, *[a for _, a in alone if a != "-c"], "-fsyntax-only"])
-        if check != 0:
-            return check, None
-        raise
-    build.generate_unit(analysis, source, config.exclude, generated,
-                        direct_statics=config.direct_statics)
+    status = _generate_dsu_copy(config, command, written, alone, analysis, generated)
+    if status != 0:
+        return status, None
     argv = [command.cc, "-iquote", os.path.dirname(written) or ".",
-            *[generated if i == index else a for i, a in alone], "-I" + resources.runtime_dir()]
+            *[generated if i == index else a for i, a in alone],
+            "-I" + resources.runtime_sources_dir()]
     if command.output is None:
         argv += ["-o", obj]
     status = _run(argv)
     if status == 0:
         _fix_depfile(command, obj, generated, written)
     return status, analysis
+
+
+def _generate_dsu_copy(config, command, written, alone, analysis, generated):
+    """Analyse `written` into `analysis` and write its DSU copy `generated`.
+    When psu cannot read the unit, the compiler's own diagnostics come first,
+    as without psu: returns the compiler's status if it fails, else raises."""
+    from . import build
+    try:
+        build.analyse_unit(config.relative(command.path(written)), command.cc,
+                           command.unit_flags(), config.root, True, analysis,
+                           cache_dir=config.build_path("cache"))
+    except (CSourceError, ToolError):
+        check = _run([command.cc, *[a for _, a in alone if a != "-c"], "-fsyntax-only"])
+        if check != 0:
+            return check
+        raise
+    build.generate_unit(analysis, command.path(written), config.exclude, generated,
+                        direct_statics=config.direct_statics)
+    return 0
 
 
 def _fix_depfile(command, obj, generated, written):
@@ -381,12 +404,12 @@ def write_compile_commands(config, entries):
     standard = [{k: e[k] for k in ("directory", "arguments", "file", "output")}
                 for e in sorted(entries, key=lambda e: e["output"])]
     _write_atomic(config.build_path("compile_commands.json"),
-                  json.dumps(standard, indent=1) + "\n")
+                  jsonfile.dumps(standard))
 
 
 def _runtime_objects(config, cc, flags):
     """The runtime, compiled once per compiler and target flags into the build folder."""
-    from . import manifest, resources
+    from . import manifest
     sources = resources.runtime_sources()
     target = [f for f in flags if f.startswith("-m")]
     key = _key("\0".join([manifest.compiler_identity(cc), cc, *target,
@@ -398,11 +421,11 @@ def _runtime_objects(config, cc, flags):
     temporary = f"{folder}.tmp{os.getpid()}"
     os.makedirs(temporary, exist_ok=True)
     for source, obj in zip(sources, objects):
-        argv = [cc, "-c", "-O2", "-pthread", "-fPIC", *target, "-I" + resources.runtime_dir(),
+        argv = [cc, "-c", "-O2", "-pthread", "-fPIC", *target, "-I" + resources.runtime_sources_dir(),
                 "-o", os.path.join(temporary, os.path.basename(obj)), source]
         done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode != 0:
-            raise ToolError(f"psu cc: compiling the runtime failed:\n{' '.join(argv)}\n{done.stderr}")
+            raise ToolError(f"compiling the runtime failed:\n{' '.join(argv)}\n{done.stderr}")
     try:
         os.rename(temporary, folder)
     except OSError:          # a parallel link got there first
@@ -412,21 +435,47 @@ def _runtime_objects(config, cc, flags):
 
 
 def link_command(config, command):
-    """A link: a DSU program gets its identity, the runtime and the link flags."""
-    from . import build, frontend, manifest, patch
-    by_digest = {}
+    """A link: a DSU program gets its identity, the runtime and the link flags;
+    its manifest and build description are written beside it."""
+    from . import manifest
     entries = recorded(config)
-    for entry in entries:
-        by_digest.setdefault(entry["psu"]["object_sha256"], entry)
-    linked = [by_digest[d] for d in _linked_digests(command) if d in by_digest]
+    linked = _linked_compiles(entries, command)
     if not any(e["psu"]["dsu"] for e in linked):
         _pass_through(command.cc, command.original)
     if "-shared" in command.args or "-r" in command.args:
-        raise UsageError(f"psu cc: {command.output or 'a.out'}: a shared library or partial link "
+        raise UsageError(f"{command.output or 'a.out'}: a shared library or partial link "
                          "of DSU units is not supported; link them into the program")
     check_gcc_compatible(command.cc)
     output = command.path(command.output or "a.out")
     name = os.path.basename(output)
+    units, flags_by_unit = _linked_units(config, command, name, linked)
+    flags = program_flags(flags_by_unit)
+    result = manifest.build(name, config.label(), units, manifest.compiler_identity(command.cc),
+                            flags, config.exclude, config.direct_statics)
+    shared = common_flags(flags_by_unit)
+    identity = _identity_object(config, command.cc, shared, result)
+    status = _run([command.cc, *command.original, identity,
+                   *_runtime_objects(config, command.cc, shared), *LINK_FLAGS])
+    if status != 0:
+        return status
+    manifest.write(result, output + ".psu.json")
+    _write_build_description(config, command, name, units, flags_by_unit, shared, flags)
+    write_compile_commands(config, entries)
+    return 0
+
+
+def _linked_compiles(entries, command):
+    """The recorded compiles whose objects the link reads (recognised by content)."""
+    by_digest = {}
+    for entry in entries:
+        by_digest.setdefault(entry["psu"]["object_sha256"], entry)
+    return [by_digest[d] for d in _linked_digests(command) if d in by_digest]
+
+
+def _linked_units(config, command, name, linked):
+    """(model.Unit of each unit linked, its flags by unit path): a DSU unit's
+    analysis as its compile wrote it, a plain unit analysed now."""
+    from . import build, frontend
     units, flags_by_unit, objects_by_unit = [], {}, {}
     for entry in linked:
         info = entry["psu"]
@@ -435,7 +484,7 @@ def link_command(config, command):
             continue
         if unit in objects_by_unit:
             if objects_by_unit[unit] != entry["output"]:
-                raise UsageError(f"psu cc: {unit} is linked into {name} twice "
+                raise UsageError(f"{unit} is linked into {name} twice "
                                  f"({objects_by_unit[unit]} and {entry['output']})")
             continue
         objects_by_unit[unit] = entry["output"]
@@ -445,25 +494,26 @@ def link_command(config, command):
         else:
             units.append(frontend.analyse(unit, command.cc, info["flags"], config.root, dsu=False,
                                           cache_dir=config.build_path("cache")))
-    flags = program_flags(flags_by_unit)
-    result = manifest.build(name, config.label(), units, manifest.compiler_identity(command.cc),
-                            flags, config.exclude, config.direct_statics)
-    work = config.build_path(name)
-    os.makedirs(work, exist_ok=True)
+    return units, flags_by_unit
+
+
+def _identity_object(config, cc, flags, result):
+    """The object embedding the program's identity (build id, label), compiled with `flags`."""
     from . import codegen
-    info_c = os.path.join(work, name + ".psu_info.c")
+    work = config.build_path(result["program"])
+    os.makedirs(work, exist_ok=True)
+    info_c = os.path.join(work, result["program"] + ".psu_info.c")
     _write_atomic(info_c, codegen.program_info(result["program"], result["build_id"], result["label"]))
-    shared = common_flags(flags_by_unit)
     info_o = info_c[:-2] + ".o"
-    argv = [command.cc, "-c", *shared, "-o", info_o, info_c]
-    done = subprocess.run(argv, capture_output=True, text=True)
+    done = subprocess.run([cc, "-c", *flags, "-o", info_o, info_c], capture_output=True, text=True)
     if done.returncode != 0:
-        raise ToolError(f"psu cc: compiling {info_c} failed:\n{done.stderr}")
-    status = _run([command.cc, *command.original, info_o,
-                   *_runtime_objects(config, command.cc, shared), *LINK_FLAGS])
-    if status != 0:
-        return status
-    manifest.write(result, output + ".psu.json")
+        raise ToolError(f"compiling {info_c} failed:\n{done.stderr}")
+    return info_o
+
+
+def _write_build_description(config, command, name, units, flags_by_unit, shared, flags):
+    """`<build_dir>/<program>/build.json`: what `psu patch` and `psu diff` analyse with."""
+    from . import patch
     libraries = [a[2:] for a in command.args if a.startswith("-l") and len(a) > 2]
     description = patch.BuildConfig(
         program=name, top=config.root, sources=sorted(flags_by_unit),
@@ -471,9 +521,7 @@ def link_command(config, command):
         exclude=list(config.exclude), accept=list(config.accept), direct_statics=config.direct_statics,
         libraries=libraries, work_dir=config.build_dir, unit_flags=flags_by_unit,
         manifest_flags=flags)
-    build.write_json(os.path.join(work, "build.json"), description.__dict__)
-    write_compile_commands(config, entries)
-    return 0
+    jsonfile.write(config.build_path(name, "build.json"), description.__dict__)
 
 
 def _compile_then_link(config, command):
@@ -532,10 +580,7 @@ def main(argv=None):
     try:
         return run(argv[0], argv[1:])
     except PsuError as error:
-        sys.stderr.write(f"{error.message}\n")
-        if error.hint:
-            sys.stderr.write(f"psu: hint: {error.hint}\n")
-        return error.exit_code
+        return console.report_error(error)
     except KeyboardInterrupt:
         return 130
 

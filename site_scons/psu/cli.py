@@ -1,14 +1,15 @@
 """The `psu` command: apply, status, rollback, ps, inspect, diff, patch.
 
-The only place (with the SCons adapter) that prints errors and chooses exit
-codes; the library raises typed exceptions.  Exit codes: docs/operations.md.
+A front end: it prints (errors through console.report_error, as `psu cc` and
+the SCons adapter do) and chooses exit codes; the library raises typed
+exceptions.  Exit codes: docs/operations.md.
 """
 import argparse
 import json
 import os
 import sys
 
-from . import __version__
+from . import __version__, console, jsonfile
 from .errors import ControlError, PsuError, UsageError
 
 EXIT_OK = 0
@@ -25,37 +26,45 @@ EXIT_BY_ERROR_CLASS = {
 
 
 def _print_json(data):
-    sys.stdout.write(json.dumps(data, sort_keys=True, indent=1) + "\n")
+    sys.stdout.write(jsonfile.dumps(data))
 
 
-def _answer(arguments, answer):
-    """Print a process's answer; exit code from its error class."""
+# -- one process: apply, rollback, status ------------------------------------------
+
+def _ask_one_process(arguments, request, describe):
+    """Send `request` to the process `arguments.target`; print its answer (as
+    JSON, or `describe(arguments, answer)` when it succeeded, or its refusal);
+    the exit code follows the class of the refusal."""
+    from . import control
+    answer = control.request(arguments.target, request)
     if arguments.json:
         _print_json(answer)
     if not answer.get("ok"):
         if not arguments.json:
-            sys.stderr.write(f"psu: refused ({answer.get('error')}): {answer.get('message')}\n")
+            console.report_error(ControlError(f"refused ({answer.get('error')}): "
+                                              f"{answer.get('message')}", answer.get("error")))
         return EXIT_BY_ERROR_CLASS.get(answer.get("error"), 1)
+    if not arguments.json:
+        describe(arguments, answer)
     return EXIT_OK
 
 
 def command_apply(arguments):
-    from . import control
     path = os.path.abspath(arguments.bundle)
     if not os.path.isfile(path):
-        raise UsageError(f"psu: {arguments.bundle}: no such bundle file")
-    answer = control.request(arguments.target, f"apply {path}")
-    code = _answer(arguments, answer)
-    if code == EXIT_OK and not arguments.json:
-        if answer.get("result") == "already":
-            print(f"psu: {arguments.target}: already at {answer.get('label')} "
-                  f"({str(answer.get('build_id'))[:12]}); nothing changed")
-        else:
-            print(f"psu: {arguments.target}: applied {answer.get('label')}: "
-                  f"{str(answer.get('from'))[:12]} -> {str(answer.get('to'))[:12]}, "
-                  f"{answer.get('functions')} function(s) switched (module {answer.get('module')})")
-            _print_old_versions(answer)
-    return code
+        raise UsageError(f"{arguments.bundle}: no such bundle file")
+    return _ask_one_process(arguments, f"apply {path}", _describe_applied)
+
+
+def _describe_applied(arguments, answer):
+    if answer.get("result") == "already":
+        print(f"psu: {arguments.target}: already at {answer.get('label')} "
+              f"({str(answer.get('build_id'))[:12]}); nothing changed")
+        return
+    print(f"psu: {arguments.target}: applied {answer.get('label')}: "
+          f"{str(answer.get('from'))[:12]} -> {str(answer.get('to'))[:12]}, "
+          f"{answer.get('functions')} function(s) switched (module {answer.get('module')})")
+    _print_old_versions(answer)
 
 
 def _print_old_versions(answer):
@@ -69,31 +78,31 @@ def _print_old_versions(answer):
 
 
 def command_rollback(arguments):
-    from . import control
-    answer = control.request(arguments.target, "rollback")
-    code = _answer(arguments, answer)
-    if code == EXIT_OK and not arguments.json:
-        print(f"psu: {arguments.target}: rolled back to {answer.get('label')} "
-              f"({str(answer.get('to'))[:12]}), {answer.get('functions')} function(s) switched")
-    return code
+    return _ask_one_process(arguments, "rollback", _describe_rolled_back)
+
+
+def _describe_rolled_back(arguments, answer):
+    print(f"psu: {arguments.target}: rolled back to {answer.get('label')} "
+          f"({str(answer.get('to'))[:12]}), {answer.get('functions')} function(s) switched")
 
 
 def command_status(arguments):
-    from . import control
-    answer = control.request(arguments.target, "status")
-    code = _answer(arguments, answer)
-    if code == EXIT_OK and not arguments.json:
-        print(f"{answer['program']} (pid {answer['pid']}): {answer['label']} "
-              f"{answer['build_id'][:12]}, {answer.get('updates', 0)} update(s), "
-              f"{answer.get('threads', 0)} thread(s) registered, "
-              f"{answer.get('unloaded', 0)} module(s) unloaded so far")
-        print(f"  {'module':>6}  {'kind':<10} {'label':<16} {'current':>7} {'active':>6}  state")
-        for m in answer.get("modules", []):
-            print(f"  {m['index']:>6}  {m['kind']:<10} {str(m.get('label')):<16} "
-                  f"{m['functions_current']:>7} {m['active_calls']:>6}  {m['state']}")
-        _print_old_versions(answer)
-    return code
+    return _ask_one_process(arguments, "status", _describe_status)
 
+
+def _describe_status(arguments, answer):
+    print(f"{answer['program']} (pid {answer['pid']}): {answer['label']} "
+          f"{answer['build_id'][:12]}, {answer.get('updates', 0)} update(s), "
+          f"{answer.get('threads', 0)} thread(s) registered, "
+          f"{answer.get('unloaded', 0)} module(s) unloaded so far")
+    print(f"  {'module':>6}  {'kind':<10} {'label':<16} {'current':>7} {'active':>6}  state")
+    for m in answer.get("modules", []):
+        print(f"  {m['index']:>6}  {m['kind']:<10} {str(m.get('label')):<16} "
+              f"{m['functions_current']:>7} {m['active_calls']:>6}  {m['state']}")
+    _print_old_versions(answer)
+
+
+# -- every process of a program: apply|status|rollback --all ---------------------------
 
 # `psu apply|rollback --all` exit code when nothing failed but some processes
 # run another version: they were left alone, so not every process is at the target.
@@ -165,7 +174,7 @@ def command_ps(arguments):
         try:
             answer = control.request(path, "status", timeout=5)
         except ControlError as error:
-            answer = {"ok": False, "message": error.message}
+            answer = {"ok": False, "message": error.text}
         rows.append({"pid": pid, "socket": path, **({k: answer.get(k) for k in
                                                       ("program", "label", "build_id")}
                                                      if answer.get("ok") else
@@ -173,7 +182,7 @@ def command_ps(arguments):
     if arguments.json:
         _print_json(rows)
     elif not rows:
-        print(f"psu: no DSU processes of yours (looked in {control.runtime_dir()})")
+        print(f"psu: no DSU processes of yours (looked in {control.socket_dir()})")
     else:
         for row in rows:
             if "error" in row:
@@ -184,30 +193,40 @@ def command_ps(arguments):
 
 
 def command_inspect(arguments):
-    from . import bundle, manifest
+    from . import bundle
     path = arguments.path
     if not os.path.exists(path):
-        raise UsageError(f"psu: {path}: no such file")
+        raise UsageError(f"{path}: no such file")
     with open(path, "rb") as f:
         magic = f.read(8)
     if magic == bundle.MAGIC:
-        data, sections, digest = bundle.read(path)
-        if arguments.json:
-            _print_json({"sha256": digest, "sections": {k: len(v) for k, v in sections.items()},
-                         "manifest": data})
-            return EXIT_OK
-        print(f"bundle {path}")
-        print(f"  sha256   {digest}")
-        print(f"  program  {data['program']}")
-        print(f"  base     {data['base_label']} {data['base_build_id']}")
-        print(f"  target   {data['label']} {data['target_build_id']}")
-        print("  sections " + ", ".join(f"{k} ({len(v)} bytes)" for k, v in sections.items()))
-        print(data.get("report", ""))
-        return EXIT_OK
+        return _inspect_bundle(arguments, path)
     manifest_path = path if path.endswith(".psu.json") else path + ".psu.json"
     if not os.path.exists(manifest_path):
-        raise UsageError(f"psu: {path} is neither a bundle nor a program with a manifest "
+        raise UsageError(f"{path} is neither a bundle nor a program with a manifest "
                          f"({manifest_path} is missing)")
+    return _inspect_program(arguments, manifest_path)
+
+
+def _inspect_bundle(arguments, path):
+    from . import bundle
+    data, sections, digest = bundle.read(path)
+    if arguments.json:
+        _print_json({"sha256": digest, "sections": {k: len(v) for k, v in sections.items()},
+                     "manifest": data})
+        return EXIT_OK
+    print(f"bundle {path}")
+    print(f"  sha256   {digest}")
+    print(f"  program  {data['program']}")
+    print(f"  base     {data['base_label']} {data['base_build_id']}")
+    print(f"  target   {data['label']} {data['target_build_id']}")
+    print("  sections " + ", ".join(f"{k} ({len(v)} bytes)" for k, v in sections.items()))
+    print(data.get("report", ""))
+    return EXIT_OK
+
+
+def _inspect_program(arguments, manifest_path):
+    from . import manifest
     data = manifest.load(manifest_path)
     if arguments.json:
         _print_json(data)
@@ -224,13 +243,13 @@ def command_inspect(arguments):
                                             "  (NOT the one embedded in the binary: rebuild)"))
     print(f"compiler {data['compiler']}")
     print(f"flags    {' '.join(data['flags'])}")
-    for path_, unit in sorted(data["units"].items()):
+    for unit_path, unit in sorted(data["units"].items()):
         if not unit["dsu"]:
-            print(f"  {path_}: plain")
+            print(f"  {unit_path}: plain")
             continue
         dsu = [q for q, f in unit["functions"].items() if f["direct"] is None]
         direct = [f"{q} ({f['direct']})" for q, f in unit["functions"].items() if f["direct"]]
-        print(f"  {path_}: {len(dsu)} DSU function(s), {len(unit['variables'])} variable(s)")
+        print(f"  {unit_path}: {len(dsu)} DSU function(s), {len(unit['variables'])} variable(s)")
         for item in direct:
             print(f"    direct: {item}")
     return EXIT_OK
@@ -249,7 +268,7 @@ def _config(arguments):
         with open(arguments.config) as f:
             return BuildConfig(**json.load(f))
     except (OSError, ValueError, TypeError) as error:
-        raise UsageError(f"psu: {arguments.config}: not a psu build description ({error})")
+        raise UsageError(f"{arguments.config}: not a psu build description ({error})")
 
 
 def command_diff(arguments):
@@ -267,18 +286,18 @@ def _recorded_config(arguments):
     from . import config as configuration
     found = configuration.find(os.getcwd())
     if found is None:
-        raise UsageError("psu: no --config, and no psu.toml (or PSU_CONFIG) here or above",
+        raise UsageError("no --config, and no psu.toml (or PSU_CONFIG) here or above",
                          hint="SCons and Meson builds write .psu-build/<program>/build.json")
     folder = found.build_path()
     programs = sorted(name for name in (os.listdir(folder) if os.path.isdir(folder) else ())
                       if os.path.isfile(os.path.join(folder, name, "build.json")))
     if arguments.program:
         if arguments.program not in programs:
-            raise UsageError(f"psu: no program {arguments.program} linked by psu cc in {folder} "
+            raise UsageError(f"no program {arguments.program} linked by psu cc in {folder} "
                              f"(found: {', '.join(programs) or 'none'})")
         programs = [arguments.program]
     if len(programs) != 1:
-        raise UsageError(f"psu: {len(programs)} programs linked by psu cc in {folder}"
+        raise UsageError(f"{len(programs)} programs linked by psu cc in {folder}"
                          + (f" ({', '.join(programs)}): name one with --program" if programs else
                             ": build the project with CC=\"psu cc gcc\" first"))
     return os.path.join(folder, programs[0], "build.json")
@@ -290,7 +309,7 @@ def command_release_patches(arguments):
     config = _config(arguments)
     found = configuration.find(os.getcwd())
     if found is None or not found.patch_from:
-        raise UsageError("psu: patch --release needs patch_from = [...] in psu.toml")
+        raise UsageError("patch --release needs patch_from = [...] in psu.toml")
     label = found.label()
     to_ref = label if patch.git(config.top, "rev-parse", "--verify", "--quiet",
                                 f"{label}^{{commit}}").returncode == 0 else "WORKTREE"
@@ -307,7 +326,7 @@ def command_patch(arguments):
     if arguments.release:
         return command_release_patches(arguments)
     if not arguments.from_ref or not arguments.to_ref:
-        raise UsageError("psu: patch needs FROM and TO (or --release)")
+        raise UsageError("patch needs FROM and TO (or --release)")
     config = _config(arguments)
     output = arguments.output or os.path.join(
         config.top, "psu-patches", patch.bundle_name(config.program, arguments.from_ref, arguments.to_ref))
@@ -325,7 +344,7 @@ def command_unit(arguments):
                        arguments.analysis, cache_dir=arguments.cache)
     if arguments.output:
         if arguments.plain:
-            raise UsageError("psu: --output makes no sense for a --plain unit")
+            raise UsageError("--output makes no sense for a --plain unit")
         build.generate_unit(arguments.analysis, os.path.join(root, arguments.unit),
                             arguments.exclude, arguments.output,
                             direct_statics=arguments.direct_statics)
@@ -350,7 +369,7 @@ def command_program(arguments):
             exclude=list(arguments.exclude), direct_statics=arguments.direct_statics,
             libraries=list(arguments.library), accept=list(arguments.accept),
             work_dir=arguments.work_dir)
-        build.write_json(arguments.config, config.__dict__)
+        jsonfile.write(arguments.config, config.__dict__)
     if not arguments.quiet:
         print(f"psu: {result['program']} {result['label']} {result['build_id'][:12]}")
     return EXIT_OK
@@ -361,7 +380,7 @@ def command_runtime(arguments):
     if arguments.sources:
         print("\n".join(resources.runtime_sources()))
     else:
-        print(resources.runtime_dir())
+        print(resources.runtime_sources_dir())
     return EXIT_OK
 
 
@@ -376,52 +395,45 @@ def manifest_default():
     return DEFAULT_DIRECT_STATICS
 
 
-def parser():
-    top = argparse.ArgumentParser(prog="psu", description="Live updates for C programs.")
-    top.add_argument("--version", action="version", version=f"psu {__version__}")
-    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+# -- the command line: each command's arguments, then the parser of them all -------------
 
-    def add(name, function, help_text):
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(function=function)
-        return sub
+def _target_arguments(sub):
+    sub.add_argument("target", help="process id, or the path of its control socket")
+    sub.add_argument("--json", action="store_true", help="print the process's answer as JSON")
 
-    sub = add("apply", command_apply, "load an update bundle into a running DSU process "
-              "(psu apply --all BUNDLE: every process of its program)")
+
+def _apply_arguments(sub):
     sub.add_argument("target", help="process id, or the path of its control socket")
     sub.add_argument("bundle", help="the .psu bundle")
     sub.add_argument("--json", action="store_true", help="print the process's answer as JSON")
-    sub = add("status", command_status, "version, loaded modules and active calls of a DSU process "
-              "(psu status --all: every process)")
-    sub.add_argument("target")
+
+
+def _json_arguments(sub):
     sub.add_argument("--json", action="store_true")
-    sub = add("rollback", command_rollback, "return a DSU process to its previous version "
-              "(psu rollback --all [BUNDLE]: every process)")
-    sub.add_argument("target")
-    sub.add_argument("--json", action="store_true")
-    sub = add("ps", command_ps, "list the DSU processes of this user")
-    sub.add_argument("--json", action="store_true")
-    sub = add("inspect", command_inspect, "describe a bundle, or a program built by psu")
+
+
+def _inspect_arguments(sub):
     sub.add_argument("path", help="a .psu bundle, a program, or its .psu.json manifest")
     sub.add_argument("--json", action="store_true")
-    for name, function, text in (("diff", command_diff, "print the change report FROM -> TO "
-                                  "without building"),
-                                 ("patch", command_patch, "build the bundle FROM -> TO "
-                                  "(builds through psu cc, Meson, scripts; SCons users run `scons patch`)")):
-        sub = add(name, function, text)
-        _add_build_description_options(sub)
-        sub.add_argument("from_ref", metavar="FROM", nargs="?" if name == "patch" else None)
-        sub.add_argument("to_ref", metavar="TO", help="a revision, or WORKTREE",
-                         nargs="?" if name == "patch" else None)
-        if name == "patch":
-            sub.add_argument("-o", "--output", help="bundle file to write")
-            sub.add_argument("--release", action="store_true",
-                             help="a bundle from each of psu.toml's patch_from to this build")
-        else:
-            sub.add_argument("--json", action="store_true")
 
-    sub = add("unit", command_unit, "analyse one unit and generate its DSU source "
-              "(build systems other than SCons; flags follow --)")
+
+def _diff_arguments(sub):
+    _add_build_description_options(sub)
+    sub.add_argument("from_ref", metavar="FROM")
+    sub.add_argument("to_ref", metavar="TO", help="a revision, or WORKTREE")
+    sub.add_argument("--json", action="store_true")
+
+
+def _patch_arguments(sub):
+    _add_build_description_options(sub)
+    sub.add_argument("from_ref", metavar="FROM", nargs="?")
+    sub.add_argument("to_ref", metavar="TO", help="a revision, or WORKTREE", nargs="?")
+    sub.add_argument("-o", "--output", help="bundle file to write")
+    sub.add_argument("--release", action="store_true",
+                     help="a bundle from each of psu.toml's patch_from to this build")
+
+
+def _unit_arguments(sub):
     sub.add_argument("unit", help="the unit, relative to --root")
     sub.add_argument("--root", default=".", help="project root (default: here)")
     sub.add_argument("--cc", default="cc")
@@ -435,8 +447,8 @@ def parser():
     sub.add_argument("--depfile", help="Make-style dependency file to write")
     sub.add_argument("--cache", help="folder caching analyses")
 
-    sub = add("program", command_program, "describe a program from its unit analyses: manifest, "
-              "identity C file, build description (flags follow --)")
+
+def _program_arguments(sub):
     sub.add_argument("--name", required=True)
     sub.add_argument("--label", help="version label (default: git describe)")
     sub.add_argument("--root", default=".")
@@ -456,11 +468,48 @@ def parser():
                      help="a refusal vouched for by name, as PSU_ACCEPT (docs/refusals.md)")
     sub.add_argument("--quiet", action="store_true")
 
-    add("cc", None, "compiler wrapper for make, autotools, CMake, Meson: "
-        "psu cc COMPILER ARGS... (docs/build-systems.md)")
 
-    sub = add("runtime", command_runtime, "where the C runtime is (to compile it in)")
+def _no_arguments(sub):
+    pass
+
+
+def _runtime_arguments(sub):
     sub.add_argument("--sources", action="store_true", help="list its .c files")
+
+
+# name, function, help, arguments: in the order `psu --help` lists them.  A new
+# command is a function `command_x(arguments)` returning its exit code, and a row here.
+COMMANDS = (
+    ("apply", command_apply, "load an update bundle into a running DSU process "
+     "(psu apply --all BUNDLE: every process of its program)", _apply_arguments),
+    ("status", command_status, "version, loaded modules and active calls of a DSU process "
+     "(psu status --all: every process)", _target_arguments),
+    ("rollback", command_rollback, "return a DSU process to its previous version "
+     "(psu rollback --all [BUNDLE]: every process)", _target_arguments),
+    ("ps", command_ps, "list the DSU processes of this user", _json_arguments),
+    ("inspect", command_inspect, "describe a bundle, or a program built by psu", _inspect_arguments),
+    ("diff", command_diff, "print the change report FROM -> TO without building", _diff_arguments),
+    ("patch", command_patch, "build the bundle FROM -> TO (builds through psu cc, Meson, "
+     "scripts; SCons users run `scons patch`)", _patch_arguments),
+    ("unit", command_unit, "analyse one unit and generate its DSU source "
+     "(build systems other than SCons; flags follow --)", _unit_arguments),
+    ("program", command_program, "describe a program from its unit analyses: manifest, "
+     "identity C file, build description (flags follow --)", _program_arguments),
+    # handled before parsing (main): the compiler's arguments are not psu's options
+    ("cc", None, "compiler wrapper for make, autotools, CMake, Meson: "
+     "psu cc COMPILER ARGS... (docs/build-systems.md)", _no_arguments),
+    ("runtime", command_runtime, "where the C runtime is (to compile it in)", _runtime_arguments),
+)
+
+
+def parser():
+    top = argparse.ArgumentParser(prog="psu", description="Live updates for C programs.")
+    top.add_argument("--version", action="version", version=f"psu {__version__}")
+    commands = top.add_subparsers(dest="command", metavar="COMMAND")
+    for name, function, help_text, add_arguments in COMMANDS:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(function=function)
+        add_arguments(sub)
     return top
 
 
@@ -510,17 +559,8 @@ def main(argv=None):
         return 2
     try:
         return arguments.function(arguments)
-    except ControlError as error:
-        sys.stderr.write(f"{error.message}\n")
-        return EXIT_UNREACHABLE
     except PsuError as error:
-        report = getattr(error, "report", "")
-        if report:
-            sys.stdout.write(report + "\n")
-        sys.stderr.write(f"{error.message}\n")
-        if error.hint:
-            sys.stderr.write(f"psu: hint: {error.hint}\n")
-        return error.exit_code
+        return console.report_error(error)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -66,7 +66,7 @@ class Config:
         import subprocess
         done = subprocess.run(self.version, shell=True, cwd=self.root, capture_output=True, text=True)
         if done.returncode != 0:
-            raise UsageError(f"psu: {self.path}: version command `{self.version}` failed: "
+            raise UsageError(f"{self.path}: version command `{self.version}` failed: "
                              f"{done.stderr.strip()}")
         return done.stdout.strip() or "unversioned"
 
@@ -91,26 +91,26 @@ def load(path):
         with open(path, "rb") as f:
             data = tomllib.load(f)
     except OSError as error:
-        raise UsageError(f"psu: {path}: {error.strerror}")
+        raise UsageError(f"{path}: {error.strerror}")
     except tomllib.TOMLDecodeError as error:
-        raise UsageError(f"psu: {path}: not valid TOML ({error})")
+        raise UsageError(f"{path}: not valid TOML ({error})")
     if os.path.basename(path) == "pyproject.toml":
         data = data.get("tool", {}).get("psu")
         if data is None:
             return None
     unknown = sorted(set(data) - _KEYS)
     if unknown:
-        raise UsageError(f"psu: {path}: unknown setting(s) {', '.join(unknown)}",
+        raise UsageError(f"{path}: unknown setting(s) {', '.join(unknown)}",
                          hint="known: " + ", ".join(sorted(_KEYS)))
     for key in ("units", "exclude_units", "exclude", "accept", "patch_from"):
         value = data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise UsageError(f"psu: {path}: {key} must be a list of strings")
+            raise UsageError(f"{path}: {key} must be a list of strings")
     path = os.path.abspath(path)
     config = Config(path=path, root=os.path.dirname(path), **data)
     if str(config.direct_statics).strip().lower() not in ("all", "true", "none", "false") and \
             not str(config.direct_statics).strip().isdigit():
-        raise UsageError(f"psu: {path}: direct_statics = {config.direct_statics!r}: expected "
+        raise UsageError(f"{path}: direct_statics = {config.direct_statics!r}: expected "
                          "all, none or a number of AST nodes")
     return config
 
@@ -122,7 +122,7 @@ def find(start):
     if named:
         found = load(named)
         if found is None:
-            raise UsageError(f"psu: PSU_CONFIG={named} has no [tool.psu] table")
+            raise UsageError(f"PSU_CONFIG={named} has no [tool.psu] table")
         return found
     folder = os.path.abspath(start)
     while True:

@@ -7,8 +7,10 @@ import stat
 from .errors import ControlError, UsageError
 
 
-def runtime_dir():
-    """Where DSU processes of this user put their sockets; same rule as the C runtime."""
+def socket_dir():
+    """Where DSU processes of this user put their control sockets (PSU_RUNTIME_DIR,
+    else $XDG_RUNTIME_DIR/psu, else /tmp/psu-<uid>); same rule as the C runtime.
+    Not the C runtime's sources: those are resources.runtime_sources_dir."""
     if os.environ.get("PSU_RUNTIME_DIR"):
         return os.environ["PSU_RUNTIME_DIR"]
     if os.environ.get("XDG_RUNTIME_DIR"):
@@ -24,14 +26,14 @@ def socket_path(target):
     """A PID names `<runtime dir>/<pid>.sock`; anything else is taken as a socket path."""
     text = str(target)
     if text.isdigit():
-        path = os.path.join(runtime_dir(), f"{text}.sock")
+        path = os.path.join(socket_dir(), f"{text}.sock")
     elif os.sep in text or text.endswith(".sock"):
         path = text
     else:
-        raise UsageError(f"psu: '{text}' is neither a process id nor a socket path")
+        raise UsageError(f"'{text}' is neither a process id nor a socket path")
     size = len(os.fsencode(path))
     if size > SOCKET_PATH_MAX:
-        raise ControlError(f"psu: socket path {path} is {size} bytes, more than the "
+        raise ControlError(f"socket path {path} is {size} bytes, more than the "
                            f"{SOCKET_PATH_MAX} a Unix socket address holds (a DSU process "
                            "refuses to serve there too): choose a shorter PSU_RUNTIME_DIR",
                            "unreachable")
@@ -47,17 +49,17 @@ def check_ours(path):
             info = os.lstat(place)
         except FileNotFoundError:
             if what == "socket":
-                raise ControlError(f"psu: no DSU process listens at {path} (is it running, "
+                raise ControlError(f"no DSU process listens at {path} (is it running, "
                                    "and built with psu?)", "unreachable")
-            raise ControlError(f"psu: {folder} does not exist: no DSU process of yours runs",
+            raise ControlError(f"{folder} does not exist: no DSU process of yours runs",
                                "unreachable")
         if not must_be(info.st_mode):
-            raise ControlError(f"psu: {place} is not a {what}", "not-ours")
+            raise ControlError(f"{place} is not a {what}", "not-ours")
         if info.st_uid != uid:
-            raise ControlError(f"psu: refusing {what} {place}: owned by uid {info.st_uid}, not you "
+            raise ControlError(f"refusing {what} {place}: owned by uid {info.st_uid}, not you "
                                f"({uid})", "not-ours")
         if info.st_mode & 0o077:
-            raise ControlError(f"psu: refusing {what} {place}: mode {oct(info.st_mode & 0o777)} lets "
+            raise ControlError(f"refusing {what} {place}: mode {oct(info.st_mode & 0o777)} lets "
                                "others in (expected 0700 folder, 0600 socket)", "not-ours")
 
 
@@ -66,10 +68,23 @@ def request(target, line, timeout=60.0):
     if any(c in line for c in "\n\r\0"):
         # The protocol carries one line: what follows a newline would be cut
         # off (docs/control-protocol.md), so such a path is refused here.
-        raise UsageError(f"psu: {line.split(' ', 1)[-1]!r}: a path with a newline, carriage "
+        raise UsageError(f"{line.split(' ', 1)[-1]!r}: a path with a newline, carriage "
                          "return or NUL cannot be sent to a DSU process; rename the file")
     path = socket_path(target)
     check_ours(path)
+    text = _exchange(path, line, timeout)
+    if not text:
+        raise ControlError(f"{path} closed without answering (not a psu process, or it "
+                           "refused our credentials)", "unreachable")
+    try:
+        return json.loads(text.splitlines()[0])
+    except ValueError:
+        raise ControlError(f"{path} answered something that is not psu's protocol: "
+                           f"{text[:80]!r}", "not-ours")
+
+
+def _exchange(path, line, timeout):
+    """Send `line` to the socket at `path`; the text it answers before closing."""
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.settimeout(timeout)
     try:
@@ -82,22 +97,14 @@ def request(target, line, timeout=60.0):
                 break
             chunks.append(chunk)
     except (ConnectionRefusedError, FileNotFoundError):
-        raise ControlError(f"psu: nothing listens at {path} (the process has exited?)", "unreachable")
+        raise ControlError(f"nothing listens at {path} (the process has exited?)", "unreachable")
     except socket.timeout:
-        raise ControlError(f"psu: no answer from {path} within {timeout:.0f} s", "unreachable")
+        raise ControlError(f"no answer from {path} within {timeout:.0f} s", "unreachable")
     except OSError as error:
-        raise ControlError(f"psu: talking to {path} failed: {error.strerror or error}", "unreachable")
+        raise ControlError(f"talking to {path} failed: {error.strerror or error}", "unreachable")
     finally:
         connection.close()
-    text = b"".join(chunks).decode(errors="replace").strip()
-    if not text:
-        raise ControlError(f"psu: {path} closed without answering (not a psu process, or it "
-                           "refused our credentials)", "unreachable")
-    try:
-        return json.loads(text.splitlines()[0])
-    except ValueError:
-        raise ControlError(f"psu: {path} answered something that is not psu's protocol: "
-                           f"{text[:80]!r}", "not-ours")
+    return b"".join(chunks).decode(errors="replace").strip()
 
 
 def _remove_if_stale(path, pid):
@@ -124,13 +131,13 @@ def _remove_if_stale(path, pid):
 def processes():
     """(pid, socket path) of live DSU processes of this user; sockets left by
     dead ones are removed on the way."""
-    folder = runtime_dir()
+    folder = socket_dir()
     try:
         names = sorted(os.listdir(folder))
     except FileNotFoundError:
         return []
     except OSError as error:
-        raise ControlError(f"psu: cannot read {folder}: {error.strerror or error}; DSU processes "
+        raise ControlError(f"cannot read {folder}: {error.strerror or error}; DSU processes "
                            "of yours list their sockets there (set PSU_RUNTIME_DIR?)", "unreachable")
     found = []
     for name in names:

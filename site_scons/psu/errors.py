@@ -1,10 +1,22 @@
-"""The exceptions psu's library layers raise; only the CLI and the SCons tool print them."""
+"""The exceptions psu's library layers raise; only the front ends print them,
+all through one renderer (console.report_error: the `psu: ` prefix, the hint
+line, the exit code).
+
+A message says what went wrong, without a `psu: ` prefix: the renderer adds
+it.  Messages raised before that rule still start with `psu: `; `PsuError.text`
+drops it so they render the same.  That strip is temporary: it goes once every
+raise site has lost its prefix.
+"""
+
+# Temporary (see above): the prefix old raise sites still write themselves.
+_LEGACY_PREFIX = "psu: "
 
 
 class PsuError(Exception):
     """Base of every error psu reports to a user. `exit_code` classifies it."""
 
     exit_code = 1
+    located = False      # True: the message starts with `file:line:col: psu: ` itself
 
     def __init__(self, message, hint=None):
         super().__init__(message)
@@ -13,6 +25,12 @@ class PsuError(Exception):
 
     def __str__(self):
         return self.message
+
+    @property
+    def text(self):
+        """The message without a `psu: ` prefix (temporary: see the module's note)."""
+        return self.message[len(_LEGACY_PREFIX):] if self.message.startswith(_LEGACY_PREFIX) \
+            else self.message
 
 
 class UsageError(PsuError):
@@ -28,14 +46,22 @@ class ToolError(PsuError):
 
 
 class CSourceError(PsuError):
-    """User C that psu cannot read or transform; carries `file:line:col`."""
+    """User C that psu cannot read or transform; carries `file:line:col`.
+
+    Its message is a compiler-style diagnostic, `file:line:col: psu: what`
+    (editors jump to the place), so the renderer prints it as it is."""
 
     exit_code = 5
+    located = True
 
     def __init__(self, file, line, column, message):
         location = f"{file}:{line}" + (f":{column}" if column else "")
         super().__init__(f"{location}: psu: {message}")
         self.file, self.line, self.column = file, line, column
+
+    @property
+    def text(self):
+        return self.message
 
 
 class RefusedChanges(PsuError):

@@ -79,7 +79,8 @@ class FleetReport:
 
     action: str                       # apply, rollback, status
     program: Optional[str]
-    runtime_dir: str
+    runtime_dir: str                  # the processes' socket folder (control.socket_dir,
+                                      # PSU_RUNTIME_DIR); "runtime_dir" in the JSON
     check: bool = False
     bundle: Optional[BundleInfo] = None
     processes: List[ProcessResult] = field(default_factory=list)
@@ -123,7 +124,7 @@ def read_bundle(path):
     """BundleInfo of the bundle file at `path` (BundleError when it is not a valid bundle)."""
     path = os.path.abspath(path)
     if not os.path.isfile(path):
-        raise UsageError(f"psu: {path}: no such bundle file")
+        raise UsageError(f"{path}: no such bundle file")
     data, sections, digest = bundle_file.read(path)
     return BundleInfo(path=path, sha256=digest, program=sections["program"].decode(),
                       base_build_id=sections["base"].decode(),
@@ -147,7 +148,7 @@ def _unreached(pid, path, error):
     if not _alive(pid):
         return ProcessResult(pid, path, GONE, message="exited before it could be asked")
     return ProcessResult(pid, path, FAILED, error=error.error_class or "unreachable",
-                         message=error.message)
+                         message=error.text)
 
 
 def _survey(program):
@@ -177,13 +178,13 @@ def _survey(program):
 
 def _program_for(bundle, program):
     if program is not None and program != bundle.program:
-        raise UsageError(f"psu: the bundle is for program '{bundle.program}', not '{program}'")
+        raise UsageError(f"the bundle is for program '{bundle.program}', not '{program}'")
     return bundle.program
 
 
 def status_all(program=None):
     """The running version of every DSU process (of `program`) of this user."""
-    report = FleetReport("status", program, control.runtime_dir())
+    report = FleetReport("status", program, control.socket_dir())
     report.processes = [row for row, _ in _survey(program)]
     return report
 
@@ -215,7 +216,7 @@ def apply_all(bundle_path, program=None, check=False):
     With `check`, nothing is sent but `status`: results say what would happen."""
     info = read_bundle(bundle_path)
     program = _program_for(info, program)
-    report = FleetReport("apply", program, control.runtime_dir(), check=check, bundle=info)
+    report = FleetReport("apply", program, control.socket_dir(), check=check, bundle=info)
     for row, status in _survey(program):
         report.processes.append(row)
         if status is None:
@@ -235,6 +236,25 @@ def apply_all(bundle_path, program=None, check=False):
     return report
 
 
+def _left_alone_by_rollback(row, previous, info):
+    """Whether undoing bundle `info` leaves `row`'s process alone (already at the
+    base, or not at the target by way of the base); says why in `row`."""
+    if row.from_build_id == info.base_build_id:
+        row.result, row.message = ALREADY, f"already at {info.base_label}"
+    elif row.from_build_id != info.target_build_id:
+        row.result = SKIPPED
+        row.message = (f"runs {row.from_label} ({row.from_build_id[:12]}), not the "
+                       f"bundle's target {info.target_label}")
+    elif previous.get("build_id") != info.base_build_id:
+        row.result = SKIPPED
+        row.message = (f"reached {info.target_label} from "
+                       f"{previous.get('label', 'its start')}, not from the bundle's "
+                       f"base {info.base_label}: a rollback would not undo this bundle")
+    else:
+        return False
+    return True
+
+
 def rollback_all(bundle_path=None, program=None, check=False):
     """Undo a bundle on every process that runs its target and came from its base.
 
@@ -244,29 +264,16 @@ def rollback_all(bundle_path=None, program=None, check=False):
     info = read_bundle(bundle_path) if bundle_path else None
     if info is not None:
         program = _program_for(info, program)
-    report = FleetReport("rollback", program, control.runtime_dir(), check=check, bundle=info)
+    report = FleetReport("rollback", program, control.socket_dir(), check=check, bundle=info)
     for row, status in _survey(program):
         report.processes.append(row)
         if status is None:
             continue
         history = status.get("history") or []
         previous = history[-1] if history else {}
-        if info is not None:
-            if row.from_build_id == info.base_build_id:
-                row.result, row.message = ALREADY, f"already at {info.base_label}"
-                continue
-            if row.from_build_id != info.target_build_id:
-                row.result = SKIPPED
-                row.message = (f"runs {row.from_label} ({row.from_build_id[:12]}), not the "
-                               f"bundle's target {info.target_label}")
-                continue
-            if previous.get("build_id") != info.base_build_id:
-                row.result = SKIPPED
-                row.message = (f"reached {info.target_label} from "
-                               f"{previous.get('label', 'its start')}, not from the bundle's "
-                               f"base {info.base_label}: a rollback would not undo this bundle")
-                continue
-        elif not previous:
+        if info is not None and _left_alone_by_rollback(row, previous, info):
+            continue
+        if info is None and not previous:
             row.result = NOTHING
             continue
         row.to_build_id, row.to_label = previous.get("build_id"), previous.get("label")

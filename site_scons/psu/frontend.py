@@ -89,7 +89,7 @@ PARSE_ONLY_INCLUDE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "i
 def preprocess(path, cc, flags, cwd):
     """Run the compiler's preprocessor on `path` (relative to `cwd`); keep line markers."""
     command = [cc, "-E", "-isystem", PARSE_ONLY_INCLUDE, *preprocessing_flags(flags),
-               "-idirafter", resources.runtime_dir(), *PARSE_ONLY_DEFINES,
+               "-idirafter", resources.runtime_sources_dir(), *PARSE_ONLY_DEFINES,
                *NORMALISING_DEFINES, f"-D__FILE__=\"{path}\"", path]
     try:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
@@ -1179,7 +1179,7 @@ ANALYSIS_VERSION = "14"
 def code_text_hash(path, cc, flags, cwd):
     """Hash of the unit as the compiler sees it (attributes and visibility pragmas
     included, which the parse-only defines drop): part of the build id."""
-    command = [cc, "-E", *preprocessing_flags(flags), "-idirafter", resources.runtime_dir(),
+    command = [cc, "-E", *preprocessing_flags(flags), "-idirafter", resources.runtime_sources_dir(),
                *NORMALISING_DEFINES,
                f"-D__FILE__=\"{path}\"", path]
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)

@@ -8,6 +8,7 @@ import hashlib
 import json
 import subprocess
 
+from . import jsonfile
 from .errors import ToolError, UsageError
 
 FORMAT = "psu-manifest/1"
@@ -133,17 +134,11 @@ def build(program, label, units, compiler, flags, exclude=(),
 def build_id(body):
     """Hash of what makes the code: the manifest without label and build id."""
     content = {k: v for k, v in body.items() if k not in ("label", "build_id")}
-    return hashlib.sha256(dumps(content).encode()).hexdigest()
-
-
-def dumps(manifest):
-    """Byte-stable JSON: sorted keys, fixed indent, `\\n` line ends, final newline."""
-    return json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=True) + "\n"
+    return hashlib.sha256(jsonfile.dumps(content).encode()).hexdigest()
 
 
 def write(manifest, path):
-    with open(path, "w", newline="\n") as f:
-        f.write(dumps(manifest))
+    jsonfile.write(path, manifest)
 
 
 def load(path):

@@ -262,7 +262,7 @@ def measure_types(config, root, unit, types):
     with open(probe, "w") as f:
         f.write("\n".join(lines) + "\n")
     command = [config.cc, "-fsyntax-only", *config.flags, "-iquote", os.path.join(root, os.path.dirname(unit)),
-               "-idirafter", resources.runtime_dir(), probe]
+               "-idirafter", resources.runtime_sources_dir(), probe]
     try:
         done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600,
                               env=dict(os.environ, LC_ALL="C"))
@@ -368,7 +368,7 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None, to
     by_path = {u.path: u for u in comparison.new_units}
     added_functions = set(change_set.added)
     added_variables = set(change_set.added_variables)
-    include = ["-I" + resources.runtime_dir(), "-Wno-unused-function", "-Wno-unused-variable",
+    include = ["-I" + resources.runtime_sources_dir(), "-Wno-unused-function", "-Wno-unused-variable",
                "-Wno-unused-but-set-variable"]
 
     # Every DSU unit is compiled: unchanged functions are carried, so that the

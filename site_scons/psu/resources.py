@@ -16,12 +16,14 @@ def templates_dir():
     return _find("templates")
 
 
-def runtime_dir():
+def runtime_sources_dir():
+    """The folder of the C runtime's sources and headers (not where processes put
+    their sockets: that is control.socket_dir)."""
     return _find("runtime")
 
 
 def runtime_sources():
-    directory = runtime_dir()
+    directory = runtime_sources_dir()
     return sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".c"))
 
 

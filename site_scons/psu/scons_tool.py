@@ -27,24 +27,21 @@ import sys
 
 import SCons.Action
 import SCons.Builder
-import SCons.Node.Python
 import SCons.Scanner.C
 import SCons.Subst
 import SCons.Script
 
-from . import build, manifest, patch, resources
+from . import build, console, jsonfile, manifest, patch, resources
 from .errors import NoChanges, PsuError
 
 _FLAGS = "$CCFLAGS $CFLAGS $_CCCOMCOM"
 DEFAULT_DIRECT_STATICS = manifest.DEFAULT_DIRECT_STATICS
 
 
-def _report(error):
-    """A PsuError as SCons users expect to see a failure: message, hint, no traceback."""
-    sys.stderr.write(f"{error.message}\n")
-    if error.hint:
-        sys.stderr.write(f"psu: hint: {error.hint}\n")
-    return error.exit_code or 1
+def _exit(error):
+    """Stop reading the SConscripts: `error` reported as every front end reports
+    it, SCons exiting with its exit code."""
+    SCons.Script.Exit(console.report_error(error))
 
 
 def code_flags(env):
@@ -60,8 +57,7 @@ def code_flags(env):
     try:
         return shlex.split(line)
     except ValueError as error:
-        SCons.Script.Exit(_report(PsuError(f"psu: the compile flags {line!r} do not parse as the "
-                                           f"shell reads them: {error}")))
+        _exit(PsuError(f"the compile flags {line!r} do not parse as the shell reads them: {error}"))
 
 
 def _relative(node):
@@ -77,45 +73,45 @@ def _inside(relative):
 
 # -- actions -----------------------------------------------------------------------
 
+def _action(step, exits=False):
+    """The SCons action function of one step `step(target, source, env)`.
+
+    A PsuError is reported as every front end reports it.  A build step then
+    fails with the error's exit code (SCons goes on with -k, and ends with its
+    own 2).  A patch step (`exits`) makes SCons exit with that code, as `psu
+    patch` does (3 for a refusal, 6 for nothing to patch): SCons turns the
+    SystemExit of an action into its exit status, without a traceback."""
+    def action(target, source, env):
+        try:
+            step(target, source, env)
+        except PsuError as error:
+            code = console.report_error(error)
+            if exits:
+                sys.exit(code)
+            return code
+        return 0
+    action.__name__ = step.__name__
+    return action
+
+
 def _analyse(target, source, env):
-    try:
-        build.analyse_unit(env["PSU_UNIT_PATH"], env.subst("$CC"), code_flags(env),
-                           env.Dir("#").abspath, env["PSU_UNIT_DSU"], target[0].abspath,
-                           cache_dir=env.Dir("$PSU_BUILD_DIR").Dir("cache").abspath)
-    except PsuError as error:
-        return _report(error)
-    return 0
+    build.analyse_unit(env["PSU_UNIT_PATH"], env.subst("$CC"), code_flags(env),
+                       env.Dir("#").abspath, env["PSU_UNIT_DSU"], target[0].abspath,
+                       cache_dir=env.Dir("$PSU_BUILD_DIR").Dir("cache").abspath)
 
 
 def _transform(target, source, env):
-    try:
-        build.generate_unit(source[1].abspath, source[0].srcnode().abspath, env["PSU_EXCLUDE"],
-                            target[0].abspath, output_name=target[0].get_path(),
-                            direct_statics=env["PSU_DIRECT_STATICS"])
-    except PsuError as error:
-        return _report(error)
-    return 0
+    build.generate_unit(source[1].abspath, source[0].srcnode().abspath, env["PSU_EXCLUDE"],
+                        target[0].abspath, output_name=target[0].get_path(),
+                        direct_statics=env["PSU_DIRECT_STATICS"])
 
 
 def _manifest(target, source, env):
-    try:
-        build.describe_program(env["PSU_PROGRAM"], env.subst("$PSU_VERSION"),
-                               [node.abspath for node in source], env.subst("$CC"),
-                               code_flags(env), env["PSU_EXCLUDE"],
-                               target[0].abspath, target[1].abspath,
-                               direct_statics=env["PSU_DIRECT_STATICS"])
-    except PsuError as error:
-        return _report(error)
-    return 0
-
-
-def _fail_patch(target, error):
-    """`scons patch` exits with the code of the error's class (3 for a refusal, as
-    `psu patch` does): SCons turns any other failed action into exit status 2."""
-    if getattr(error, "report", ""):
-        sys.stdout.write(error.report + "\n")
-    # SCons turns a SystemExit of an action into its own exit status (no traceback)
-    sys.exit(_report(error))
+    build.describe_program(env["PSU_PROGRAM"], env.subst("$PSU_VERSION"),
+                           [node.abspath for node in source], env.subst("$CC"),
+                           code_flags(env), env["PSU_EXCLUDE"],
+                           target[0].abspath, target[1].abspath,
+                           direct_statics=env["PSU_DIRECT_STATICS"])
 
 
 def _bundle(target, source, env):
@@ -127,64 +123,88 @@ def _bundle(target, source, env):
                                     to_label=to_label)
     except NoChanges as error:
         if not to_label:
-            return _report(error)
+            raise
         # a release build of a deployed version itself: nothing to update
-        sys.stdout.write(f"psu: {env['PSU_FROM']} -> {to_label}: {error.message}; no bundle\n")
-        return 0
-    except PsuError as error:
-        _fail_patch(target, error)
+        sys.stdout.write(f"psu: {env['PSU_FROM']} -> {to_label}: {error.text}; no bundle\n")
+        return
     sys.stdout.write(text + "\n" + f"psu: bundle written to {target[0].get_path()}\n")
-    return 0
 
 
 def _explain(target, source, env):
     from . import changes
     config = patch.BuildConfig(**json.loads(env["PSU_PATCH_CONFIG"]))
-    try:
-        comparison = patch.compare(config, env["PSU_FROM"], env["PSU_TO"],
-                                   from_sha=env["PSU_FROM_SHA"], to_sha=env["PSU_TO_SHA"])
-    except PsuError as error:
-        _fail_patch(target, error)
+    comparison = patch.compare(config, env["PSU_FROM"], env["PSU_TO"],
+                               from_sha=env["PSU_FROM_SHA"], to_sha=env["PSU_TO_SHA"])
     sys.stdout.write(changes.report(comparison.changes, comparison.old, comparison.new,
                                     verbose=True) + "\n")
-    return 0
 
 
 def _actions():
     common = ["CC", "CCFLAGS", "CFLAGS", "CPPFLAGS", "_CPPDEFFLAGS", "_CPPINCFLAGS"]
     return {
-        "analyse": SCons.Action.Action(_analyse, "psu: analysing $SOURCE",
+        "analyse": SCons.Action.Action(_action(_analyse), "psu: analysing $SOURCE",
                                        varlist=common + ["PSU_UNIT_PATH", "PSU_UNIT_DSU"]),
-        "transform": SCons.Action.Action(_transform, "psu: generating $TARGET",
+        "transform": SCons.Action.Action(_action(_transform), "psu: generating $TARGET",
                                          varlist=["PSU_EXCLUDE", "PSU_DIRECT_STATICS"]),
-        "manifest": SCons.Action.Action(_manifest, "psu: describing $PSU_PROGRAM in $TARGET",
+        "manifest": SCons.Action.Action(_action(_manifest),
+                                        "psu: describing $PSU_PROGRAM in $TARGET",
                                         varlist=common + ["PSU_VERSION", "PSU_EXCLUDE", "PSU_PROGRAM",
                                                           "PSU_DIRECT_STATICS"]),
-        "bundle": SCons.Action.Action(_bundle, "psu: making $TARGET",
+        "bundle": SCons.Action.Action(_action(_bundle, exits=True), "psu: making $TARGET",
                                       varlist=["PSU_PATCH_CONFIG", "PSU_FROM", "PSU_TO",
                                                "PSU_TO_LABEL"]),
+        "explain": SCons.Action.Action(_action(_explain, exits=True),
+                                       "psu: comparing $PSU_FROM and $PSU_TO"),
     }
 
 
 # -- the pseudo-builder --------------------------------------------------------------
 
 def PSUProgram(env, target, source=None, **overrides):
-    """Build `target` with its DSU units updatable; also its manifest `target.psu.json`."""
+    """Build `target` with its DSU units updatable; also its manifest `target.psu.json`.
+
+    The phases: check the settings, analyse (and transform) each unit, describe
+    the program (manifest, identity), compile the runtime, link; then the build
+    description and the bundles it asks for."""
     if overrides:
         env = env.Override(overrides)
+    program, sources, units = _program_and_units(env, target, source)
+    name = program.name
+    work = env.Dir("$PSU_BUILD_DIR").Dir(name)
+    objects, analyses = _unit_objects(env, work, sources, units)
+    manifest_json, identity = _identity_objects(env, work, name, program, analyses)
+    objects += identity + _runtime_objects(env, work)
+    built = env.Program(program, objects,
+                        LINKFLAGS=env["LINKFLAGS"] + ["-rdynamic", "-pthread"],
+                        LIBS=env.get("LIBS", []) + ["dl"])
+    env.Clean(built, [manifest_json, work])
+
+    config, config_json = _build_description(env, name, sources, units)
+    env.Depends(built, env.Textfile(work.File("build.json"), [env.Value(config_json)]))
+    for from_ref in env.Flatten([env["PSU_PATCH_FROM"]]):
+        _release_bundle(env, config, config_json, str(from_ref), manifest_json, built)
+    if "patch" in SCons.Script.COMMAND_LINE_TARGETS:
+        _patch_target(env, config, config_json)
+    return built
+
+
+def _program_and_units(env, target, source):
+    """The program's node, its source nodes and its DSU units (paths from the
+    root); every unit must be one of the sources."""
     sources = env.arg2nodes(env.Flatten([source]), env.fs.File)
     program = env.File(env.subst(str(target)) if not isinstance(target, (list, tuple))
                        else env.subst(str(target[0])))
-    name = program.name
     units = {_relative(env.File(u)) for u in env.Flatten([env["PSU_UNITS"]])}
-    known = {_relative(s) for s in sources}
-    unknown = sorted(units - known)
+    unknown = sorted(units - {_relative(s) for s in sources})
     if unknown:
-        SCons.Script.Exit(_report(PsuError(
-            f"psu: PSU_UNITS of {name} names {', '.join(unknown)}, which is not among its sources")))
+        _exit(PsuError(f"PSU_UNITS of {program.name} names {', '.join(unknown)}, "
+                       "which is not among its sources"))
+    return program, sources, units
 
-    work = env.Dir("$PSU_BUILD_DIR").Dir(name)
-    runtime = resources.runtime_dir()
+
+def _unit_objects(env, work, sources, units):
+    """Each source analysed; a DSU unit transformed and its copy compiled, the
+    others compiled as they are.  Returns (objects, analyses)."""
     generator_files = resources.package_files()
     objects, analyses = [], []
     for node in sources:
@@ -202,45 +222,45 @@ def PSUProgram(env, target, source=None, **overrides):
         env.Depends(transformed, generator_files)
         directory = os.path.dirname(node.srcnode().abspath)
         objects += env.Object(transformed, CCFLAGS=env["CCFLAGS"] + ["-iquote", directory],
-                              CPPPATH=env.get("CPPPATH", []) + [runtime])
+                              CPPPATH=env.get("CPPPATH", []) + [resources.runtime_sources_dir()])
+    return objects, analyses
 
+
+def _identity_objects(env, work, name, program, analyses):
+    """The manifest beside the program, and the object embedding its identity."""
     manifest_json = program.dir.File(name + ".psu.json")
     info_c = work.File(name + ".psu_info.c")
     env._PSUManifest([manifest_json, info_c], analyses, PSU_PROGRAM=name)
-    env.Depends([manifest_json, info_c], generator_files)
-    objects += env.Object(info_c)
-    # The runtime is psu's C11 code, not the user's: it keeps only the target
-    # flags (-m...), so a strict or older language setting does not apply to it.
+    env.Depends([manifest_json, info_c], resources.package_files())
+    return manifest_json, env.Object(info_c)
+
+
+def _runtime_objects(env, work):
+    """The runtime is psu's C11 code, not the user's: it keeps only the target
+    flags (-m...), so a strict or older language setting does not apply to it."""
     target_flags = [f for f in env.Flatten([env.subst_list("$CCFLAGS $CFLAGS")[0]])
                     if str(f).startswith("-m")]
+    objects = []
     for c_file in resources.runtime_sources():
         stem = os.path.splitext(os.path.basename(c_file))[0]
         objects += env.Object(work.File("runtime/" + stem + env["OBJSUFFIX"]), env.File(c_file),
-                              CPPPATH=[runtime], CPPDEFINES=[], CPPFLAGS=[], CFLAGS=[],
+                              CPPPATH=[resources.runtime_sources_dir()], CPPDEFINES=[],
+                              CPPFLAGS=[], CFLAGS=[],
                               CCFLAGS=[str(f) for f in target_flags] + ["-O2", "-g", "-pthread"])
-    built = env.Program(program, objects,
-                        LINKFLAGS=env["LINKFLAGS"] + ["-rdynamic", "-pthread"],
-                        LIBS=env.get("LIBS", []) + ["dl"])
-    env.Clean(built, [manifest_json, work])
+    return objects
 
-    # The build description: what `scons patch`, `psu diff` and `psu patch` analyse with.
+
+def _build_description(env, name, sources, units):
+    """What `scons patch`, `psu diff` and `psu patch` analyse with: (BuildConfig, its JSON)."""
     top = env.Dir("#").abspath
     config = patch.BuildConfig(
-        program=name, top=top, sources=sorted(known), dsu_units=sorted(units),
-        cc=env.subst("$CC"), flags=code_flags(env), exclude=list(env["PSU_EXCLUDE"]),
-        direct_statics=str(env["PSU_DIRECT_STATICS"]),
-        accept=[str(name) for name in env.Flatten([env["PSU_ACCEPT"]])],
+        program=name, top=top, sources=sorted({_relative(s) for s in sources}),
+        dsu_units=sorted(units), cc=env.subst("$CC"), flags=code_flags(env),
+        exclude=list(env["PSU_EXCLUDE"]), direct_statics=str(env["PSU_DIRECT_STATICS"]),
+        accept=[str(item) for item in env.Flatten([env["PSU_ACCEPT"]])],
         libraries=[str(lib) for lib in env.Flatten([env.get("LIBS", [])]) if str(lib)],
         work_dir=os.path.relpath(env.Dir("$PSU_BUILD_DIR").abspath, top))
-    config_json = json.dumps(config.__dict__, sort_keys=True, indent=1) + "\n"
-    description = env.Textfile(work.File("build.json"), [env.Value(config_json)])
-    env.Depends(built, description)
-
-    for from_ref in env.Flatten([env["PSU_PATCH_FROM"]]):
-        _release_bundle(env, config, config_json, str(from_ref), manifest_json, built)
-    if "patch" in SCons.Script.COMMAND_LINE_TARGETS:
-        _patch_target(env, config, config_json)
-    return built
+    return config, jsonfile.dumps(config.__dict__)
 
 
 def _release_bundle(env, config, config_json, from_ref, manifest_json, built):
@@ -249,9 +269,8 @@ def _release_bundle(env, config, config_json, from_ref, manifest_json, built):
     try:
         from_sha = patch.resolve(config.top, from_ref, "FROM")
     except PsuError as error:
-        error.message = f"psu: PSU_PATCH_FROM of {config.program}: " + \
-            error.message.replace("psu: ", "", 1)
-        SCons.Script.Exit(_report(error))
+        error.message = f"PSU_PATCH_FROM of {config.program}: {error.text}"
+        _exit(error)
     label = env.subst("$PSU_VERSION")
     output = env.Dir("$PSU_PATCH_DIR").File(patch.bundle_name(config.program, from_ref, label))
     bundle_node = env._PSUBundle(output, [env.Value(from_sha), manifest_json],
@@ -270,12 +289,10 @@ def _with_deployed_flags(config, config_json, manifest_path):
             deployed = json.load(f)
         program, flags = deployed["program"], deployed["flags"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        SCons.Script.Exit(_report(PsuError(f"psu: FROM_MANIFEST={manifest_path}: not a psu manifest "
-                                           f"({error})")))
+        _exit(PsuError(f"FROM_MANIFEST={manifest_path}: not a psu manifest ({error})"))
     if program != config.program:
-        SCons.Script.Exit(_report(PsuError(f"psu: FROM_MANIFEST={manifest_path} describes {program}, "
-                                           f"not {config.program}")))
-    return json.dumps(dict(json.loads(config_json), from_flags=flags), sort_keys=True, indent=1) + "\n"
+        _exit(PsuError(f"FROM_MANIFEST={manifest_path} describes {program}, not {config.program}"))
+    return jsonfile.dumps(dict(json.loads(config_json), from_flags=flags))
 
 
 def _patch_target(env, config, config_json):
@@ -286,7 +303,7 @@ def _patch_target(env, config, config_json):
         from_sha = patch.resolve(top, from_ref, "FROM")
         to_sha = patch.resolve(top, to_ref, "TO")
     except PsuError as error:
-        SCons.Script.Exit(_report(error))
+        _exit(error)
     if arguments.get("FROM_MANIFEST"):
         config_json = _with_deployed_flags(config, config_json, arguments["FROM_MANIFEST"])
     outputs = [os.path.relpath(env.Dir(d).abspath, top) for d in ("$PSU_BUILD_DIR", "$PSU_PATCH_DIR")]
@@ -295,9 +312,7 @@ def _patch_target(env, config, config_json):
                     PSU_FROM_SHA=from_sha, PSU_TO_SHA=to_sha)
     if arguments.get("PSU_EXPLAIN", "0") not in ("0", ""):
         # the change set only: nothing is built or written
-        explain = env.Alias(f"psu-explain-{name}", [],
-                            SCons.Action.Action(_explain, "psu: comparing $PSU_FROM and $PSU_TO"),
-                            **settings)
+        explain = env.Alias(f"psu-explain-{name}", [], _actions()["explain"], **settings)
         env.AlwaysBuild(explain)
         env.Alias("patch", explain)
         return

@@ -26,6 +26,8 @@ _DECLARATOR_STOP = {"=", ",", ";", "{", "__attribute__", "__attribute", "__asm__
 
 
 _DIRECTIVE = re.compile(r"#[ \t]*([A-Za-z_]\w*)")
+_CLOSING = {"(": ")", "[": "]", "{": "}"}
+_OPENING = {close: open_ for open_, close in _CLOSING.items()}
 
 
 class Token:
@@ -80,6 +82,40 @@ class SourceText:
 
     # -- finding places ------------------------------------------------------------
 
+    def _scan(self, start, brackets, backward=False, first_branch_only=False):
+        """The one bracket-depth walk every search here makes: tokens from `start`
+        to the end (to the beginning when `backward`), each as (index, token,
+        depth after it).  Brackets of the kinds `brackets` ("(", "([", ...)
+        count as one depth: one opening in the walk's direction (`(` forward,
+        `)` backward) adds one, its partner takes one away, so the depth goes
+        below 0 past brackets the walk started inside.  With
+        `first_branch_only`, of each conditional directive group only the first
+        branch is walked (its directives are not yielded either)."""
+        kinds = set(brackets)
+        deeper = kinds if not backward else {_CLOSING[b] for b in kinds}
+        shallower = {_CLOSING[b] for b in kinds} if not backward else kinds
+        step = -1 if backward else 1
+        depth, in_later_branch = 0, []
+        i = start
+        while 0 <= i < len(self.tokens):
+            token = self.tokens[i]
+            if first_branch_only and token.kind == "directive":
+                word = _DIRECTIVE.match(self.text, token.start)
+                word = word.group(1) if word else ""
+                if word in ("if", "ifdef", "ifndef"):
+                    in_later_branch.append(False)
+                elif word in ("elif", "else") and in_later_branch:
+                    in_later_branch[-1] = True
+                elif word == "endif" and in_later_branch:
+                    in_later_branch.pop()
+            elif not any(in_later_branch):
+                if token.text in deeper:
+                    depth += 1
+                elif token.text in shallower:
+                    depth -= 1
+                yield i, token, depth
+            i += step
+
     def find_name(self, name, line, column):
         """Index of the identifier `name` on `line`, nearest `column` (columns are
         approximate inside macro expansions and after folded whitespace)."""
@@ -129,16 +165,10 @@ class SourceText:
         below 0 where the name is inside a declarator's parentheses, as in
         `void (*f(int x))(void) {`).  An `old_style` (K&R) definition has its
         parameters' declarations, each ending in `;`, before the `{`."""
-        depth = 0
-        for i in range(name_index + 1, len(self.tokens)):
-            text = self.tokens[i].text
-            if text in ("(", "["):
-                depth += 1
-            elif text in (")", "]"):
-                depth -= 1
-            elif depth <= 0 and text == "{":
+        for i, token, depth in self._scan(name_index + 1, "(["):
+            if depth <= 0 and token.text == "{":
                 return i
-            elif depth <= 0 and text == ";" and not old_style:
+            if depth <= 0 and token.text == ";" and not old_style:
                 break
         token = self.tokens[name_index]
         raise CSourceError(self.path, token.line, token.column,
@@ -150,28 +180,10 @@ class SourceText:
         that compiles whichever branch is taken has the same brackets net in
         every branch (SQLite opens a block by `#ifndef X ... {` `#else ... {`)."""
         opening = self.tokens[index].text
-        closing = {"(": ")", "[": "]", "{": "}"}[opening]
-        depth, in_later_branch = 0, []
-        for i in range(index, len(self.tokens)):
-            token = self.tokens[i]
-            if token.kind == "directive":
-                word = _DIRECTIVE.match(self.text, token.start)
-                word = word.group(1) if word else ""
-                if word in ("if", "ifdef", "ifndef"):
-                    in_later_branch.append(False)
-                elif word in ("elif", "else") and in_later_branch:
-                    in_later_branch[-1] = True
-                elif word == "endif" and in_later_branch:
-                    in_later_branch.pop()
-                continue
-            if any(in_later_branch):
-                continue
-            if token.text == opening:
-                depth += 1
-            elif token.text == closing:
-                depth -= 1
-                if depth == 0:
-                    return i
+        closing = _CLOSING[opening]
+        for i, token, depth in self._scan(index, opening, first_branch_only=True):
+            if depth == 0 and token.text == closing:
+                return i
         token = self.tokens[index]
         raise CSourceError(self.path, token.line, token.column, f"no '{closing}' closes this '{opening}'")
 
@@ -202,18 +214,12 @@ class SourceText:
                            f"; add '{name}' to PSU_EXCLUDE")
 
     def _matching_open(self, index):
-        pairs = {")": "(", "]": "[", "}": "{"}
+        """Index of the bracket that opens the one closing at `index`."""
         closing = self.tokens[index].text
-        opening, depth, i = pairs[closing], 0, index
-        while i >= 0:
-            text = self.tokens[i].text
-            if text == closing:
-                depth += 1
-            elif text == opening:
-                depth -= 1
-                if depth == 0:
-                    return i
-            i -= 1
+        opening = _OPENING[closing]
+        for i, token, depth in self._scan(index, opening, backward=True):
+            if depth == 0 and token.text == opening:
+                return i
         raise CSourceError(self.path, self.tokens[index].line, self.tokens[index].column,
                            f"unbalanced '{closing}'")
 
@@ -236,34 +242,22 @@ class SourceText:
         stop inside brackets opened after the name (a parameter list's `,`) is
         not the end.  A directive ends it too: bison writes
         `static YYLTYPE yyloc_default\n# if ...\n = { 1, 1, 1, 1 }\n# endif\n;`."""
-        depth, floor, i = 0, 0, name_index + 1
-        while i < len(self.tokens):
-            text = self.tokens[i].text
-            if depth <= floor and self.tokens[i].kind == "directive":
-                return i
-            if text in "([":
-                depth += 1
-            elif text in ")]":
-                depth -= 1
+        floor = 0
+        for i, token, depth in self._scan(name_index + 1, "(["):
+            if token.text in (")", "]"):
                 floor = min(floor, depth)
-            elif depth == floor and text in _DECLARATOR_STOP:
+            elif depth <= floor and token.kind == "directive":
                 return i
-            i += 1
+            elif depth == floor and token.text in _DECLARATOR_STOP:
+                return i
         raise CSourceError(self.path, self.tokens[name_index].line, self.tokens[name_index].column,
                            "declaration does not end")
 
     def initializer_end(self, equals_index):
         """Index of the `,` or `;` that ends the initializer starting at `=`."""
-        depth, i = 0, equals_index + 1
-        while i < len(self.tokens):
-            text = self.tokens[i].text
-            if text in "([{":
-                depth += 1
-            elif text in ")]}":
-                depth -= 1
-            elif depth == 0 and text in (",", ";"):
+        for i, token, depth in self._scan(equals_index + 1, "([{"):
+            if depth == 0 and token.text in (",", ";"):
                 return i
-            i += 1
         raise CSourceError(self.path, self.tokens[equals_index].line, 0, "initializer does not end")
 
     def insert_after_declarator(self, name_index, text):
