@@ -29,26 +29,24 @@ def analyse_unit(path, cc, flags, root, dsu, output, cache_dir=None):
     return unit
 
 
-def generate_unit(analysis, source, exclude, output, output_name=None,
-                  direct_statics=manifest.DEFAULT_DIRECT_STATICS):
-    """The DSU unit `source` edited for the release build, from its analysis."""
+def generate_unit(analysis, source, policy, output, output_name=None):
+    """The DSU unit `source` edited for the release build, from its analysis,
+    under `policy` (a policy.DsuPolicy)."""
     unit = read_unit(analysis)
     with open(source, encoding="utf-8", errors="surrogateescape") as f:
         text = f.read()
     generated = codegen.transform(unit, text, "program",
-                                  manifest.dsu_names(unit, exclude, direct_statics),
+                                  policy.dsu_names(unit),
                                   output_name or output)
     with open(output, "w", newline="\n") as f:
         # the preprocessed text's hash makes a header change recompile this unit
         f.write(f"/* psu: {unit.path}, preprocessed text {unit.source_hash} */\n" + generated)
 
 
-def describe_program(program, label, analyses, cc, flags, exclude, manifest_path, info_path,
-                     direct_statics=manifest.DEFAULT_DIRECT_STATICS):
+def describe_program(program, label, analyses, cc, flags, policy, manifest_path, info_path):
     """The manifest of the program and the C file embedding its identity."""
     units = [read_unit(path) for path in analyses]
-    result = manifest.build(program, label, units, manifest.compiler_identity(cc), flags, exclude,
-                            direct_statics)
+    result = manifest.build(program, label, units, manifest.compiler_identity(cc), flags, policy)
     manifest.write(result, manifest_path)
     with open(info_path, "w", newline="\n") as f:
         f.write(codegen.program_info(result["program"], result["build_id"], result["label"]))

@@ -248,6 +248,7 @@ def _compile_dsu_unit(config, command, index, written, obj):
     """Generate `written`'s DSU copy and compile it in its place into `obj`
     (the command's other sources left out)."""
     from . import build, resources
+    from .policy import DsuPolicy
     source = command.path(written)
     relative = config.relative(source)
     if not written.endswith(_C_SUFFIXES):
@@ -269,8 +270,7 @@ def _compile_dsu_unit(config, command, index, written, obj):
         if check != 0:
             return check, None
         raise
-    build.generate_unit(analysis, source, config.exclude, generated,
-                        direct_statics=config.direct_statics)
+    build.generate_unit(analysis, source, DsuPolicy(config.exclude, config.direct_statics), generated)
     argv = [command.cc, "-iquote", os.path.dirname(written) or ".",
             *[generated if i == index else a for i, a in alone], "-I" + resources.runtime_dir()]
     if command.output is None:
@@ -414,6 +414,7 @@ def _runtime_objects(config, cc, flags):
 def link_command(config, command):
     """A link: a DSU program gets its identity, the runtime and the link flags."""
     from . import build, frontend, manifest, patch
+    from .policy import DsuPolicy
     by_digest = {}
     entries = recorded(config)
     for entry in entries:
@@ -447,7 +448,7 @@ def link_command(config, command):
                                           cache_dir=config.build_path("cache")))
     flags = program_flags(flags_by_unit)
     result = manifest.build(name, config.label(), units, manifest.compiler_identity(command.cc),
-                            flags, config.exclude, config.direct_statics)
+                            flags, DsuPolicy(config.exclude, config.direct_statics))
     work = config.build_path(name)
     os.makedirs(work, exist_ok=True)
     from . import codegen

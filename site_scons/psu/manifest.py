@@ -1,66 +1,18 @@
 """The manifest: a deterministic JSON description of one version of a program (SPEC §5).
 
-Also the DSU policy (which functions go through the runtime) and the build id,
-the hash of everything that makes the code what it is — never of where the
-source was checked out or what it is called.
+Also the build id, the hash of everything that makes the code what it is —
+never of where the source was checked out or what it is called.  Which
+functions are DSU functions is the policy's to say (policy.py); the manifest
+records its answer, function by function.
 """
 import hashlib
 import json
 import subprocess
 
-from .errors import ToolError, UsageError
+from .errors import ToolError
+from .policy import Direct, DsuPolicy
 
 FORMAT = "psu-manifest/1"
-ENTRY_POINTS = {"main"}
-TRANSFORMER_PREFIX = "psu_transform_"
-# Default of PSU_DIRECT_STATICS (see direct_reason); bench/sqlite_bench.py measures
-# the choices: on SQLite, "all" keeps ~91 % of plain throughput, "none" ~62 %.
-DEFAULT_DIRECT_STATICS = "all"
-
-
-def direct_limit(direct_statics):
-    """The body size (AST nodes) below which a static function whose address is
-    never taken stays direct: "all" (no limit), "none" (0), or a number."""
-    text = str(direct_statics).strip().lower()
-    if text in ("all", "true"):
-        return float("inf")
-    if text in ("none", "false", "0", ""):
-        return 0
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"psu: PSU_DIRECT_STATICS={direct_statics!r}: expected all, none "
-                         "or a number of AST nodes")
-
-
-def direct_reason(function, exclude=(), direct_statics=DEFAULT_DIRECT_STATICS):
-    """Why `function` is called directly rather than through the runtime, or None.
-
-    A static function whose address is never taken can only be called by name
-    from its own unit.  Left direct (`direct_statics`), the compiler inlines and
-    optimises it as in the plain build, and it costs no updatability: a changed
-    direct function pulls every DSU function that reaches it into the patch
-    (SPEC 4.4), as kpatch does for inlined code.  Calls through pointers always
-    reach trampolines, since such functions stay DSU functions.
-    """
-    if function.name in ENTRY_POINTS:
-        return "entry point"
-    if function.name.startswith(TRANSFORMER_PREFIX):
-        return "state transformer"
-    if function.macro_made:
-        return "defined by a macro"
-    if function.inline:
-        return "inline"
-    if function.name in exclude or function.qualname in exclude:
-        return "excluded"
-    if function.static and not function.address_taken and \
-            function.size < direct_limit(direct_statics):
-        return "static, called by name"
-    return None
-
-
-def dsu_names(unit, exclude=(), direct_statics=DEFAULT_DIRECT_STATICS):
-    return {f.name for f in unit.functions if direct_reason(f, exclude, direct_statics) is None}
 
 
 def compiler_identity(cc):
@@ -72,7 +24,7 @@ def compiler_identity(cc):
     return first.strip()
 
 
-def _unit_entry(unit, exclude, direct_statics):
+def _unit_entry(unit, policy):
     """A unit as the manifest records it.  A unit outside the DSU units records
     its definitions too (so a declaration added to a header it includes is no
     change of its code), unless it could not be parsed."""
@@ -82,7 +34,7 @@ def _unit_entry(unit, exclude, direct_statics):
     for f in unit.functions:
         functions[f.qualname] = {
             "name": f.name, "static": f.static, "line": f.location.line,
-            "direct": direct_reason(f, exclude, direct_statics) if unit.dsu else "outside the DSU units",
+            "direct": policy.direct_reason(f) if unit.dsu else Direct.OUTSIDE_DSU_UNITS,
             "variadic": f.variadic,
             "signature": f.signature.replace("@NAME@", f.name),
             "signature_hash": f.signature_hash, "body_hash": f.body_hash,
@@ -117,13 +69,13 @@ def _unit_entry(unit, exclude, direct_statics):
             "variables": variables, "helpers": unit.helpers, "types": unit.types}
 
 
-def build(program, label, units, compiler, flags, exclude=(),
-          direct_statics=DEFAULT_DIRECT_STATICS):
-    """The manifest of a program built from `units` (model.Unit, DSU and plain)."""
+def build(program, label, units, compiler, flags, policy=DsuPolicy()):
+    """The manifest of a program built from `units` (model.Unit, DSU and plain)
+    under `policy` (a policy.DsuPolicy)."""
     body = {
         "format": FORMAT, "program": program, "compiler": compiler,
-        "flags": list(flags), "exclude": sorted(exclude), "direct_statics": str(direct_statics),
-        "units": {u.path: _unit_entry(u, exclude, direct_statics)
+        "flags": list(flags), "exclude": sorted(policy.exclude), "direct_statics": policy.direct_statics,
+        "units": {u.path: _unit_entry(u, policy)
                   for u in sorted(units, key=lambda u: u.path)},
     }
     manifest = dict(body, label=label, build_id=build_id(body))
