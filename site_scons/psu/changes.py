@@ -25,9 +25,29 @@ from .errors import NoChanges, RefusedChanges
 from .policy import Direct, transformer_name
 
 
+class Kind(str, enum.Enum):
+    """What a refusal is about; docs/refusals.md says what to do about each."""
+
+    BUILD = "build"                              # compiler or flags differ
+    OUTSIDE_DSU = "outside-dsu"                  # a unit outside PSU_UNITS changed
+    DSU_STATUS = "dsu-status"                    # a DSU function became direct
+    ENTRY_POINT = "entry-point"                  # main changed
+    SIGNATURE = "signature"                      # a DSU function's signature changed
+    STALE_CONSTANT = "stale-constant"            # a reader of a changed constant stays old
+    DIRECT_GLOBAL = "direct-global"              # changed direct code with external linkage
+    DIRECT_UNREACHABLE = "direct-unreachable"    # changed direct code no DSU function calls
+    STATE_TYPE = "state-type"                    # the type of existing state changed
+    STATE_INIT = "state-init"                    # the initial value of existing state changed
+    STATE_BINDING = "state-binding"              # the patch would use state it cannot bind
+    TYPE = "type"                                # a type existing state holds changed
+
+    def __str__(self):
+        return self.value
+
+
 @dataclass
 class Refusal:
-    kind: str          # see docs/refusals.md
+    kind: Kind         # see docs/refusals.md
     where: str         # file:line
     what: str          # the entity
     detail: str
@@ -312,7 +332,7 @@ def refuse(changes, old, new, units):
 def _refuse_build(changes, old, new):
     if _without_macros(old.get("flags")) != _without_macros(new.get("flags")) or \
             old.get("compiler") != new.get("compiler"):
-        changes.refusals.append(Refusal("build", new["program"], "compiler and flags",
+        changes.refusals.append(Refusal(Kind.BUILD, new["program"], "compiler and flags",
                                         "FROM and TO are built differently; a bundle must be "
                                         "compiled like the program it patches"))
 
@@ -337,10 +357,10 @@ def _without_macros(flags):
 def _refuse_unit(changes, unit):
     """A unit added or removed outside the DSU units, or moved in or out of them."""
     if unit.moved:
-        changes.refusals.append(Refusal("outside-dsu", unit.path, unit.path,
+        changes.refusals.append(Refusal(Kind.OUTSIDE_DSU, unit.path, unit.path,
                                         "unit moved in or out of PSU_UNITS"))
     elif not unit.dsu:
-        changes.refusals.append(Refusal("outside-dsu", unit.path, unit.path,
+        changes.refusals.append(Refusal(Kind.OUTSIDE_DSU, unit.path, unit.path,
                                         "unit " + ("added" if unit.after else "removed") +
                                         " outside the DSU units", accept=f"stale:{unit.path}"))
 
@@ -350,20 +370,20 @@ def _refuse_functions(changes, unit):
         was, now, where, q = entity.was, entity.now, unit.where(entity), entity.qualname
         if entity.status is Status.DSU_STATUS_CHANGED:
             changes.refusals.append(Refusal(
-                "dsu-status", where, q, f"was {_dsu_status(was)}, now {_dsu_status(now)}"))
+                Kind.DSU_STATUS, where, q, f"was {_dsu_status(was)}, now {_dsu_status(now)}"))
         elif entity.status in (Status.BODY_CHANGED, Status.SIGNATURE_CHANGED) and \
                 now["direct"] == Direct.ENTRY_POINT:
             changes.refusals.append(Refusal(
-                "entry-point", where, q,
+                Kind.ENTRY_POINT, where, q,
                 "changed, but the entry point is running and cannot be replaced; "
                 "if accepted, it stays at its old version", accept=f"stale:{now['name']}"))
         elif entity.status is Status.SIGNATURE_CHANGED and now["direct"] is None:
             changes.refusals.append(Refusal(
-                "signature", where, q, f"signature changed from '{was['signature']}' "
+                Kind.SIGNATURE, where, q, f"signature changed from '{was['signature']}' "
                 f"to '{now['signature']}' (callers compiled against the old one still run)"))
         if entity.constants and now["direct"] == Direct.ENTRY_POINT:
             changes.refusals.append(Refusal(
-                "stale-constant", where, q,
+                Kind.STALE_CONSTANT, where, q,
                 f"reads {', '.join(entity.constants)}, whose value changed, but the entry point is "
                 "running and cannot be replaced; if accepted, it stays at its old version (and reads "
                 "the old copy)", accept=f"stale:{now['name']}"))
@@ -380,7 +400,7 @@ def _refuse_direct_globals(changes, unit):
         own = direct_by_name.get(name)
         if own is not None and not own["static"]:
             changes.refusals.append(Refusal(
-                "direct-global", f"{unit.path}:{own['line']}", name,
+                Kind.DIRECT_GLOBAL, f"{unit.path}:{own['line']}", name,
                 f"changed, but it is called directly ({own['direct']}) and has external "
                 "linkage: code outside the patch would go on calling the old copy; make it "
                 "a DSU function (not excluded, not inline) or static"))
@@ -401,20 +421,20 @@ def _refuse_state(changes, unit):
         if entity.status is Status.TYPE_CHANGED:
             if was["type"] != now["type"] or was["thread_local"] != now["thread_local"]:
                 changes.refusals.append(Refusal(
-                    "state-type", where, q,
+                    Kind.STATE_TYPE, where, q,
                     f"type of existing state changed from '{_short(was['type'])}' to "
                     f"'{_short(now['type'])}'" + ("" if not now["static"] else
                                                   f"; define {transformer}() to convert it")))
         elif entity.status is Status.INIT_CHANGED:
             changes.refusals.append(Refusal(
-                "state-init", where, q,
+                Kind.STATE_INIT, where, q,
                 "initializer changed (in its text, or in a constant, enumerator or macro it is "
                 "computed from): the running program holds the value of the old one, which "
                 "the new code would read; if accepted, the running value is kept",
                 accept=f"init:{now['name']}"))
         elif entity.constants:
             changes.refusals.append(Refusal(
-                "state-init", where, q,
+                Kind.STATE_INIT, where, q,
                 f"its initializer names {', '.join(entity.constants)}, whose value changed: the "
                 "running value was computed from the old one; if accepted, the running value is kept",
                 accept=f"init:{now['name']}"))
@@ -437,7 +457,7 @@ def _refuse_outside(changes, unit):
     if not unit.described:
         if unit.before["text_hash"] != unit.after["text_hash"]:
             changes.refusals.append(Refusal(
-                "outside-dsu", path, path, "changed, but it is not a DSU unit (add it to "
+                Kind.OUTSIDE_DSU, path, path, "changed, but it is not a DSU unit (add it to "
                 "PSU_UNITS to update it live); psu could not parse it, so it compares its text",
                 accept=f"stale:{path}"))
         return
@@ -445,7 +465,7 @@ def _refuse_outside(changes, unit):
     if len(entities) == 1:
         entity = entities[0]
         changes.refusals.append(Refusal(
-            "outside-dsu", unit.where(entity), entity.qualname,
+            Kind.OUTSIDE_DSU, unit.where(entity), entity.qualname,
             ("added" if entity.status is Status.ADDED else "changed") + f" outside the DSU units "
             f"(add {path} to PSU_UNITS to update it live); if accepted, it stays at its old version",
             accept=f"stale:{entity.name}"))
@@ -457,14 +477,14 @@ def _refuse_outside(changes, unit):
             f"{len(changed_names)} changed ({_few(changed_names, 6)})" if changed_names else "",
             f"{len(added_names)} added ({_few(added_names, 3)})" if added_names else "") if part)
         changes.refusals.append(Refusal(
-            "outside-dsu", path, path,
+            Kind.OUTSIDE_DSU, path, path,
             f"definitions outside the DSU units (add it to PSU_UNITS to update them live): {what}; "
             "if accepted, they stay at their old version", accept=f"stale:{path}",
             accept_each=tuple(sorted({f"stale:{e.name}" for e in entities}))))
     for entity in unit.functions:
         if entity.constants:
             changes.refusals.append(Refusal(
-                "stale-constant", unit.where(entity), entity.qualname,
+                Kind.STALE_CONSTANT, unit.where(entity), entity.qualname,
                 f"reads {', '.join(entity.constants)}, whose value changed, and it is outside the "
                 "DSU units: it would go on reading the old copy; if accepted, it stays at its old "
                 "version", accept=f"stale:{entity.name}"))
@@ -636,14 +656,14 @@ def _refuse_unreached_direct(changes, unit):
         if only_its:
             unreached = [name for name in unreached if name not in only_its]
             changes.refusals.append(Refusal(
-                "direct-unreachable", f"{unit.path}:{entry['line']}", entry["name"],
+                Kind.DIRECT_UNREACHABLE, f"{unit.path}:{entry['line']}", entry["name"],
                 f"{len(only_its)} changed function(s) only it calls ({_few(only_its)}) stay at "
                 f"their old version with it (it is running and is never replaced); if accepted, "
                 "they stay old", accept=f"stale:{entry['name']}"))
     for name in unreached:
         own = direct_by_name[name]
         changes.refusals.append(Refusal(
-            "direct-unreachable", f"{unit.path}:{own['line']}", name,
+            Kind.DIRECT_UNREACHABLE, f"{unit.path}:{own['line']}", name,
             f"changed, but it is called directly ({own['direct']}) and no DSU function "
             "calls it, so the change could never take effect"))
 
@@ -669,7 +689,7 @@ def _refuse_unbound_state(changes, unit):
         names = sorted(name for name in functions[q].get("reads", ()) if name in unbound)
         if names:
             changes.refusals.append(Refusal(
-                "state-binding", f"{unit.path}:{functions[q]['line']}", q,
+                Kind.STATE_BINDING, f"{unit.path}:{functions[q]['line']}", q,
                 "the patch's code would use its own copy of mutable state psu cannot bind: " +
                 ", ".join(f"{name} ({unbound[name]})" for name in names)))
 
@@ -681,7 +701,7 @@ def _refuse_header_statics(changes, unit):
     for q in sorted(q for q in functions if _in_patch(changes, q)):
         if functions[q].get("header_statics"):
             changes.refusals.append(Refusal(
-                "state-binding", f"{unit.path}:{functions[q]['line']}", q,
+                Kind.STATE_BINDING, f"{unit.path}:{functions[q]['line']}", q,
                 "uses mutable static state defined in a header, which a patch cannot bind "
                 f"(the patch would get its own copy): {', '.join(functions[q]['header_statics'])}; "
                 "define it in a .c file and declare it extern in the header"))
@@ -821,7 +841,7 @@ def _compare_types(changes, old_units, new_units):
     for q in sorted(changes.relayout - covered):
         path = next(p for p, u in new_units.items() if q in u.get("variables", {}))
         changes.refusals.append(Refusal(
-            "state-type", f"{path}:{new_units[path]['variables'][q]['line']}", q,
+            Kind.STATE_TYPE, f"{path}:{new_units[path]['variables'][q]['line']}", q,
             "the layout of existing state changed"))
 
 
@@ -897,7 +917,7 @@ def _type_refusal(name, record, held_by):
     same_layout = record["was"]["layout"] == record["now"]["layout"]
     held = f" (so does the layout of {_few(held_by, 4)}, which hold it by value)" if held_by else ""
     return Refusal(
-        "type", record["where"], name,
+        Kind.TYPE, record["where"], name,
         f"{_describe_type_change(record['was'], record['now'])}{held}; existing state holds it: "
         f"reached by {' and '.join(reach)}{used}",
         accept=f"type:{name}" if same_layout else "",
