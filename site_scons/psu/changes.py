@@ -103,10 +103,15 @@ def compare(old, new, accept=()):
     units = match(old, new)
     changes = ChangeSet(constants=classify(units))
     refuse(changes, old, new, units)
-    for unit in units:
-        plan(changes, unit)
+    plan(changes, units)
     check(changes, units, old["units"], new["units"])
     _take_accepted(changes, accept)
+    return _outcome(changes, old, new)
+
+
+def _outcome(changes, old, new):
+    """The refusals, or that nothing changed, or the change set with the units
+    the bundle compiles."""
     if changes.refusals:
         raise RefusedChanges(changes.refusals, report=report(changes, old, new), change_set=changes)
     if not changes.replaced and not changes.added and not changes.added_variables:
@@ -512,8 +517,13 @@ def _outside_changes(unit):
 
 # -- 4. plan -------------------------------------------------------------------------
 
-def plan(changes, unit):
-    """What the bundle does with `unit`'s functions and variables."""
+def plan(changes, units):
+    """What the bundle does with each DSU unit's functions and variables."""
+    for unit in units:
+        _plan_unit(changes, unit)
+
+
+def _plan_unit(changes, unit):
     if not unit.dsu or unit.moved:
         return
     if unit.after is None:
