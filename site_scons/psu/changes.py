@@ -184,6 +184,7 @@ def match(old, new):
     units = []
     for path in sorted(set(old_units) | set(new_units)):
         unit = UnitMatch(path, old_units.get(path), new_units.get(path))
+        # both versions readable, or a DSU unit one version lacks (matched against nothing)
         if unit.paired and unit.described or unit.dsu and not unit.paired and not unit.moved:
             before, after = unit.before or _EMPTY_UNIT, unit.after or _EMPTY_UNIT
             unit.functions = _pairs(before["functions"], after["functions"])
@@ -264,7 +265,9 @@ def _changed_constants(units):
             if entity.status in (Status.SAME, Status.ADDED, Status.REMOVED) or \
                     not now["const"] or now["static"]:
                 continue
-            if unit.dsu and was["const"] and now["scope"] == "file" or not unit.dsu:
+            # in a DSU unit: file-scope data constant in both versions;
+            # outside them, whatever it was before
+            if not unit.dsu or was["const"] and now["scope"] == "file":
                 constants[now["name"]] = unit.path
     return constants
 
@@ -342,6 +345,9 @@ def _refuse_unit(changes, unit):
 
 
 def _refuse_functions(changes, unit):
+    """Function changes a running program cannot take: a DSU function made
+    direct, a new signature, a changed entry point (or one reading a changed
+    constant)."""
     for entity in unit.functions:
         was, now, where, q = entity.was, entity.now, unit.where(entity), entity.qualname
         if entity.status is Status.DSU_STATUS_CHANGED:
