@@ -32,41 +32,57 @@ def _unit_entry(unit, policy):
         return {"dsu": False, "text_hash": unit.text_hash, "described": False}
     functions, variables = {}, {}
     for f in unit.functions:
-        functions[f.qualname] = {
-            "name": f.name, "static": f.static, "line": f.location.line,
-            "direct": policy.direct_reason(f) if unit.dsu else Direct.OUTSIDE_DSU_UNITS,
-            "variadic": f.variadic,
-            "signature": f.signature.replace("@NAME@", f.name),
-            "signature_hash": f.signature_hash, "body_hash": f.body_hash,
-            "callees": f.callees, "reads": f.reads,
-            "signature_types": f.signature_types, "body_types": f.body_types,
-            "members": f.members,
-        }
-        if f.header_statics:
-            functions[f.qualname]["header_statics"] = f.header_statics
+        direct = policy.direct_reason(f) if unit.dsu else Direct.OUTSIDE_DSU_UNITS
+        functions[f.qualname] = _function_entry(f, direct)
         for local in f.locals:
-            variables[local.qualname] = {
-                "name": local.name, "scope": "function", "function": f.name,
-                "static": True, "thread_local": local.thread_local, "const": local.const,
-                "line": local.location.line, "type": local.type,
-                "type_hash": local.type_hash, "init_hash": local.init_hash,
-                "type_refs": local.type_refs,
-            }
-            if local.unbound:
-                variables[local.qualname]["unbound"] = local.unbound
+            variables[local.qualname] = _local_entry(local, f)
     for v in unit.variables:
-        if not v.definition:
-            continue
-        variables[v.qualname] = {
-            "name": v.name, "scope": "file", "static": v.static,
-            "thread_local": v.thread_local, "const": v.const, "line": v.locations[0].line,
-            "type": v.type, "type_hash": v.type_hash, "init_hash": v.init_hash,
-            "type_refs": v.type_refs, "reads": v.reads,
-        }
-        if v.unbound:
-            variables[v.qualname]["unbound"] = v.unbound
+        if v.definition:
+            variables[v.qualname] = _variable_entry(v)
     return {"dsu": unit.dsu, "text_hash": unit.text_hash, "functions": functions,
             "variables": variables, "helpers": unit.helpers, "types": unit.types}
+
+
+def _function_entry(f, direct):
+    entry = {
+        "name": f.name, "static": f.static, "line": f.location.line, "direct": direct,
+        "variadic": f.variadic,
+        "signature": f.signature.replace("@NAME@", f.name),
+        "signature_hash": f.signature_hash, "body_hash": f.body_hash,
+        "callees": f.callees, "reads": f.reads,
+        "signature_types": f.signature_types, "body_types": f.body_types,
+        "members": f.members,
+    }
+    if f.header_statics:
+        entry["header_statics"] = f.header_statics
+    return entry
+
+
+def _local_entry(local, function):
+    """A function-local static of `function`."""
+    entry = {
+        "name": local.name, "scope": "function", "function": function.name,
+        "static": True, "thread_local": local.thread_local, "const": local.const,
+        "line": local.location.line, "type": local.type,
+        "type_hash": local.type_hash, "init_hash": local.init_hash,
+        "type_refs": local.type_refs,
+    }
+    if local.unbound:
+        entry["unbound"] = local.unbound
+    return entry
+
+
+def _variable_entry(v):
+    """A file-scope variable the unit defines."""
+    entry = {
+        "name": v.name, "scope": "file", "static": v.static,
+        "thread_local": v.thread_local, "const": v.const, "line": v.locations[0].line,
+        "type": v.type, "type_hash": v.type_hash, "init_hash": v.init_hash,
+        "type_refs": v.type_refs, "reads": v.reads,
+    }
+    if v.unbound:
+        entry["unbound"] = v.unbound
+    return entry
 
 
 def build(program, label, units, compiler, flags, policy=DsuPolicy()):
