@@ -9,6 +9,7 @@ import subprocess
 from . import codegen, frontend, manifest, resources
 from .errors import ToolError
 from .model import Unit
+from .policy import legacy
 
 
 def write_json(path, data):
@@ -29,9 +30,11 @@ def analyse_unit(path, cc, flags, root, dsu, output, cache_dir=None):
     return unit
 
 
-def generate_unit(analysis, source, policy, output, output_name=None):
+def generate_unit(analysis, source, policy, output, output_name=None, direct_statics=None):
     """The DSU unit `source` edited for the release build, from its analysis,
-    under `policy` (a policy.DsuPolicy)."""
+    under `policy` (a policy.DsuPolicy; `direct_statics`: TEMPORARY, see
+    policy.legacy)."""
+    policy = legacy(policy, direct_statics)
     unit = read_unit(analysis)
     with open(source, encoding="utf-8", errors="surrogateescape") as f:
         text = f.read()
@@ -43,8 +46,11 @@ def generate_unit(analysis, source, policy, output, output_name=None):
         f.write(f"/* psu: {unit.path}, preprocessed text {unit.source_hash} */\n" + generated)
 
 
-def describe_program(program, label, analyses, cc, flags, policy, manifest_path, info_path):
-    """The manifest of the program and the C file embedding its identity."""
+def describe_program(program, label, analyses, cc, flags, policy, manifest_path, info_path,
+                     direct_statics=None):
+    """The manifest of the program and the C file embedding its identity, under
+    `policy` (`direct_statics`: TEMPORARY, see policy.legacy)."""
+    policy = legacy(policy, direct_statics)
     units = [read_unit(path) for path in analyses]
     result = manifest.build(program, label, units, manifest.compiler_identity(cc), flags, policy)
     manifest.write(result, manifest_path)

@@ -10,9 +10,12 @@ import json
 import subprocess
 
 from .errors import ToolError
-from .policy import Direct, DsuPolicy
+from . import policy as _policy
+from .policy import Direct, DsuPolicy, legacy
 
 FORMAT = "psu-manifest/1"
+# TEMPORARY (policy.legacy): read here by code written before policy.py
+DEFAULT_DIRECT_STATICS = _policy.DEFAULT_DIRECT_STATICS
 
 
 def compiler_identity(cc):
@@ -85,9 +88,11 @@ def _variable_entry(v):
     return entry
 
 
-def build(program, label, units, compiler, flags, policy=DsuPolicy()):
+def build(program, label, units, compiler, flags, policy=DsuPolicy(), direct_statics=None):
     """The manifest of a program built from `units` (model.Unit, DSU and plain)
-    under `policy` (a policy.DsuPolicy)."""
+    under `policy` (a policy.DsuPolicy; `direct_statics`: TEMPORARY, see
+    policy.legacy)."""
+    policy = legacy(policy, direct_statics)
     body = {
         "format": FORMAT, "program": program, "compiler": compiler,
         "flags": list(flags), "exclude": sorted(policy.exclude), "direct_statics": policy.direct_statics,
@@ -96,6 +101,11 @@ def build(program, label, units, compiler, flags, policy=DsuPolicy()):
     }
     manifest = dict(body, label=label, build_id=build_id(body))
     return manifest
+
+
+def dsu_names(unit, exclude=(), direct_statics=None):
+    """TEMPORARY (policy.legacy): DsuPolicy(exclude, direct_statics).dsu_names(unit)."""
+    return legacy(exclude, direct_statics).dsu_names(unit)
 
 
 def build_id(body):
