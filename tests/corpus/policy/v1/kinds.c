@@ -1,5 +1,6 @@
 /* Every kind of function the DSU policy tells apart (tests/test_policy.py);
- * v2/kinds.c changes it in every way change analysis classifies. */
+ * v2/kinds.c changes it in every way change analysis classifies
+ * (tests/test_changes_pipeline.py). */
 #define GETTER(name) int get_##name(void) { return name; }
 
 static int counter;

@@ -1,5 +1,5 @@
 /* v1/kinds.c changed in every way change analysis classifies
- * (tests/test_policy.py). */
+ * (tests/test_changes_pipeline.py). */
 #define GETTER(name) int get_##name(void) { return name; }
 
 static long counter;                                        /* type changed */
