@@ -28,7 +28,7 @@ import release_stream  # noqa: E402
 import sqlite_bench  # noqa: E402
 import targets  # noqa: E402
 
-from psu import manifest as psu_manifest, model as psu_model, srctext  # noqa: E402
+from psu import model as psu_model, policy as psu_policy, srctext  # noqa: E402
 
 RELEASE = {"lua": "5.4.8", "sqlite": "3.47.0"}
 CHANGES = ("body", "static")
@@ -47,7 +47,7 @@ def kind_of(function, direct):
     scope = "static" if function.static else "extern"
     if function.address_taken:
         return scope + ", address taken"
-    if direct == "static, called by name":
+    if direct == psu_policy.Direct.STATIC_CALLED_BY_NAME:
         return "static, called by name (direct)"
     return scope
 
@@ -96,7 +96,7 @@ def candidates(target, root):
         analysis = root / ".psu-build" / target.program / (unit_path + ".unit.json")
         unit = psu_model.Unit.from_json(json.loads(analysis.read_text()))
         for f in unit.functions:
-            if f.name in psu_manifest.ENTRY_POINTS:
+            if f.name in psu_policy.ENTRY_POINTS:
                 continue
             direct = entry["functions"].get(f.qualname, {}).get("direct")
             out.append((unit_path, f, direct))

@@ -25,7 +25,7 @@ import common  # noqa: E402
 
 VERSION = "3.50.4.5"
 FLAGS = ["-O2", "-DSQLITE_THREADSAFE=0", "-DSQLITE_OMIT_LOAD_EXTENSION"]
-# PSU_DIRECT_STATICS of each DSU variant (see psu.manifest.direct_reason).
+# PSU_DIRECT_STATICS of each DSU variant (see psu.policy.DsuPolicy).
 VARIANTS = {"dsu-default": "all", "dsu-every": "none"}
 FULL_VARIANTS = {"dsu-statics-under-150": "150"}
 

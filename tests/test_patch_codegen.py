@@ -176,7 +176,8 @@ def test_apply_and_status_name_replaced_functions_still_running_their_old_versio
 
 # -- generated code, without a process -----------------------------------------
 
-from psu import codegen, frontend, manifest  # noqa: E402  (after the fixtures above)
+from psu import codegen, frontend  # noqa: E402  (after the fixtures above)
+from psu.policy import DsuPolicy  # noqa: E402
 from projects import run  # noqa: E402
 
 KINDS_OF_DEFINITION = """\
@@ -243,7 +244,7 @@ def test_kr_definitions_take_the_prototype_in_scope_or_the_promoted_types(tmp_pa
     heads = {f.name: f.head for f in unit.functions}
     assert heads["promoted"] == \
         "int @NAME@(int psu_a0, double psu_a1, int psu_a2, int psu_a3, char *psu_a4, int psu_a5[])"
-    direct = {f.qualname: manifest.direct_reason(f, direct_statics="none") for f in unit.functions}
+    direct = {f.qualname: DsuPolicy(direct_statics="none").direct_reason(f) for f in unit.functions}
     assert set(direct.values()) == {None}      # variadic and K&R: DSU functions like any other
 
 
@@ -253,7 +254,7 @@ def test_variadic_and_kr_definitions_compile_cleanly_in_every_role(tmp_path):
     attribute, which the va_list variant takes as vprintf does) compiles
     under -Wall -Wextra -Werror, the functions added and replaced included."""
     unit = analyse_text(tmp_path, KINDS_OF_DEFINITION)
-    dsu = manifest.dsu_names(unit, direct_statics="none")
+    dsu = DsuPolicy(direct_statics="none").dsu_names(unit)
     assert {"fail", "unit.c:note"} <= {f.qualname for f in unit.functions if f.name in dsu}
     plan = codegen.UnitPlan(patched={"fail", "unit.c:note", "promoted"},
                             added_functions={"check", "unit.c:kr_static"})

@@ -9,6 +9,7 @@ import subprocess
 from . import codegen, frontend, jsonfile, manifest, resources
 from .errors import ToolError
 from .model import Unit
+from .policy import legacy
 
 
 def read_unit(path):
@@ -23,26 +24,29 @@ def analyse_unit(path, cc, flags, root, dsu, output, cache_dir=None):
     return unit
 
 
-def generate_unit(analysis, source, exclude, output, output_name=None,
-                  direct_statics=manifest.DEFAULT_DIRECT_STATICS):
-    """The DSU unit `source` edited for the release build, from its analysis."""
+def generate_unit(analysis, source, policy, output, output_name=None, direct_statics=None):
+    """The DSU unit `source` edited for the release build, from its analysis,
+    under `policy` (a policy.DsuPolicy; `direct_statics`: TEMPORARY, see
+    policy.legacy)."""
+    policy = legacy(policy, direct_statics)
     unit = read_unit(analysis)
     with open(source, encoding="utf-8", errors="surrogateescape") as f:
         text = f.read()
     generated = codegen.transform(unit, text, "program",
-                                  manifest.dsu_names(unit, exclude, direct_statics),
+                                  policy.dsu_names(unit),
                                   output_name or output)
     with open(output, "w", newline="\n") as f:
         # the preprocessed text's hash makes a header change recompile this unit
         f.write(f"/* psu: {unit.path}, preprocessed text {unit.source_hash} */\n" + generated)
 
 
-def describe_program(program, label, analyses, cc, flags, exclude, manifest_path, info_path,
-                     direct_statics=manifest.DEFAULT_DIRECT_STATICS):
-    """The manifest of the program and the C file embedding its identity."""
+def describe_program(program, label, analyses, cc, flags, policy, manifest_path, info_path,
+                     direct_statics=None):
+    """The manifest of the program and the C file embedding its identity, under
+    `policy` (`direct_statics`: TEMPORARY, see policy.legacy)."""
+    policy = legacy(policy, direct_statics)
     units = [read_unit(path) for path in analyses]
-    result = manifest.build(program, label, units, manifest.compiler_identity(cc), flags, exclude,
-                            direct_statics)
+    result = manifest.build(program, label, units, manifest.compiler_identity(cc), flags, policy)
     manifest.write(result, manifest_path)
     with open(info_path, "w", newline="\n") as f:
         f.write(codegen.program_info(result["program"], result["build_id"], result["label"]))

@@ -31,6 +31,7 @@ import sys
 
 from . import console, jsonfile, resources
 from .errors import CSourceError, PsuError, ToolError, UsageError
+from .policy import DsuPolicy
 
 # Options whose value is the next argument (GCC's driver).
 _WITH_ARGUMENT = {"-o", "-x", "-I", "-D", "-U", "-include", "-imacros", "-iquote", "-isystem",
@@ -299,8 +300,8 @@ def _generate_dsu_copy(config, command, written, alone, analysis, generated):
         if check != 0:
             return check
         raise
-    build.generate_unit(analysis, command.path(written), config.exclude, generated,
-                        direct_statics=config.direct_statics)
+    build.generate_unit(analysis, command.path(written),
+                        DsuPolicy(config.exclude, config.direct_statics), generated)
     return 0
 
 
@@ -451,7 +452,7 @@ def link_command(config, command):
     units, flags_by_unit = _linked_units(config, command, name, linked)
     flags = program_flags(flags_by_unit)
     result = manifest.build(name, config.label(), units, manifest.compiler_identity(command.cc),
-                            flags, config.exclude, config.direct_statics)
+                            flags, DsuPolicy(config.exclude, config.direct_statics))
     shared = common_flags(flags_by_unit)
     identity = _identity_object(config, command.cc, shared, result)
     status = _run([command.cc, *command.original, identity,

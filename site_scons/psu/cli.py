@@ -339,6 +339,7 @@ def command_patch(arguments):
 def command_unit(arguments):
     """One unit of the release build (for Meson's custom_target and other build systems)."""
     from . import build
+    from .policy import DsuPolicy
     root = os.path.abspath(arguments.root)
     build.analyse_unit(arguments.unit, arguments.cc, arguments.flags, root, not arguments.plain,
                        arguments.analysis, cache_dir=arguments.cache)
@@ -346,8 +347,7 @@ def command_unit(arguments):
         if arguments.plain:
             raise UsageError("--output makes no sense for a --plain unit")
         build.generate_unit(arguments.analysis, os.path.join(root, arguments.unit),
-                            arguments.exclude, arguments.output,
-                            direct_statics=arguments.direct_statics)
+                            DsuPolicy(arguments.exclude, arguments.direct_statics), arguments.output)
     if arguments.depfile:
         build.depfile(arguments.unit, arguments.cc, arguments.flags, root,
                       arguments.output or arguments.analysis, arguments.depfile)
@@ -357,11 +357,12 @@ def command_unit(arguments):
 def command_program(arguments):
     """The manifest, the identity C file and the build description of a program."""
     from . import build, patch
+    from .policy import DsuPolicy
     root = os.path.abspath(arguments.root)
     label = arguments.label or build.git_label(root)
     result = build.describe_program(arguments.name, label, arguments.analyses, arguments.cc,
-                                    arguments.flags, arguments.exclude, arguments.manifest,
-                                    arguments.info, direct_statics=arguments.direct_statics)
+                                    arguments.flags, DsuPolicy(arguments.exclude, arguments.direct_statics),
+                                    arguments.manifest, arguments.info)
     if arguments.config:
         config = patch.BuildConfig(
             program=arguments.name, top=root, sources=sorted(arguments.sources),
@@ -391,7 +392,7 @@ def _add_build_description_options(sub):
 
 
 def manifest_default():
-    from .manifest import DEFAULT_DIRECT_STATICS
+    from .policy import DEFAULT_DIRECT_STATICS
     return DEFAULT_DIRECT_STATICS
 
 

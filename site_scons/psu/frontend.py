@@ -441,8 +441,9 @@ class _Canon:
                 pending.extend(k for k, how in inner.items() if how != "fnparam")
         return reached
 
-    def names_hash(self, keys):
-        """Deep hash of a set of named types (those a function body mentions)."""
+    def deep_hashes(self, keys):
+        """The deep hashes of the named types among `keys` (those a function
+        body mentions), sorted: a list the body hash covers."""
         return sorted(self.entity_hash(k) for k in keys if k in self.definitions)
 
     def expr_text(self, node):
@@ -1046,7 +1047,7 @@ class _Describer:
         named = set(facts.tags) | {("typedef", n) for n in facts.typenames}
         named |= {("enum", canon.enum_of_constant[n].name) for n in facts.ids
                   if n in canon.enum_of_constant and canon.enum_of_constant[n].name}
-        touched = canon.names_hash(named)
+        touched = canon.deep_hashes(named)
         touched += sorted(canon.expr_text(canon.enum_of_constant[n]) for n in facts.ids
                           if n in canon.enum_of_constant and not canon.enum_of_constant[n].name)
         # Constant data is private to each version, so its value is part of the code.

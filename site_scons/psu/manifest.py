@@ -1,67 +1,22 @@
 """The manifest: a deterministic JSON description of one version of a program (SPEC §5).
 
-Also the DSU policy (which functions go through the runtime) and the build id,
-the hash of everything that makes the code what it is — never of where the
-source was checked out or what it is called.
+Also the build id, the hash of everything that makes the code what it is —
+never of where the source was checked out or what it is called.  Which
+functions are DSU functions is the policy's to say (policy.py); the manifest
+records its answer, function by function.
 """
 import hashlib
 import json
 import subprocess
 
 from . import jsonfile
-from .errors import ToolError, UsageError
+from . import policy as _policy
+from .errors import ToolError
+from .policy import Direct, DsuPolicy, legacy
 
 FORMAT = "psu-manifest/1"
-ENTRY_POINTS = {"main"}
-TRANSFORMER_PREFIX = "psu_transform_"
-# Default of PSU_DIRECT_STATICS (see direct_reason); bench/sqlite_bench.py measures
-# the choices: on SQLite, "all" keeps ~91 % of plain throughput, "none" ~62 %.
-DEFAULT_DIRECT_STATICS = "all"
-
-
-def direct_limit(direct_statics):
-    """The body size (AST nodes) below which a static function whose address is
-    never taken stays direct: "all" (no limit), "none" (0), or a number."""
-    text = str(direct_statics).strip().lower()
-    if text in ("all", "true"):
-        return float("inf")
-    if text in ("none", "false", "0", ""):
-        return 0
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(f"psu: PSU_DIRECT_STATICS={direct_statics!r}: expected all, none "
-                         "or a number of AST nodes")
-
-
-def direct_reason(function, exclude=(), direct_statics=DEFAULT_DIRECT_STATICS):
-    """Why `function` is called directly rather than through the runtime, or None.
-
-    A static function whose address is never taken can only be called by name
-    from its own unit.  Left direct (`direct_statics`), the compiler inlines and
-    optimises it as in the plain build, and it costs no updatability: a changed
-    direct function pulls every DSU function that reaches it into the patch
-    (SPEC 4.4), as kpatch does for inlined code.  Calls through pointers always
-    reach trampolines, since such functions stay DSU functions.
-    """
-    if function.name in ENTRY_POINTS:
-        return "entry point"
-    if function.name.startswith(TRANSFORMER_PREFIX):
-        return "state transformer"
-    if function.macro_made:
-        return "defined by a macro"
-    if function.inline:
-        return "inline"
-    if function.name in exclude or function.qualname in exclude:
-        return "excluded"
-    if function.static and not function.address_taken and \
-            function.size < direct_limit(direct_statics):
-        return "static, called by name"
-    return None
-
-
-def dsu_names(unit, exclude=(), direct_statics=DEFAULT_DIRECT_STATICS):
-    return {f.name for f in unit.functions if direct_reason(f, exclude, direct_statics) is None}
+# TEMPORARY (policy.legacy): read here by code written before policy.py
+DEFAULT_DIRECT_STATICS = _policy.DEFAULT_DIRECT_STATICS
 
 
 def compiler_identity(cc):
@@ -73,7 +28,7 @@ def compiler_identity(cc):
     return first.strip()
 
 
-def _unit_entry(unit, exclude, direct_statics):
+def _unit_entry(unit, policy):
     """A unit as the manifest records it.  A unit outside the DSU units records
     its definitions too (so a declaration added to a header it includes is no
     change of its code), unless it could not be parsed."""
@@ -81,54 +36,77 @@ def _unit_entry(unit, exclude, direct_statics):
         return {"dsu": False, "text_hash": unit.text_hash, "described": False}
     functions, variables = {}, {}
     for f in unit.functions:
-        functions[f.qualname] = {
-            "name": f.name, "static": f.static, "line": f.location.line,
-            "direct": direct_reason(f, exclude, direct_statics) if unit.dsu else "outside the DSU units",
-            "variadic": f.variadic,
-            "signature": f.signature.replace("@NAME@", f.name),
-            "signature_hash": f.signature_hash, "body_hash": f.body_hash,
-            "callees": f.callees, "reads": f.reads,
-            "signature_types": f.signature_types, "body_types": f.body_types,
-            "members": f.members,
-        }
-        if f.header_statics:
-            functions[f.qualname]["header_statics"] = f.header_statics
+        direct = policy.direct_reason(f) if unit.dsu else Direct.OUTSIDE_DSU_UNITS
+        functions[f.qualname] = _function_entry(f, direct)
         for local in f.locals:
-            variables[local.qualname] = {
-                "name": local.name, "scope": "function", "function": f.name,
-                "static": True, "thread_local": local.thread_local, "const": local.const,
-                "line": local.location.line, "type": local.type,
-                "type_hash": local.type_hash, "init_hash": local.init_hash,
-                "type_refs": local.type_refs,
-            }
-            if local.unbound:
-                variables[local.qualname]["unbound"] = local.unbound
+            variables[local.qualname] = _local_entry(local, f)
     for v in unit.variables:
-        if not v.definition:
-            continue
-        variables[v.qualname] = {
-            "name": v.name, "scope": "file", "static": v.static,
-            "thread_local": v.thread_local, "const": v.const, "line": v.locations[0].line,
-            "type": v.type, "type_hash": v.type_hash, "init_hash": v.init_hash,
-            "type_refs": v.type_refs, "reads": v.reads,
-        }
-        if v.unbound:
-            variables[v.qualname]["unbound"] = v.unbound
+        if v.definition:
+            variables[v.qualname] = _variable_entry(v)
     return {"dsu": unit.dsu, "text_hash": unit.text_hash, "functions": functions,
             "variables": variables, "helpers": unit.helpers, "types": unit.types}
 
 
-def build(program, label, units, compiler, flags, exclude=(),
-          direct_statics=DEFAULT_DIRECT_STATICS):
-    """The manifest of a program built from `units` (model.Unit, DSU and plain)."""
+def _function_entry(f, direct):
+    entry = {
+        "name": f.name, "static": f.static, "line": f.location.line, "direct": direct,
+        "variadic": f.variadic,
+        "signature": f.signature.replace("@NAME@", f.name),
+        "signature_hash": f.signature_hash, "body_hash": f.body_hash,
+        "callees": f.callees, "reads": f.reads,
+        "signature_types": f.signature_types, "body_types": f.body_types,
+        "members": f.members,
+    }
+    if f.header_statics:
+        entry["header_statics"] = f.header_statics
+    return entry
+
+
+def _local_entry(local, function):
+    """A function-local static of `function`."""
+    entry = {
+        "name": local.name, "scope": "function", "function": function.name,
+        "static": True, "thread_local": local.thread_local, "const": local.const,
+        "line": local.location.line, "type": local.type,
+        "type_hash": local.type_hash, "init_hash": local.init_hash,
+        "type_refs": local.type_refs,
+    }
+    if local.unbound:
+        entry["unbound"] = local.unbound
+    return entry
+
+
+def _variable_entry(v):
+    """A file-scope variable the unit defines."""
+    entry = {
+        "name": v.name, "scope": "file", "static": v.static,
+        "thread_local": v.thread_local, "const": v.const, "line": v.locations[0].line,
+        "type": v.type, "type_hash": v.type_hash, "init_hash": v.init_hash,
+        "type_refs": v.type_refs, "reads": v.reads,
+    }
+    if v.unbound:
+        entry["unbound"] = v.unbound
+    return entry
+
+
+def build(program, label, units, compiler, flags, policy=DsuPolicy(), direct_statics=None):
+    """The manifest of a program built from `units` (model.Unit, DSU and plain)
+    under `policy` (a policy.DsuPolicy; `direct_statics`: TEMPORARY, see
+    policy.legacy)."""
+    policy = legacy(policy, direct_statics)
     body = {
         "format": FORMAT, "program": program, "compiler": compiler,
-        "flags": list(flags), "exclude": sorted(exclude), "direct_statics": str(direct_statics),
-        "units": {u.path: _unit_entry(u, exclude, direct_statics)
+        "flags": list(flags), "exclude": sorted(policy.exclude), "direct_statics": policy.direct_statics,
+        "units": {u.path: _unit_entry(u, policy)
                   for u in sorted(units, key=lambda u: u.path)},
     }
     manifest = dict(body, label=label, build_id=build_id(body))
     return manifest
+
+
+def dsu_names(unit, exclude=(), direct_statics=None):
+    """TEMPORARY (policy.legacy): DsuPolicy(exclude, direct_statics).dsu_names(unit)."""
+    return legacy(exclude, direct_statics).dsu_names(unit)
 
 
 def build_id(body):

@@ -11,6 +11,7 @@ import subprocess
 from dataclasses import dataclass, field, replace
 
 from . import bundle, changes, codegen, frontend, manifest, resources
+from .policy import DEFAULT_DIRECT_STATICS, DsuPolicy
 from .errors import RefusedChanges, ToolError, UsageError
 
 WORKTREE = ("WORKTREE", ".")
@@ -26,8 +27,8 @@ class BuildConfig:
     dsu_units: list
     cc: str = "cc"
     flags: list = field(default_factory=list)    # flags that change code, as on the command line
-    exclude: list = field(default_factory=list)
-    direct_statics: str = manifest.DEFAULT_DIRECT_STATICS   # see manifest.direct_reason
+    exclude: list = field(default_factory=list)          # PSU_EXCLUDE, and
+    direct_statics: str = DEFAULT_DIRECT_STATICS         # PSU_DIRECT_STATICS: see `policy`
     libraries: list = field(default_factory=list)  # what the program links: a bundle may need them too
     accept: list = field(default_factory=list)   # refusals the user vouches for (PSU_ACCEPT)
     work_dir: str = ".psu-build"                 # absolute or relative to top
@@ -38,6 +39,12 @@ class BuildConfig:
     # The flags of the deployed FROM build (its manifest's), where the build
     # files changed them since (a define): FROM is analysed as it was built.
     from_flags: list = None
+
+    @property
+    def policy(self):
+        """The DSU policy this program is built with (its two settings stay
+        fields of their own: they are the build description's JSON)."""
+        return DsuPolicy(self.exclude, self.direct_statics)
 
     def path(self, *parts):
         return os.path.join(self.top, self.work_dir, *parts)
@@ -170,8 +177,7 @@ def analyse_tree(config, root, label):
                                       cache_dir=config.path("cache")))
     compiler = manifest.compiler_identity(config.cc)
     flags = config.flags if config.manifest_flags is None else config.manifest_flags
-    return units, manifest.build(config.program, label, units, compiler, flags,
-                                 config.exclude, config.direct_statics)
+    return units, manifest.build(config.program, label, units, compiler, flags, config.policy)
 
 
 @dataclass
@@ -377,7 +383,8 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None, to
     switched = set(change_set.switched)
     # external DSU functions, reached through their psu_tramp_ aliases: the
     # running program's, and (from its state object) those this patch adds
-    dsu_by_path = {path: manifest.dsu_names(by_path[path], config.exclude, config.direct_statics)
+    policy = config.policy
+    dsu_by_path = {path: policy.dsu_names(by_path[path])
                    for path, u in new["units"].items() if u["dsu"]}
     program_functions = {f.name for path, dsu in dsu_by_path.items() for f in by_path[path].functions
                          if f.name in dsu and not f.static}

@@ -8,7 +8,7 @@ Construction variables (defaults in `generate`):
   PSU_UNITS       sources whose functions are updatable (DSU units)
   PSU_EXCLUDE     function names (or `unit:name`) kept direct
   PSU_DIRECT_STATICS  static functions whose address is never taken stay direct:
-                  'all' (default), 'none', or those under N AST nodes (manifest.direct_reason)
+                  'all' (default), 'none', or those under N AST nodes (policy.DsuPolicy)
   PSU_VERSION     label of the version built (default: `git describe --tags --always --dirty`)
   PSU_ACCEPT      refused changes the user vouches for, by name (docs/refusals.md):
                   'type:<type name>', 'stale:<function>', 'init:<variable>' ([])
@@ -31,11 +31,11 @@ import SCons.Scanner.C
 import SCons.Subst
 import SCons.Script
 
-from . import build, console, jsonfile, manifest, patch, resources
+from . import build, console, jsonfile, patch, policy, resources
 from .errors import NoChanges, PsuError
 
 _FLAGS = "$CCFLAGS $CFLAGS $_CCCOMCOM"
-DEFAULT_DIRECT_STATICS = manifest.DEFAULT_DIRECT_STATICS
+DEFAULT_DIRECT_STATICS = policy.DEFAULT_DIRECT_STATICS
 
 
 def _exit(error):
@@ -100,18 +100,20 @@ def _analyse(target, source, env):
                        cache_dir=env.Dir("$PSU_BUILD_DIR").Dir("cache").abspath)
 
 
+def _policy(env):
+    return policy.DsuPolicy(env["PSU_EXCLUDE"], env["PSU_DIRECT_STATICS"])
+
+
 def _transform(target, source, env):
-    build.generate_unit(source[1].abspath, source[0].srcnode().abspath, env["PSU_EXCLUDE"],
-                        target[0].abspath, output_name=target[0].get_path(),
-                        direct_statics=env["PSU_DIRECT_STATICS"])
+    build.generate_unit(source[1].abspath, source[0].srcnode().abspath, _policy(env),
+                        target[0].abspath, output_name=target[0].get_path())
 
 
 def _manifest(target, source, env):
     build.describe_program(env["PSU_PROGRAM"], env.subst("$PSU_VERSION"),
                            [node.abspath for node in source], env.subst("$CC"),
-                           code_flags(env), env["PSU_EXCLUDE"],
-                           target[0].abspath, target[1].abspath,
-                           direct_statics=env["PSU_DIRECT_STATICS"])
+                           code_flags(env), _policy(env),
+                           target[0].abspath, target[1].abspath)
 
 
 def _bundle(target, source, env):
