@@ -173,6 +173,25 @@ psu_current(struct psu_function *fn)
 #define psu_executable_is_current(fn)                                         \
     (PSU_TEST_SLOT_READ(fn), psu_slot_acquire(fn) == PSU_EXECUTABLE_VERSION)
 
+/* The entry check of a version compiled into a bundle, for the calls that
+ * bundle's own code makes to it (codegen.py: a bundle calls the functions it
+ * provides directly): is this version -- `self`, its code -- still the one
+ * the slot names?  Then it runs its own body, counting nothing: the caller is
+ * code of the same module, so this thread holds that module (a call into it
+ * is further down its stack, docs/memory-ordering.md, "Calls that count
+ * nothing").  Otherwise the call goes on to the program's function, whose
+ * entry finds the newest version.  The code address alone names the module:
+ * a module is mapped at its addresses until it is unloaded, and this one is
+ * running. */
+#ifdef PSU_TEST_BROKEN_SELF_CHECK
+/* the bug the stress test must catch: a version that no longer asks */
+#define psu_version_is_current(fn, self) ((void)(fn), (void)(self), 1)
+#else
+#define psu_version_is_current(fn, self)                                      \
+    (PSU_TEST_SLOT_READ(fn),                                                  \
+     (psu_slot_acquire(fn) & PSU_CODE_MASK) == (uintptr_t)(self))
+#endif
+
 /* After the general path of a void DSU function.  In a function declared
  * noreturn (by _Noreturn or an attribute, on any of its declarations) control
  * cannot come back: say so to the compiler, and trap should a version return

@@ -58,6 +58,12 @@ def record_symbol(qualname):
     return "psu_fn_" + mangle(qualname)
 
 
+def slot_symbol(qualname):
+    """The exported name of a DSU function's slot (its record), by which a
+    bundle's version of the function asks whether it is still current."""
+    return "psu_slot_" + mangle(qualname)
+
+
 @functools.lru_cache(maxsize=None)
 def _environment():
     return jinja2.Environment(
@@ -159,6 +165,9 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
                 hoisted.append({"qualname": local.qualname,
                                 "definition": local.decl.replace("@NAME@", var_symbol(local.qualname, local.type_hash))})
 
+    if role == "code":
+        _bundle_self_calls(source, unit, dsu_names, plan)
+
     redirected = []
     if role != "program":
         # The state object defines the trampolines of the functions it adds
@@ -222,6 +231,7 @@ def _function_entry(function, role, plan):
         "impl": f"psu_impl_{function.name}",
         "exported": role == "code" and function.qualname in plan.patched | plan.carried,
         "kind": None, "record": f"psu_fn_{name}", "record_static": True,
+        "slot": slot_symbol(function.qualname),
         "initial": "PSU_EXECUTABLE_VERSION", "general_static": bool(function.static),
         "wrapper": None,
     }
@@ -317,6 +327,87 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
                                           f'__asm__("{tramp_symbol(name)}") '
                                           f'__attribute__((copy({name}), visibility("default")));\n'
                                           f"#else\n#define psu_ext_{name} {name}\n#endif")
+
+
+def _bundle_self_calls(source, unit, dsu_names, plan):
+    """Code role: calls the unit's code makes to a DSU function whose version
+    this bundle provides (it switches or carries it) go straight to that
+    version, `psu_impl_f`, as in the plain build (gcc inlines and recurses
+    them), instead of through the running program's function.  The version
+    begins by checking that the slot still names it (`psu_version_is_current`);
+    if not, the call goes on to the program's function through its exported
+    alias, whose entry finds the newest version.  Nothing is counted: the
+    caller runs in this module, so its thread holds it
+    (docs/memory-ordering.md).  Only calls written by name in a body are
+    redirected (`f(`); an address taken still names the program's `f`, and a
+    call a macro writes still goes through it.  Functions psu cannot give a
+    check (variadic: the slot holds their va_list variant; a parameter without
+    a name; a `{` a macro writes) keep today's path."""
+    exported = plan.patched | plan.carried
+    provided = {}
+    for function in unit.functions:
+        if function.name not in dsu_names or function.qualname not in exported or \
+                function.va_head or function.unreadable or None in function.parameters:
+            continue
+        try:
+            name_index = source.find_name(function.name, function.location.line,
+                                          function.location.column)
+            brace = source.body_start(name_index, old_style=function.kr_style)
+            if source.tokens[brace].line != function.body_line:
+                continue
+            end = source.body_end(brace, function.body_end_line, function.name)
+        except CSourceError:
+            continue
+        provided[function.name] = (function, name_index, brace, end)
+    if not provided:
+        return
+    edits = _environment().get_template("function_entry.c.j2").module
+    impl = {name: f"psu_impl_{name}" for name in provided}
+    in_order = sorted(provided.items(), key=lambda item: item[1][1])
+    for number, (name, (function, name_index, brace, end)) in enumerate(in_order):
+        forward = tramp_symbol(function.qualname)
+        check = {"slot": slot_symbol(function.qualname), "impl": impl[name], "name": name,
+                 "forward": forward, "forward_declaration": function.head.replace("@NAME@", forward),
+                 "returns_void": function.returns_void, "args": ", ".join(function.parameters)}
+        source.insert_lines_before(source.declaration_start(name_index),
+                                   str(edits.bundle_declarations(check, number == 0)))
+        source.insert_after(brace, " " + str(edits.bundle_entry_check(check)))
+        if function.returns_void:
+            source.insert_before(end, str(edits.entry_check_end(check)) + " ")
+
+    # the calls, in every body of the unit (its direct functions' too: only
+    # this module's code calls those)
+    edited = source.edited_so_far()
+    declared_before = {}
+    for function in unit.functions:
+        try:
+            name_index = source.find_name(function.name, function.location.line,
+                                          function.location.column)
+            brace = source.body_start(name_index, old_style=function.kr_style)
+            close = source.matching_close(brace)
+        except CSourceError:
+            continue
+        for i in range(brace + 1, close):
+            token = source.tokens[i]
+            if token.kind != "ident" or token.text not in provided or \
+                    source.tokens[i + 1].text != "(" or \
+                    source.tokens[i - 1].text in (".", "->") or edited(i):
+                continue
+            callee, callee_index = provided[token.text][0], provided[token.text][1]
+            if i < callee_index:
+                # a call above the callee's definition: declared by its type
+                # (the K&R type of an unprototyped function says too little)
+                if callee.kr_style:
+                    continue
+                declared_before.setdefault(token.text, source.declaration_start(name_index))
+            source.replace(i, impl[token.text])
+    for name, start in sorted(declared_before.items()):
+        function = provided[name][0]
+        linkage = "static " if function.static else '__attribute__((visibility("hidden"))) '
+        source.insert_lines_before(start, "#pragma GCC diagnostic push\n"
+                                          "#pragma GCC diagnostic ignored \"-Wredundant-decls\"\n"
+                                          f"{linkage}__typeof__({name}) {impl[name]};\n"
+                                          "#pragma GCC diagnostic pop")
 
 
 def _check_on_entry(source, function, name_index, entry, first):
