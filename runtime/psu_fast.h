@@ -189,7 +189,7 @@ psu_current(struct psu_function *fn)
 #else
 #define psu_version_is_current(fn, self)                                      \
     (PSU_TEST_SLOT_READ(fn),                                                  \
-     (psu_slot_acquire(fn) & PSU_CODE_MASK) == (uintptr_t)(self))
+     ((psu_slot_acquire(fn) ^ (uintptr_t)(self)) << (64 - PSU_MODULE_SHIFT)) == 0)
 #endif
 
 /* After the general path of a void DSU function.  In a function declared

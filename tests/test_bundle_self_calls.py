@@ -54,14 +54,16 @@ def program(selfcalls, tmp_path):
 
 
 def test_a_bundle_generates_direct_calls_to_the_functions_it_provides(selfcalls):
-    """The code role calls its own versions by their bundle names, each behind
-    the check of its slot; an address taken still names the program's function."""
+    """The code role calls its own versions through the check of their slots;
+    the versions themselves (which the program's general path calls) are as written."""
     generated = next((selfcalls.root / ".psu-build" / "patches").glob("selfcalls-*/code/src/walk.c"))
     text = generated.read_text()
-    assert "r = psu_impl_walk(n - 1);" in text
-    assert "return psu_impl_is_odd(n - 1)" in text and "return psu_impl_is_even(n - 1);" in text
+    assert "r = psu_self_walk(n - 1);" in text
+    assert "return psu_self_is_odd(n - 1)" in text and "return psu_self_is_even(n - 1);" in text
     for name in ("walk", "leaf", "is_even", "is_odd"):
         assert f"psu_version_is_current(&psu_slot_{name}_" in text
+    assert "record('=', psu_self_leaf());" in text
+    assert "int psu_impl_walk(int n)\n{\n" in text      # the version itself, as written
 
 
 def test_recursion_in_a_bundle_runs_the_newest_version_after_a_switch_mid_recursion(

@@ -333,47 +333,41 @@ def _bundle_self_calls(source, unit, dsu_names, plan):
     """Code role: calls the unit's code makes to a DSU function whose version
     this bundle provides (it switches or carries it) go straight to that
     version, `psu_impl_f`, as in the plain build (gcc inlines and recurses
-    them), instead of through the running program's function.  The version
-    begins by checking that the slot still names it (`psu_version_is_current`);
-    if not, the call goes on to the program's function through its exported
-    alias, whose entry finds the newest version.  Nothing is counted: the
-    caller runs in this module, so its thread holds it
-    (docs/memory-ordering.md).  Only calls written by name in a body are
-    redirected (`f(`); an address taken still names the program's `f`, and a
-    call a macro writes still goes through it.  Functions psu cannot give a
-    check (variadic: the slot holds their va_list variant; a parameter without
-    a name; a `{` a macro writes) keep today's path."""
+    them), instead of through the running program's function: a call is
+    `psu_self_f` (function_entry.c.j2, inlined), which checks that the slot
+    still names `psu_impl_f` (`psu_version_is_current`) and otherwise goes on
+    to the program's function through its exported alias, whose entry finds
+    the newest version.  Nothing is counted: the caller runs in this module,
+    so its thread holds it (docs/memory-ordering.md).  Only calls written by
+    name in a body are redirected (`f(`); an address taken still names the
+    program's `f`, and a call a macro writes still goes through it.  A
+    variadic function (the slot holds its va_list variant) keeps that path."""
     exported = plan.patched | plan.carried
     provided = {}
     for function in unit.functions:
         if function.name not in dsu_names or function.qualname not in exported or \
-                function.va_head or function.unreadable or None in function.parameters:
+                function.va_head or function.unreadable:
             continue
         try:
             name_index = source.find_name(function.name, function.location.line,
                                           function.location.column)
-            brace = source.body_start(name_index, old_style=function.kr_style)
-            if source.tokens[brace].line != function.body_line:
-                continue
-            end = source.body_end(brace, function.body_end_line, function.name)
         except CSourceError:
             continue
-        provided[function.name] = (function, name_index, brace, end)
+        provided[function.name] = (function, name_index)
     if not provided:
         return
     edits = _environment().get_template("function_entry.c.j2").module
-    impl = {name: f"psu_impl_{name}" for name in provided}
     in_order = sorted(provided.items(), key=lambda item: item[1][1])
-    for number, (name, (function, name_index, brace, end)) in enumerate(in_order):
+    for number, (name, (function, name_index)) in enumerate(in_order):
         forward = tramp_symbol(function.qualname)
-        check = {"slot": slot_symbol(function.qualname), "impl": impl[name], "name": name,
-                 "forward": forward, "forward_declaration": function.head.replace("@NAME@", forward),
-                 "returns_void": function.returns_void, "args": ", ".join(function.parameters)}
+        self_call = {
+            "slot": slot_symbol(function.qualname), "impl": f"psu_impl_{name}", "name": name,
+            "forward": forward, "forward_declaration": function.head.replace("@NAME@", forward),
+            "self_head": function.head.replace("@NAME@", f"psu_self_{name}"),
+            "returns_void": function.returns_void,
+            "args": ", ".join(f"psu_a{i}" for i in range(function.arity))}
         source.insert_lines_before(source.declaration_start(name_index),
-                                   str(edits.bundle_declarations(check, number == 0)))
-        source.insert_after(brace, " " + str(edits.bundle_entry_check(check)))
-        if function.returns_void:
-            source.insert_before(end, str(edits.entry_check_end(check)) + " ")
+                                   str(edits.bundle_self(self_call, number == 0)))
 
     # the calls, in every body of the unit (its direct functions' too: only
     # this module's code calls those)
@@ -393,20 +387,18 @@ def _bundle_self_calls(source, unit, dsu_names, plan):
                     source.tokens[i + 1].text != "(" or \
                     source.tokens[i - 1].text in (".", "->") or edited(i):
                 continue
-            callee, callee_index = provided[token.text][0], provided[token.text][1]
+            callee, callee_index = provided[token.text]
             if i < callee_index:
                 # a call above the callee's definition: declared by its type
-                # (the K&R type of an unprototyped function says too little)
+                # (the type of an unprototyped K&R function says too little)
                 if callee.kr_style:
                     continue
                 declared_before.setdefault(token.text, source.declaration_start(name_index))
-            source.replace(i, impl[token.text])
+            source.replace(i, f"psu_self_{token.text}")
     for name, start in sorted(declared_before.items()):
-        function = provided[name][0]
-        linkage = "static " if function.static else '__attribute__((visibility("hidden"))) '
         source.insert_lines_before(start, "#pragma GCC diagnostic push\n"
                                           "#pragma GCC diagnostic ignored \"-Wredundant-decls\"\n"
-                                          f"{linkage}__typeof__({name}) {impl[name]};\n"
+                                          f"static __typeof__({name}) psu_self_{name};\n"
                                           "#pragma GCC diagnostic pop")
 
 
