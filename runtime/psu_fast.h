@@ -117,7 +117,7 @@ extern int psu_membarrier_ready;
 
 /* Gives this thread its record (async-signal-safe, idempotent: a signal
  * handler may call it, and may interrupt it). */
-struct psu_thread_record *psu_thread_register(void);
+__attribute__((returns_nonnull)) struct psu_thread_record *psu_thread_register(void);
 
 /* Test hooks: the runtime stress test widens the race window with
  * PSU_TEST_RACE_WINDOW() and proves it has teeth by building variants with
@@ -211,6 +211,16 @@ psu_current(struct psu_function *fn)
 #define psu_after_general_path(f) ((void)0)
 #endif
 
+/* A function the compiler may not look into: the general path calls the
+ * function again through it, so the function's body is not inlined there
+ * (its copy would keep registers busy on the general path's hot path). */
+#if defined(__GNUC__) && !defined(PSU_PARSE_ONLY)
+#define psu_opaque(f)                                                         \
+    __extension__({ __typeof__(&(f)) psu_f_ = &(f); __asm__("" : "+r"(psu_f_)); psu_f_; })
+#else
+#define psu_opaque(f) (&(f))
+#endif
+
 static __inline__ __attribute__((always_inline)) void *
 psu_code(uintptr_t word)
 {
@@ -280,12 +290,59 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
 #endif
         if (__builtin_expect(again == word, 1))
             return (struct psu_call){ psu_code(word), calls };
-        /* Switched under our feet: withdraw the reference and take the new one. */
-        atomic_store_explicit(calls,
-            atomic_load_explicit(calls, memory_order_relaxed) - 1,
-            memory_order_release);
+        /* Switched under our feet: withdraw the reference (the count was 0
+         * before it) and take the new one. */
+        atomic_store_explicit(calls, 0, memory_order_release);
         word = again;
     }
+}
+
+/* psu_enter_from for the general path of a DSU function of the program, for
+ * a thread that has its record (`self`): the same protocol, in straight
+ * line, so that the general path keeps only the counter across the call.
+ * What it does not decide -- the executable's version is current again, or
+ * the slot moved under a published count (withdrawn here) -- it leaves to
+ * the caller with code == NULL, which then calls the function again: its
+ * entry check and this path read the slot anew, as psu_enter_from's loop
+ * would. */
+static __inline__ __attribute__((always_inline)) struct psu_call
+psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record *self)
+{
+    if (__builtin_expect(word == PSU_EXECUTABLE_VERSION, 0))
+        return (struct psu_call){ NULL, NULL };
+    unsigned module = (unsigned)(word >> PSU_MODULE_SHIFT);
+    _Atomic(unsigned long) *calls = &self->calls[module];
+    unsigned long held = atomic_load_explicit(calls, memory_order_relaxed);
+#ifdef PSU_TEST_BROKEN_NESTED
+    held = 1;
+#endif
+    if (held != 0) {
+        PSU_TEST_RACE_WINDOW();     /* window 0, as in psu_enter_from */
+        return (struct psu_call){ psu_code(word), NULL };
+    }
+    PSU_TEST_RACE_WINDOW();         /* window 1 */
+    self->sp[module] = psu_stack_pointer();
+    atomic_signal_fence(memory_order_seq_cst);
+    if (__builtin_expect(psu_membarrier_ready, 1)) {
+        atomic_store_explicit(calls, 1, memory_order_relaxed);
+        /* (A) compiler-only barrier; pairs with the updater's membarrier (B). */
+        atomic_signal_fence(memory_order_seq_cst);
+    } else {
+        /* Fallback: locked RMW, pairs with the updater's seq_cst fence. */
+        atomic_fetch_add_explicit(calls, 1, memory_order_seq_cst);
+    }
+    PSU_TEST_RACE_WINDOW();         /* window 2 */
+#ifdef PSU_TEST_BROKEN_NO_RECHECK
+    (void)fn;
+    uintptr_t again = word;
+#else
+    uintptr_t again = atomic_load_explicit(&fn->current, memory_order_seq_cst);
+#endif
+    if (__builtin_expect(again == word, 1))
+        return (struct psu_call){ psu_code(word), calls };
+    /* Switched under our feet: withdraw (release, as psu_leave). */
+    atomic_store_explicit(calls, 0, memory_order_release);
+    return (struct psu_call){ NULL, NULL };
 }
 
 static __inline__ __attribute__((always_inline)) struct psu_call
@@ -300,10 +357,10 @@ psu_leave(struct psu_call call)
     if (!call.calls)
         return;     /* nothing was counted */
     /* Release: everything this call did in the module happens-before the
-     * update thread's acquire load that finds the count back at zero. */
-    atomic_store_explicit(call.calls,
-        atomic_load_explicit(call.calls, memory_order_relaxed) - 1,
-        memory_order_release);
+     * update thread's acquire load that finds the count back at zero.  A
+     * counted call found the count 0 and made it 1 (nested calls count
+     * nothing), so it leaves it 0. */
+    atomic_store_explicit(call.calls, 0, memory_order_release);
 }
 
 #endif /* PSU_FAST_H */

@@ -106,8 +106,13 @@ static void begin_call(void)
  * executable (uncounted when nested) ... */
 static __attribute__((noinline)) long work_general(int depth)
 {
-    struct psu_call c = psu_enter_from(&work_record, psu_current(&work_record));
-    if (c.calls) {
+    struct psu_thread_record *self = psu_thread_record;
+    if (__builtin_expect(!self, 0)) {
+        psu_thread_register();
+        return work(depth);
+    }
+    struct psu_call c = psu_enter_fast(&work_record, psu_current(&work_record), self);
+    if (__builtin_expect(c.calls != NULL, 1)) {
         long r = ((work_fn)c.code)(depth);
         psu_leave(c);
         return r;
