@@ -90,6 +90,12 @@ struct psu_function {
 #else
 #define psu_stack_pointer() ((uintptr_t)__builtin_frame_address(0))
 #endif
+/* The same, stored straight into `dst` where one instruction can. */
+#if defined(__x86_64__) && !defined(PSU_PARSE_ONLY)
+#define psu_save_stack_pointer(dst) __asm__ volatile("mov %%rsp, %0" : "=m"(dst))
+#else
+#define psu_save_stack_pointer(dst) ((dst) = psu_stack_pointer())
+#endif
 
 /* One per thread that made a counted call: its calls in progress per module
  * and, per module, the stack pointer of its outermost counted call.  Records
@@ -321,7 +327,7 @@ psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record
         return (struct psu_call){ psu_code(word), NULL };
     }
     PSU_TEST_RACE_WINDOW();         /* window 1 */
-    self->sp[module] = psu_stack_pointer();
+    psu_save_stack_pointer(self->sp[module]);
     atomic_signal_fence(memory_order_seq_cst);
     if (__builtin_expect(psu_membarrier_ready, 1)) {
         atomic_store_explicit(calls, 1, memory_order_relaxed);

@@ -315,9 +315,12 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
             close = source.matching_close(brace)
         except CSourceError:
             continue        # a body psu does not edit (its name made by a macro)
+        # a parameter or local declaration by that name means something else there
+        shadowed = _names_declared_in_body(source, brace, close, names) | \
+            (set(function.parameters) & set(names))
         for i in range(brace + 1, close):
             token = source.tokens[i]
-            if token.kind == "ident" and token.text in names and \
+            if token.kind == "ident" and token.text in names and token.text not in shadowed and \
                     source.tokens[i - 1].text not in (".", "->") and not edited(i):
                 source.replace(i, f"psu_ext_{token.text}")
                 first_use.setdefault(token.text, source.declaration_start(name_index))
@@ -381,10 +384,12 @@ def _bundle_self_calls(source, unit, dsu_names, plan):
             close = source.matching_close(brace)
         except CSourceError:
             continue
+        shadowed = _names_declared_in_body(source, brace, close, provided) | \
+            (set(function.parameters) & set(provided))
         for i in range(brace + 1, close):
             token = source.tokens[i]
             if token.kind != "ident" or token.text not in provided or \
-                    source.tokens[i + 1].text != "(" or \
+                    token.text in shadowed or source.tokens[i + 1].text != "(" or \
                     source.tokens[i - 1].text in (".", "->") or edited(i):
                 continue
             callee, callee_index = provided[token.text]
@@ -400,6 +405,25 @@ def _bundle_self_calls(source, unit, dsu_names, plan):
                                           "#pragma GCC diagnostic ignored \"-Wredundant-decls\"\n"
                                           f"static __typeof__({name}) psu_self_{name};\n"
                                           "#pragma GCC diagnostic pop")
+
+
+def _names_declared_in_body(source, brace, close, names):
+    """Of `names`, those a declaration in the body may give another meaning (a
+    local function pointer `int (*walk)(int)`, a variable): written after a type
+    name or a `*` and not called.  Their calls in that body are left alone."""
+    found = set()
+    for i in range(brace + 1, close):
+        token, before = source.tokens[i], source.tokens[i - 1]
+        if token.kind == "ident" and token.text in names and \
+                source.tokens[i + 1].text != "(" and \
+                ((before.kind == "ident" and before.text not in _NOT_TYPES) or before.text == "*"):
+            found.add(token.text)
+    return found
+
+
+# words that may stand before a function's name in an expression
+_NOT_TYPES = {"return", "case", "sizeof", "else", "do", "goto", "__typeof__", "typeof",
+              "__typeof", "_Alignof", "__alignof__", "__extension__"}
 
 
 def _check_on_entry(source, function, name_index, entry, first):
