@@ -117,6 +117,13 @@ struct psu_thread_record {
 
 /* This thread's record, NULL until its first counted call. */
 extern _Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
+/* The same record for the general paths' straight-line counted call
+ * (psu_enter_fast), set by psu_thread_register only where membarrier is
+ * registered: NULL sends a call to the general path's slow twin
+ * (unit_trailer.c.j2), which registers the thread through psu_enter and
+ * takes the fallback (a locked add) where membarrier is missing.
+ * So the fast path needs no test of psu_membarrier_ready. */
+extern _Thread_local struct psu_thread_record *psu_fast_record PSU_TLS;
 /* Non-zero once membarrier(PRIVATE_EXPEDITED) is registered; written once,
  * before any update can run, by the runtime's constructor. */
 extern int psu_membarrier_ready;
@@ -304,8 +311,9 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
 }
 
 /* psu_enter_from for the general path of a DSU function of the program, for
- * a thread that has its record (`self`): the same protocol, in straight
- * line, so that the general path keeps only the counter across the call.
+ * a thread whose psu_fast_record is set (`self`: membarrier is registered):
+ * the same protocol, in straight line, so that the general path keeps only
+ * the counter across the call.
  * What it does not decide -- the executable's version is current again, or
  * the slot moved under a published count (withdrawn here) -- it leaves to
  * the caller with code == NULL, which then calls the function again: its
@@ -329,14 +337,9 @@ psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record
     PSU_TEST_RACE_WINDOW();         /* window 1 */
     psu_save_stack_pointer(self->sp[module]);
     atomic_signal_fence(memory_order_seq_cst);
-    if (__builtin_expect(psu_membarrier_ready, 1)) {
-        atomic_store_explicit(calls, 1, memory_order_relaxed);
-        /* (A) compiler-only barrier; pairs with the updater's membarrier (B). */
-        atomic_signal_fence(memory_order_seq_cst);
-    } else {
-        /* Fallback: locked RMW, pairs with the updater's seq_cst fence. */
-        atomic_fetch_add_explicit(calls, 1, memory_order_seq_cst);
-    }
+    atomic_store_explicit(calls, 1, memory_order_relaxed);
+    /* (A) compiler-only barrier; pairs with the updater's membarrier (B). */
+    atomic_signal_fence(memory_order_seq_cst);
     PSU_TEST_RACE_WINDOW();         /* window 2 */
 #ifdef PSU_TEST_BROKEN_NO_RECHECK
     (void)fn;
@@ -356,6 +359,7 @@ psu_enter(struct psu_function *fn)
 {
     return psu_enter_from(fn, psu_current(fn));
 }
+
 
 static __inline__ __attribute__((always_inline)) void
 psu_leave(struct psu_call call)

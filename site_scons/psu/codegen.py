@@ -239,7 +239,8 @@ def _function_entry(function, role, plan):
     if role == "program":
         # the executable's version is the definition itself, entered by every call
         entry.update(kind="trampoline", general_static=True,
-                     general_head=head.replace("@NAME@", f"psu_general_{name}"))
+                     general_head=head.replace("@NAME@", f"psu_general_{name}"),
+                     slow_name=f"psu_slow_{name}", slow_head=head.replace("@NAME@", f"psu_slow_{name}"))
     elif role == "state" and added:
         entry.update(kind="trampoline", record=record_symbol(function.qualname),
                      record_static=False, initial="0", general_head=entry["head"],

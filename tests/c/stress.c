@@ -104,14 +104,26 @@ static void begin_call(void)
 
 /* The general path, as templates/unit_trailer.c.j2 generates it for the
  * executable (uncounted when nested) ... */
+static __attribute__((noinline, cold)) long work_slow(int depth)
+{
+    struct psu_call c = psu_enter(&work_record);
+    if (c.calls) {
+        long r = ((work_fn)c.code)(depth);
+        psu_leave(c);
+        return r;
+    }
+    if (c.code)
+        return ((work_fn)c.code)(depth);
+    return work(depth);
+}
+
 static __attribute__((noinline)) long work_general(int depth)
 {
-    struct psu_thread_record *self = psu_thread_record;
-    if (__builtin_expect(!self, 0)) {
-        psu_thread_register();
-        return work(depth);
-    }
-    struct psu_call c = psu_enter_fast(&work_record, psu_current(&work_record), self);
+    struct psu_thread_record *self = psu_fast_record;
+    struct psu_call c;
+    if (__builtin_expect(self == NULL, 0))
+        return work_slow(depth);
+    c = psu_enter_fast(&work_record, psu_current(&work_record), self);
     if (__builtin_expect(c.calls != NULL, 1)) {
         long r = ((work_fn)c.code)(depth);
         psu_leave(c);
