@@ -9,8 +9,9 @@
  * and publishing the reference.
  *
  * Protocol (the argument is written out in docs/memory-ordering.md):
- *   caller:  w = slot; count[module(w)] += 1; compiler barrier (A);
- *            if (slot != w) { count -= 1; retry }  call; count -= 1 (release)
+ *   caller:  w = slot; count[module(w)] = 1; compiler barrier (A);
+ *            if (slot != w) { count = 0; retry }  call; count = 0 (release)
+ *            (a counted call finds its count 0: nested calls count nothing)
  *   updater: exchange every slot of the update; membarrier (B);
  *            read every registered thread's count[m] (acquire)
  * (B) executes a full barrier on every running thread of the process, so
@@ -26,7 +27,8 @@
  * until that call returns, which is after any call it makes.  So while the
  * executable's version is current (slot == PSU_EXECUTABLE_VERSION) a DSU
  * function of the program costs one compare at its entry and runs its own
- * body; nested calls inside a bundle skip the count too.
+ * body; nested calls inside a bundle skip the count too, and a bundle's
+ * calls of its own versions (psu_version_is_current) only compare.
  *
  * Every counter is written only by its own thread (so no cache line is
  * written by two threads on the fast path); the update thread only reads.
