@@ -9,8 +9,9 @@
  * and publishing the reference.
  *
  * Protocol (the argument is written out in docs/memory-ordering.md):
- *   caller:  w = slot; count[module(w)] += 1; compiler barrier (A);
- *            if (slot != w) { count -= 1; retry }  call; count -= 1 (release)
+ *   caller:  w = slot; count[module(w)] = 1; compiler barrier (A);
+ *            if (slot != w) { count = 0; retry }  call; count = 0 (release)
+ *            (a counted call finds its count 0: nested calls count nothing)
  *   updater: exchange every slot of the update; membarrier (B);
  *            read every registered thread's count[m] (acquire)
  * (B) executes a full barrier on every running thread of the process, so
@@ -26,7 +27,8 @@
  * until that call returns, which is after any call it makes.  So while the
  * executable's version is current (slot == PSU_EXECUTABLE_VERSION) a DSU
  * function of the program costs one compare at its entry and runs its own
- * body; nested calls inside a bundle skip the count too.
+ * body; nested calls inside a bundle skip the count too, and a bundle's
+ * calls of its own versions (psu_version_is_current) only compare.
  *
  * Every counter is written only by its own thread (so no cache line is
  * written by two threads on the fast path); the update thread only reads.
@@ -90,6 +92,12 @@ struct psu_function {
 #else
 #define psu_stack_pointer() ((uintptr_t)__builtin_frame_address(0))
 #endif
+/* The same, stored straight into `dst` where one instruction can. */
+#if defined(__x86_64__) && !defined(PSU_PARSE_ONLY)
+#define psu_save_stack_pointer(dst) __asm__ volatile("mov %%rsp, %0" : "=m"(dst))
+#else
+#define psu_save_stack_pointer(dst) ((dst) = psu_stack_pointer())
+#endif
 
 /* One per thread that made a counted call: its calls in progress per module
  * and, per module, the stack pointer of its outermost counted call.  Records
@@ -111,13 +119,20 @@ struct psu_thread_record {
 
 /* This thread's record, NULL until its first counted call. */
 extern _Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
+/* The same record for the general paths' straight-line counted call
+ * (psu_enter_fast), set by psu_thread_register only where membarrier is
+ * registered: NULL sends a call to the general path's slow twin
+ * (unit_trailer.c.j2), which registers the thread through psu_enter and
+ * takes the fallback (a locked add) where membarrier is missing.
+ * So the fast path needs no test of psu_membarrier_ready. */
+extern _Thread_local struct psu_thread_record *psu_fast_record PSU_TLS;
 /* Non-zero once membarrier(PRIVATE_EXPEDITED) is registered; written once,
  * before any update can run, by the runtime's constructor. */
 extern int psu_membarrier_ready;
 
 /* Gives this thread its record (async-signal-safe, idempotent: a signal
  * handler may call it, and may interrupt it). */
-struct psu_thread_record *psu_thread_register(void);
+__attribute__((returns_nonnull)) struct psu_thread_record *psu_thread_register(void);
 
 /* Test hooks: the runtime stress test widens the race window with
  * PSU_TEST_RACE_WINDOW() and proves it has teeth by building variants with
@@ -173,6 +188,25 @@ psu_current(struct psu_function *fn)
 #define psu_executable_is_current(fn)                                         \
     (PSU_TEST_SLOT_READ(fn), psu_slot_acquire(fn) == PSU_EXECUTABLE_VERSION)
 
+/* The entry check of a version compiled into a bundle, for the calls that
+ * bundle's own code makes to it (codegen.py: a bundle calls the functions it
+ * provides directly): is this version -- `self`, its code -- still the one
+ * the slot names?  Then it runs its own body, counting nothing: the caller is
+ * code of the same module, so this thread holds that module (a call into it
+ * is further down its stack, docs/memory-ordering.md, "Calls that count
+ * nothing").  Otherwise the call goes on to the program's function, whose
+ * entry finds the newest version.  The code address alone names the module:
+ * a module is mapped at its addresses until it is unloaded, and this one is
+ * running. */
+#ifdef PSU_TEST_BROKEN_SELF_CHECK
+/* the bug the stress test must catch: a version that no longer asks */
+#define psu_version_is_current(fn, self) ((void)(fn), (void)(self), 1)
+#else
+#define psu_version_is_current(fn, self)                                      \
+    (PSU_TEST_SLOT_READ(fn),                                                  \
+     ((psu_slot_acquire(fn) ^ (uintptr_t)(self)) << (64 - PSU_MODULE_SHIFT)) == 0)
+#endif
+
 /* After the general path of a void DSU function.  In a function declared
  * noreturn (by _Noreturn or an attribute, on any of its declarations) control
  * cannot come back: say so to the compiler, and trap should a version return
@@ -190,6 +224,16 @@ psu_current(struct psu_function *fn)
     } while (0)
 #else
 #define psu_after_general_path(f) ((void)0)
+#endif
+
+/* A function the compiler may not look into: the general path calls the
+ * function again through it, so the function's body is not inlined there
+ * (its copy would keep registers busy on the general path's hot path). */
+#if defined(__GNUC__) && !defined(PSU_PARSE_ONLY)
+#define psu_opaque(f)                                                         \
+    __extension__({ __typeof__(&(f)) psu_f_ = &(f); __asm__("" : "+r"(psu_f_)); psu_f_; })
+#else
+#define psu_opaque(f) (&(f))
 #endif
 
 static __inline__ __attribute__((always_inline)) void *
@@ -261,12 +305,55 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
 #endif
         if (__builtin_expect(again == word, 1))
             return (struct psu_call){ psu_code(word), calls };
-        /* Switched under our feet: withdraw the reference and take the new one. */
-        atomic_store_explicit(calls,
-            atomic_load_explicit(calls, memory_order_relaxed) - 1,
-            memory_order_release);
+        /* Switched under our feet: withdraw the reference (the count was 0
+         * before it) and take the new one. */
+        atomic_store_explicit(calls, 0, memory_order_release);
         word = again;
     }
+}
+
+/* psu_enter_from for the general path of a DSU function of the program, for
+ * a thread whose psu_fast_record is set (`self`: membarrier is registered):
+ * the same protocol, in straight line, so that the general path keeps only
+ * the counter across the call.
+ * What it does not decide -- the executable's version is current again, or
+ * the slot moved under a published count (withdrawn here) -- it leaves to
+ * the caller with code == NULL, which then calls the function again: its
+ * entry check and this path read the slot anew, as psu_enter_from's loop
+ * would. */
+static __inline__ __attribute__((always_inline)) struct psu_call
+psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record *self)
+{
+    if (__builtin_expect(word == PSU_EXECUTABLE_VERSION, 0))
+        return (struct psu_call){ NULL, NULL };
+    unsigned module = (unsigned)(word >> PSU_MODULE_SHIFT);
+    _Atomic(unsigned long) *calls = &self->calls[module];
+    unsigned long held = atomic_load_explicit(calls, memory_order_relaxed);
+#ifdef PSU_TEST_BROKEN_NESTED
+    held = 1;
+#endif
+    if (held != 0) {
+        PSU_TEST_RACE_WINDOW();     /* window 0, as in psu_enter_from */
+        return (struct psu_call){ psu_code(word), NULL };
+    }
+    PSU_TEST_RACE_WINDOW();         /* window 1 */
+    psu_save_stack_pointer(self->sp[module]);
+    atomic_signal_fence(memory_order_seq_cst);
+    atomic_store_explicit(calls, 1, memory_order_relaxed);
+    /* (A) compiler-only barrier; pairs with the updater's membarrier (B). */
+    atomic_signal_fence(memory_order_seq_cst);
+    PSU_TEST_RACE_WINDOW();         /* window 2 */
+#ifdef PSU_TEST_BROKEN_NO_RECHECK
+    (void)fn;
+    uintptr_t again = word;
+#else
+    uintptr_t again = atomic_load_explicit(&fn->current, memory_order_seq_cst);
+#endif
+    if (__builtin_expect(again == word, 1))
+        return (struct psu_call){ psu_code(word), calls };
+    /* Switched under our feet: withdraw (release, as psu_leave). */
+    atomic_store_explicit(calls, 0, memory_order_release);
+    return (struct psu_call){ NULL, NULL };
 }
 
 static __inline__ __attribute__((always_inline)) struct psu_call
@@ -275,16 +362,17 @@ psu_enter(struct psu_function *fn)
     return psu_enter_from(fn, psu_current(fn));
 }
 
+
 static __inline__ __attribute__((always_inline)) void
 psu_leave(struct psu_call call)
 {
     if (!call.calls)
         return;     /* nothing was counted */
     /* Release: everything this call did in the module happens-before the
-     * update thread's acquire load that finds the count back at zero. */
-    atomic_store_explicit(call.calls,
-        atomic_load_explicit(call.calls, memory_order_relaxed) - 1,
-        memory_order_release);
+     * update thread's acquire load that finds the count back at zero.  A
+     * counted call found the count 0 and made it 1 (nested calls count
+     * nothing), so it leaves it 0. */
+    atomic_store_explicit(call.calls, 0, memory_order_release);
 }
 
 #endif /* PSU_FAST_H */

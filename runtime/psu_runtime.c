@@ -225,6 +225,7 @@ static struct psu_thread_record *claim_record(long tid)
 }
 
 _Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
+_Thread_local struct psu_thread_record *psu_fast_record PSU_TLS;
 
 /* Test hook: the fault suite raises a signal in the middle of registration. */
 #ifndef PSU_TEST_REGISTER_HOOK
@@ -234,8 +235,12 @@ _Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
 struct psu_thread_record *psu_thread_register(void)
 {
     struct psu_thread_record *self = psu_thread_record;
-    if (self)
-        return self;        /* a handler that interrupted us finished first */
+    if (self) {
+        /* a handler that interrupted us finished first */
+        if (psu_membarrier_ready)
+            psu_fast_record = self;
+        return self;
+    }
     int saved_errno = errno;
     struct psu_thread_record *r = claim_record(current_tid());
     PSU_TEST_REGISTER_HOOK();
@@ -250,6 +255,12 @@ struct psu_thread_record *psu_thread_register(void)
         atomic_store_explicit(&r->owner, 0, memory_order_release);
         r = expected;
     }
+    /* The general paths' straight-line counted call stores its count with
+     * a plain store, which only membarrier makes safe; without it they keep
+     * to psu_enter_from (psu_fast.h).  psu_membarrier_ready was written
+     * before any thread could call. */
+    if (psu_membarrier_ready)
+        psu_fast_record = r;
     errno = saved_errno;
     return r;
 }

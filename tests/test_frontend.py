@@ -232,9 +232,13 @@ def test_generated_units_reparse(tmp_path):
         names = {f.name for f in reparsed.functions}
         statics = {f.name for f in unit.functions if f.static and f.name in dsu}
         variadic = {f.name for f in unit.functions if f.variadic and f.name in dsu}
-        general = {f"psu_general_{'psu_va_' * (name in variadic)}{name}" for name in dsu} | variadic
+        general = {f"psu_{path}_{'psu_va_' * (name in variadic)}{name}"
+                   for name in dsu for path in ("general", "slow")} | variadic
         assert names == (general if role == "program" else statics | {"add"} if role == "state"
                          else statics)
+        # the bundle's own calls of fib, which it replaces, check its slot (the
+        # check is written among the unit's lines, not the trailer's)
+        assert ("psu_self_fib(n - 1)" in generated) == (role == "code")
         compiles_cleanly(tmp_path, f"gen_{role}.c", generated, "-Wno-unused-function")
 
 

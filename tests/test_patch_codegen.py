@@ -290,3 +290,48 @@ int nested(int x) { for (;;) { switch (x) { case 1: break; } for (;;) { break; }
     assert patch.may_not_return([unit]) == {
         "serve": "loops forever", "run": "calls serve, which may not return",
         "unit.c:routine": "a thread's start routine", "nested": "loops forever"}
+
+
+SELF_CALLS = """\
+#include <stdlib.h>
+struct pair { int a, b; };
+int later(int n);
+int before(int n) { return n > 0 ? later(n - 1) : 0; }          /* above later's definition */
+int later(int n) { return n > 0 ? before(n - 1) + 1 : 0; }
+static int fact(int n) { return n <= 1 ? 1 : n * fact(n - 1); }
+int uses_fact(int n) { return fact(n); }
+struct pair swap(struct pair p) { struct pair q = { p.b, p.a }; return p.a ? swap(q) : q; }
+__attribute__((noreturn)) void stop(int code) { if (code > 1) stop(code - 1); exit(code); }
+int kr(n) int n; { return n > 0 ? kr(n - 1) + 1 : 0; }
+int through(int (*later)(int)) { return later(1); }            /* a parameter by that name */
+int local(int n) { int (*fact)(int) = abs; return fact(n); }   /* a local by a static's name */
+int (*address(void))(int) { return later; }                   /* an address: the program's */
+"""
+
+
+def test_bundle_code_calls_the_functions_it_provides_directly(tmp_path):
+    """Code role: calls written by name of a function the bundle switches or
+    carries go to its inlined `psu_self_` check (recursion, mutual recursion
+    across a definition above the callee's, statics, struct returns, noreturn,
+    K&R); names a parameter or local declaration gives another meaning are
+    left alone; the unit compiles under -Wall -Wextra -Werror."""
+    unit = analyse_text(tmp_path, SELF_CALLS)
+    dsu = manifest.dsu_names(unit, direct_statics="none")
+    everything = {f.qualname for f in unit.functions if f.name in dsu}
+    plan = codegen.UnitPlan(patched={"later", "before", "unit.c:fact", "swap"},
+                            carried=everything - {"later", "before", "unit.c:fact", "swap"})
+    generated = codegen.transform(unit, SELF_CALLS, "code", dsu, "gen_code.c", plan,
+                                  program_functions={f.name for f in unit.functions
+                                                     if f.name in dsu and not f.static})
+    (tmp_path / "gen_code.c").write_text(generated)
+    run(["gcc", "-std=gnu11", "-O2", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function",
+         "-fPIC", f"-I{REPO}/runtime", "-c", "gen_code.c", "-o", "gen_code.o"], tmp_path)
+    for call in ("psu_self_later(n - 1)", "psu_self_before(n - 1)", "n * psu_self_fact(n - 1)",
+                 "return psu_self_fact(n);", "psu_self_swap(q)", "psu_self_stop(code - 1)",
+                 "psu_self_kr(n - 1)"):
+        assert call in generated, call
+    assert "return later(1);" in generated and "return fact(n);" in generated
+    assert "return psu_ext_later;" in generated
+    for qualname in ("later", "before", "unit.c:fact", "swap", "stop", "kr"):
+        assert f"psu_impl_{qualname.split(':')[-1]}(" in generated
+        assert f"psu_version_is_current(&{codegen.slot_symbol(qualname)}," in generated

@@ -58,6 +58,12 @@ def record_symbol(qualname):
     return "psu_fn_" + mangle(qualname)
 
 
+def slot_symbol(qualname):
+    """The exported name of a DSU function's slot (its record), by which a
+    bundle's version of the function asks whether it is still current."""
+    return "psu_slot_" + mangle(qualname)
+
+
 @functools.lru_cache(maxsize=None)
 def _environment():
     return jinja2.Environment(
@@ -159,6 +165,9 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
                 hoisted.append({"qualname": local.qualname,
                                 "definition": local.decl.replace("@NAME@", var_symbol(local.qualname, local.type_hash))})
 
+    if role == "code":
+        _bundle_self_calls(source, unit, dsu_names, plan)
+
     redirected = []
     if role != "program":
         # The state object defines the trampolines of the functions it adds
@@ -222,6 +231,7 @@ def _function_entry(function, role, plan):
         "impl": f"psu_impl_{function.name}",
         "exported": role == "code" and function.qualname in plan.patched | plan.carried,
         "kind": None, "record": f"psu_fn_{name}", "record_static": True,
+        "slot": slot_symbol(function.qualname),
         "initial": "PSU_EXECUTABLE_VERSION", "general_static": bool(function.static),
         "wrapper": None,
     }
@@ -229,7 +239,8 @@ def _function_entry(function, role, plan):
     if role == "program":
         # the executable's version is the definition itself, entered by every call
         entry.update(kind="trampoline", general_static=True,
-                     general_head=head.replace("@NAME@", f"psu_general_{name}"))
+                     general_head=head.replace("@NAME@", f"psu_general_{name}"),
+                     slow_name=f"psu_slow_{name}", slow_head=head.replace("@NAME@", f"psu_slow_{name}"))
     elif role == "state" and added:
         entry.update(kind="trampoline", record=record_symbol(function.qualname),
                      record_static=False, initial="0", general_head=entry["head"],
@@ -305,9 +316,12 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
             close = source.matching_close(brace)
         except CSourceError:
             continue        # a body psu does not edit (its name made by a macro)
+        # a parameter or local declaration by that name means something else there
+        shadowed = _names_declared_in_body(source, brace, close, names) | \
+            (set(function.parameters) & set(names))
         for i in range(brace + 1, close):
             token = source.tokens[i]
-            if token.kind == "ident" and token.text in names and \
+            if token.kind == "ident" and token.text in names and token.text not in shadowed and \
                     source.tokens[i - 1].text not in (".", "->") and not edited(i):
                 source.replace(i, f"psu_ext_{token.text}")
                 first_use.setdefault(token.text, source.declaration_start(name_index))
@@ -317,6 +331,100 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
                                           f'__asm__("{tramp_symbol(name)}") '
                                           f'__attribute__((copy({name}), visibility("default")));\n'
                                           f"#else\n#define psu_ext_{name} {name}\n#endif")
+
+
+def _bundle_self_calls(source, unit, dsu_names, plan):
+    """Code role: calls the unit's code makes to a DSU function whose version
+    this bundle provides (it switches or carries it) go straight to that
+    version, `psu_impl_f`, as in the plain build (gcc inlines and recurses
+    them), instead of through the running program's function: a call is
+    `psu_self_f` (function_entry.c.j2, inlined), which checks that the slot
+    still names `psu_impl_f` (`psu_version_is_current`) and otherwise goes on
+    to the program's function through its exported alias, whose entry finds
+    the newest version.  Nothing is counted: the caller runs in this module,
+    so its thread holds it (docs/memory-ordering.md).  Only calls written by
+    name in a body are redirected (`f(`); an address taken still names the
+    program's `f`, and a call a macro writes still goes through it.  A
+    variadic function (the slot holds its va_list variant) keeps that path."""
+    exported = plan.patched | plan.carried
+    provided = {}
+    for function in unit.functions:
+        if function.name not in dsu_names or function.qualname not in exported or \
+                function.va_head or function.unreadable:
+            continue
+        try:
+            name_index = source.find_name(function.name, function.location.line,
+                                          function.location.column)
+        except CSourceError:
+            continue
+        provided[function.name] = (function, name_index)
+    if not provided:
+        return
+    edits = _environment().get_template("function_entry.c.j2").module
+    in_order = sorted(provided.items(), key=lambda item: item[1][1])
+    for number, (name, (function, name_index)) in enumerate(in_order):
+        forward = tramp_symbol(function.qualname)
+        self_call = {
+            "slot": slot_symbol(function.qualname), "impl": f"psu_impl_{name}", "name": name,
+            "forward": forward, "forward_declaration": function.head.replace("@NAME@", forward),
+            "self_head": function.head.replace("@NAME@", f"psu_self_{name}"),
+            "returns_void": function.returns_void,
+            "args": ", ".join(f"psu_a{i}" for i in range(function.arity))}
+        source.insert_lines_before(source.declaration_start(name_index),
+                                   str(edits.bundle_self(self_call, number == 0)))
+
+    # the calls, in every body of the unit (its direct functions' too: only
+    # this module's code calls those)
+    edited = source.edited_so_far()
+    declared_before = {}
+    for function in unit.functions:
+        try:
+            name_index = source.find_name(function.name, function.location.line,
+                                          function.location.column)
+            brace = source.body_start(name_index, old_style=function.kr_style)
+            close = source.matching_close(brace)
+        except CSourceError:
+            continue
+        shadowed = _names_declared_in_body(source, brace, close, provided) | \
+            (set(function.parameters) & set(provided))
+        for i in range(brace + 1, close):
+            token = source.tokens[i]
+            if token.kind != "ident" or token.text not in provided or \
+                    token.text in shadowed or source.tokens[i + 1].text != "(" or \
+                    source.tokens[i - 1].text in (".", "->") or edited(i):
+                continue
+            callee, callee_index = provided[token.text]
+            if i < callee_index:
+                # a call above the callee's definition: declared by its type
+                # (the type of an unprototyped K&R function says too little)
+                if callee.kr_style:
+                    continue
+                declared_before.setdefault(token.text, source.declaration_start(name_index))
+            source.replace(i, f"psu_self_{token.text}")
+    for name, start in sorted(declared_before.items()):
+        source.insert_lines_before(start, "#pragma GCC diagnostic push\n"
+                                          "#pragma GCC diagnostic ignored \"-Wredundant-decls\"\n"
+                                          f"static __typeof__({name}) psu_self_{name};\n"
+                                          "#pragma GCC diagnostic pop")
+
+
+def _names_declared_in_body(source, brace, close, names):
+    """Of `names`, those a declaration in the body may give another meaning (a
+    local function pointer `int (*walk)(int)`, a variable): written after a type
+    name or a `*` and not called.  Their calls in that body are left alone."""
+    found = set()
+    for i in range(brace + 1, close):
+        token, before = source.tokens[i], source.tokens[i - 1]
+        if token.kind == "ident" and token.text in names and \
+                source.tokens[i + 1].text != "(" and \
+                ((before.kind == "ident" and before.text not in _NOT_TYPES) or before.text == "*"):
+            found.add(token.text)
+    return found
+
+
+# words that may stand before a function's name in an expression
+_NOT_TYPES = {"return", "case", "sizeof", "else", "do", "goto", "__typeof__", "typeof",
+              "__typeof", "_Alignof", "__alignof__", "__extension__"}
 
 
 def _check_on_entry(source, function, name_index, entry, first):

@@ -13,6 +13,14 @@
  * version checks the mark on entry and on exit: a poisoned version running is
  * a failure, i.e. the runtime unloaded code that was still executing.
  *
+ * v1..v4 are bundle versions: half of their recursive calls go straight to
+ * their own version behind the check a bundle's code makes
+ * (psu_version_is_current, codegen._bundle_self_calls), the rest through the
+ * trampoline.  Every call also checks guarantee 2: the updater stamps each
+ * switch with an epoch; a caller reads the epoch before each call, and a
+ * version that had been switched away (and not back) by that epoch must not
+ * run -- a "stale" call.
+ *
  * Usage: stress ITERATIONS CALLERS WINDOW [fallback]
  *   WINDOW: maximum random spin injected by PSU_TEST_RACE_WINDOW (0 = none)
  *   fallback: run with psu_membarrier_ready = 0 (locked add + seq_cst fence)
@@ -46,6 +54,15 @@ static _Atomic unsigned long failures;
 static _Atomic unsigned long calls_made;
 static _Atomic int updater_done;
 
+/* Guarantee 2: `epoch` counts switches (written by the updater, release,
+ * after each switch); switched_in[v] / switched_out[v] hold the epoch stamp
+ * of v's last switch in (stored before the switch's exchange, which releases
+ * it to a caller whose slot read sees v) and out (stored before `epoch`). */
+static _Atomic unsigned long epoch;
+static _Atomic unsigned long switched_in[VERSIONS], switched_out[VERSIONS];
+static _Atomic unsigned long stale;
+static _Thread_local unsigned long call_epoch;      /* read just before each call */
+
 static _Thread_local unsigned rng_state;
 
 static unsigned rng(void)
@@ -78,12 +95,18 @@ static struct psu_function work_record = { PSU_EXECUTABLE_VERSION, "stress.c:wor
 static struct psu_function *work_record_ptr __attribute__((used, section("psu_functions"))) = &work_record;
 
 static long work(int depth);
+static const work_fn version_code[VERSIONS];
+
+static void begin_call(void)
+{
+    call_epoch = atomic_load_explicit(&epoch, memory_order_acquire);
+}
 
 /* The general path, as templates/unit_trailer.c.j2 generates it for the
  * executable (uncounted when nested) ... */
-static __attribute__((noinline)) long work_general(int depth)
+static __attribute__((noinline, cold)) long work_slow(int depth)
 {
-    struct psu_call c = psu_enter_from(&work_record, psu_current(&work_record));
+    struct psu_call c = psu_enter(&work_record);
     if (c.calls) {
         long r = ((work_fn)c.code)(depth);
         psu_leave(c);
@@ -94,13 +117,47 @@ static __attribute__((noinline)) long work_general(int depth)
     return work(depth);
 }
 
+static __attribute__((noinline)) long work_general(int depth)
+{
+    struct psu_thread_record *self = psu_fast_record;
+    struct psu_call c;
+    if (__builtin_expect(self == NULL, 0))
+        return work_slow(depth);
+    c = psu_enter_fast(&work_record, psu_current(&work_record), self);
+    if (__builtin_expect(c.calls != NULL, 1)) {
+        long r = ((work_fn)c.code)(depth);
+        psu_leave(c);
+        return r;
+    }
+    if (c.code)
+        return ((work_fn)c.code)(depth);
+    return work(depth);
+}
+
+/* A bundle's call of its own version, as codegen writes it (function_entry.c.j2,
+ * bundle_self): direct while the slot still names it, else through the
+ * program's function. */
+static inline __attribute__((always_inline)) long self_call(int version, int depth)
+{
+    if (__builtin_expect(!psu_version_is_current(&work_record, version_code[version]), 0))
+        return work(depth);
+    return version_code[version](depth);
+}
+
 static inline __attribute__((always_inline)) long version_body(int version, int depth)
 {
+    unsigned long began = call_epoch;
+    unsigned long in = atomic_load_explicit(&switched_in[version], memory_order_acquire);
+    unsigned long out = atomic_load_explicit(&switched_out[version], memory_order_acquire);
+    if (out > in && out <= began)
+        atomic_fetch_add(&stale, 1);    /* switched away before this call began */
     if (atomic_load_explicit(&poisoned[version], memory_order_relaxed))
         atomic_fetch_add(&failures, 1);
     long r = version;
-    if (depth > 0)
-        r += work(depth - 1);
+    if (depth > 0) {
+        begin_call();
+        r += version != 0 && rng() % 2 ? self_call(version, depth - 1) : work(depth - 1);
+    }
     if (rng() % 8 == 0)
         spin(rng() % 200);
     if (atomic_load_explicit(&poisoned[version], memory_order_relaxed))
@@ -130,6 +187,7 @@ static void *caller(void *arg)
 {
     rng_state = 0x9e3779b9u * (unsigned)(uintptr_t)arg + 1;
     while (!atomic_load_explicit(&updater_done, memory_order_relaxed)) {
+        begin_call();
         work((int)(rng() % (MAX_DEPTH + 1)));
         /* A shared counter is fine here: this is a test, not the fast path.
          * It lets the updater pace itself to the callers (see main). */
@@ -187,12 +245,16 @@ int main(int argc, char **argv)
          * (the exchange below releases it to every caller's acquire load). */
         atomic_store_explicit(&poisoned[next], 0, memory_order_relaxed);
         pending[next] = false;
+        unsigned long stamp = it + 1;
+        atomic_store_explicit(&switched_in[next], stamp, memory_order_relaxed);
         struct psu_switch_item item = {
             .fn = &work_record,
             .new_word = next == 0 ? PSU_EXECUTABLE_VERSION
                                   : ((uintptr_t)next << PSU_MODULE_SHIFT) | (uintptr_t)version_code[next],
         };
         psu_switch(&item, 1);
+        atomic_store_explicit(&switched_out[current], stamp, memory_order_relaxed);
+        atomic_store_explicit(&epoch, stamp, memory_order_release);
         if (current != 0)
             pending[current] = true;
         current = next;
@@ -221,8 +283,8 @@ int main(int argc, char **argv)
     for (int v = 0; v < VERSIONS; v++)
         if (psu_modules[v].functions_current != (v == current ? 1u : 0u))
             accounting_errors++;
-    printf("switches=%lu calls=%lu reclaims=%lu failures=%lu leftover=%lu accounting_errors=%lu membarrier=%d\n",
+    printf("switches=%lu calls=%lu reclaims=%lu failures=%lu leftover=%lu accounting_errors=%lu membarrier=%d stale=%lu\n",
            it, atomic_load(&calls_made), reclaims, atomic_load(&failures), leftover,
-           accounting_errors, psu_membarrier_ready);
+           accounting_errors, psu_membarrier_ready, atomic_load(&stale));
     return 0;
 }
