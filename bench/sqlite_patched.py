@@ -142,13 +142,16 @@ class Profile:
 
 
 def wait_idle(pid, timeout=120):
-    """Until the process is blocked (the shell waiting for its input): its CPU
-    time unchanged over half a second."""
+    """Until the process is blocked (the shell waiting for its input): asleep,
+    its CPU time unchanged over half a second (a process starved by a busy
+    host is runnable, not asleep)."""
     end = time.monotonic() + timeout
     last, steady = None, 0
     while time.monotonic() < end:
         now = common.process_cpu_seconds(pid)
-        steady = steady + 1 if now == last else 0
+        with open(f"/proc/{pid}/stat") as f:
+            sleeping = f.read().rsplit(")", 1)[1].split()[0] == "S"   # not runnable
+        steady = steady + 1 if now == last and sleeping else 0
         if steady >= 5:
             return
         last = now
