@@ -19,16 +19,19 @@ Then, side by side in one run:
 - instructions of the workload alone (callgrind, instrumentation switched on
   only once the shell is ready and, patched, once the bundle is applied), of
   the plain build, the DSU build and the DSU build with the bundle applied;
-  the plain count is checked against a whole-run cachegrind count (the
-  method bench/sqlite_bench.py uses): they differ only by start and exit;
+  checked against bench/sqlite_bench.py's method (cachegrind, whole runs of
+  plain and DSU): the DSU/plain ratios must agree;
 - CPU time of the workload alone (the shell's threads' run time from
   /proc/PID/task/*/schedstat, read once the shell is ready -- and patched --
   and again once its last answer arrived), repetitions interleaved, median and
   spread.
 The patched process is checked: the apply switched exactly the patched
-functions, `status` shows the bundle current for that many, callgrind sees
-every patched function's calls go through its general path (the route to a
-bundle's version), and the workload's output equals the plain build's.
+functions, `status` shows the bundle current for that many, the bundle's
+code ran (instructions in code mapped from no file: its memfd), callgrind
+sees every patched function's calls go through its general path (the route
+to a bundle's version, `psu_general_<name>`, where the runtime has such a
+symbol), and the workload's output equals the plain build's.  The run
+stops with an error if any of this fails.
 
     python bench/sqlite_patched.py [--quick] [--top 20]"""
 import argparse
@@ -249,7 +252,7 @@ def make_revision(root, chosen, functions):
     return tag
 
 
-def make_bundle(root, tag, chosen):
+def make_bundle(root, tag):
     """The bundle v1 -> tag (built once per psu version), and what its report said."""
     bundle = root / "psu-patches" / psu_patch.bundle_name(PROGRAM, "v1", tag)
     stamp = root / f".{tag}-bundle.json"
@@ -432,7 +435,7 @@ def main(quick=False, top=TOP):
     # 2. the revision and its bundle
     tag = make_revision(root, chosen, functions)
     t1 = time.monotonic()
-    made = make_bundle(root, tag, chosen)
+    made = make_bundle(root, tag)
     phases["bundle"] = time.monotonic() - t1
     wanted = sorted(c["qualname"] for c in chosen)
     if made["outcome"] != "built" or made["replaced_functions"] != wanted or made["refused"]:
