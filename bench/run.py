@@ -24,6 +24,7 @@ BENCHMARKS = {                       # name -> module
     "soak": "soak",
     "example_throughput": "example_throughput",
     "sqlite": "sqlite_bench",
+    "sqlite_patched": "sqlite_patched",
     "release_stream": "release_stream",
     "patch_coverage": "patch_coverage",
 }
