@@ -316,7 +316,7 @@ def test_bundle_code_calls_the_functions_it_provides_directly(tmp_path):
     K&R); names a parameter or local declaration gives another meaning are
     left alone; the unit compiles under -Wall -Wextra -Werror."""
     unit = analyse_text(tmp_path, SELF_CALLS)
-    dsu = manifest.dsu_names(unit, direct_statics="none")
+    dsu = DsuPolicy(direct_statics="none").dsu_names(unit)
     everything = {f.qualname for f in unit.functions if f.name in dsu}
     plan = codegen.UnitPlan(patched={"later", "before", "unit.c:fact", "swap"},
                             carried=everything - {"later", "before", "unit.c:fact", "swap"})
