@@ -1,0 +1,354 @@
+"""The model of one unit (`model.Unit`) from its AST: what the unit itself defines.
+
+Only definitions whose coordinates lie in the unit itself are described; what
+headers define is summarised as helpers (for the inlined-helper rule, SPEC §4.4).
+"""
+from pycparser import c_ast
+
+from .astfacts import (BodyFacts, EndlessLoops, NodeCount, References, ThreadRoutines, defines_a_type,
+                       names_in, typenames_in, written_on)
+from .cparse import located_error
+from .declarators import (array_length, declaration_text, innermost_typedecl, is_const, is_prototype,
+                          kr_prototyped, sized_by_uncounted_initializer, takes_label_addresses, temporarily)
+from .digest import sha256
+from .errors import CSourceError
+from .gnuc import FuncDef, GnuCGenerator, OpaqueFunction, Unsupported
+from .model import Function, LocalStatic, Location, Unit, Variable
+from .typecanon import TypeCanon, stronger, type_key
+
+def qualname_of(unit_path, name, static):
+    return f"{unit_path}:{name}" if static else name
+
+
+def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=None):
+    """Build the model of one unit from its AST (only what the unit itself defines).
+    With the unit's `original_text`, names a macro made are recognised: such
+    functions stay direct and such variables unbound."""
+    unit = Unit(path=unit_path, text_hash=text_hash, dsu=dsu, source_hash=source_hash)
+    _Describer(ast, unit, original_text).run()
+    return unit
+
+
+class _Describer:
+    """One pass over a unit's AST: its variables, then its functions."""
+
+    def __init__(self, ast, unit, original_text):
+        self.ast, self.unit, self.path = ast, unit, unit.path
+        self.lines = original_text.splitlines() if original_text is not None else None
+        self.canon = TypeCanon(ast)
+        self.generator = GnuCGenerator()
+        self.file_vars = {}       # name -> Variable, for variables of the unit
+        self.header_statics = {}  # name -> header: mutable statics a header defines here
+        self.functions_known = set()
+        # `static int f(int);` then `int f(int x) {...}`: the definition has internal
+        # linkage too (C11 6.2.2p5), though its own declaration says nothing.
+        self.declared_static = set()
+        # K&R definition -> the prototype in scope where it is defined, if any
+        self.prototype_of = {}
+        prototypes = {}
+        for ext in ast.ext:
+            decl = ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext
+            if isinstance(decl, c_ast.Decl) and self.function_type(decl.type):
+                self.functions_known.add(decl.name)
+                if "static" in (decl.storage or []):
+                    self.declared_static.add(decl.name)
+                if isinstance(ext, c_ast.FuncDef):
+                    self.prototype_of[id(ext)] = prototypes.get(decl.name)
+                elif isinstance(decl.type, c_ast.FuncDecl) and is_prototype(decl.type):
+                    prototypes[decl.name] = decl.type
+        # A bound function-local static becomes a block-scope `extern` of its own
+        # name; every such declaration of one name in a unit, and any file-scope
+        # declaration of it, is one object (C11 6.2.2p4): only the first
+        # function-local static of a name no file scope declares can be bound.
+        self.file_scope_names = {(ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext).name
+                                 for ext in ast.ext if isinstance(ext, (c_ast.Decl, c_ast.FuncDef, OpaqueFunction))}
+        self.bound_local_names = set()
+        self.references = References()
+        for ext in ast.ext:
+            if ext.coord is not None and ext.coord.file == self.path:
+                self.references.visit(ext)
+                if isinstance(ext, OpaqueFunction):   # unread: any name may be a reference
+                    self.references.referenced.update(ext.body_ids)
+        # file-scope variables by name, wherever declared: what a body reads
+        self.file_scope_variables = {ext.name for ext in ast.ext if isinstance(ext, c_ast.Decl) and ext.name
+                                     and not self.function_type(ext.type)
+                                     and "typedef" not in (ext.storage or [])}
+        self.type_roots = {}      # named types the unit's state, signatures and bodies use
+
+    def function_type(self, type_node):
+        """Whether a declaration of this type declares a function: `int f(void);`
+        or, through a typedef, `static declarator_t struct_specifier;` (sparse)."""
+        seen = set()
+        while isinstance(type_node, c_ast.TypeDecl) and isinstance(type_node.type, c_ast.IdentifierType) \
+                and len(type_node.type.names) == 1:
+            key = ("typedef", type_node.type.names[0])
+            if key in seen or key not in self.canon.definitions:
+                return False
+            seen.add(key)
+            type_node = self.canon.definitions[key]
+        return isinstance(type_node, c_ast.FuncDecl)
+
+    def run(self):
+        routines = ThreadRoutines()
+        for ext in self.ast.ext:
+            if isinstance(ext, c_ast.FuncDef) and ext.coord is not None and ext.coord.file == self.path:
+                routines.visit(ext.body)
+        self.unit.thread_routines = sorted(routines.names)
+        for ext in self.ast.ext:
+            if isinstance(ext, c_ast.Decl) and ext.name and \
+                    not self.function_type(ext.type) and "typedef" not in (ext.storage or []):
+                self.variable(ext)
+        for ext in self.ast.ext:
+            if isinstance(ext, c_ast.FuncDef):
+                self.function(ext)
+            elif isinstance(ext, OpaqueFunction):
+                self.opaque_function(ext)
+        self.unit.types = {type_key(k): self.canon.describe_type(k)
+                           for k in sorted(self.canon.reachable(self.type_roots))}
+
+    def use_types(self, found):
+        for key, how in found.items():
+            if stronger(how, self.type_roots.get(key)):
+                self.type_roots[key] = how
+        return sorted(type_key(k) for k, how in found.items() if how != "fnparam")
+
+    def facts(self, decl):
+        """Type text, type hash, initializer hash of a variable declaration.  The
+        type hash covers the type's text and layout (not what its pointers point
+        to: a changed type is reported by itself); the initializer hash covers
+        the values of the enumeration constants and the types it names."""
+        canon = self.canon
+        text = canon.type_text(decl.type)
+        return (text, sha256(text + "\n" + canon.layout(decl.type)), self.init_hash(decl.init))
+
+    def init_reads(self, init):
+        return sorted(names_in(init)[1] & self.file_scope_variables) if init is not None else []
+
+    def init_hash(self, init):
+        if init is None:
+            return sha256("")
+        _, ids = names_in(init)
+        canon = self.canon
+        enums = sorted(canon.expr_text(canon.enum_of_constant[n]) for n in ids if n in canon.enum_of_constant)
+        # a type named in it (sizeof, offsetof, a cast, a compound literal) matters
+        # by the layout of what it holds by value, not by what it points to
+        held = {}
+        for typename in typenames_in(init):
+            canon.references(typename.type, "value", held)
+        layouts = sorted(f"{type_key(k)}={canon.named_layout(k)}" for k, how in held.items() if how == "value")
+        return sha256("\n".join([canon.expr_text(init), *enums, *layouts]))
+
+    def uncounted(self, ext):
+        """Why mutable `T x[] = {...}` cannot be bound ("" if it can): bound as
+        `extern T x[]`, `sizeof x` would no longer compile in a patch."""
+        if not is_const(ext.type) and sized_by_uncounted_initializer(ext, self.canon.enum_of_constant):
+            return "psu cannot count the elements its initializer gives it"
+        return ""
+
+    def variable(self, ext):
+        storage = ext.storage or []
+        if ext.coord.file != self.path:
+            if "static" in storage and not is_const(ext.type):
+                self.header_statics[ext.name] = ext.coord.file
+            return
+        location = Location(self.path, ext.coord.line, ext.coord.column)
+        known = self.file_vars.get(ext.name)
+        if known is not None:                     # another declaration of it
+            known.locations.append(location)
+            if "extern" not in storage:
+                known.definition = True
+                if ext.init is not None:
+                    known.init_hash = self.init_hash(ext.init)
+                    known.reads = self.init_reads(ext.init)
+                    known.length = array_length(ext, self.canon.enum_of_constant)
+                    known.unbound = known.unbound or self.uncounted(ext)
+            return
+        static = "static" in storage
+        type_text, type_hash, init_hash = self.facts(ext)
+        variable = Variable(
+            unbound=("" if written_on(self.lines, ext.name, ext.coord.line) else "made by a macro")
+            or self.uncounted(ext),
+            name=ext.name, qualname=qualname_of(self.path, ext.name, static), static=static,
+            thread_local="_Thread_local" in storage, const=is_const(ext.type),
+            definition="extern" not in storage, type=type_text, type_hash=type_hash,
+            init_hash=init_hash, locations=[location],
+            length=array_length(ext, self.canon.enum_of_constant),
+            type_refs=self.use_types(self.canon.references(ext.type)),
+            reads=self.init_reads(ext.init))
+        self.file_vars[ext.name] = variable
+        self.unit.variables.append(variable)
+
+    def function(self, ext):
+        decl, canon = ext.decl, self.canon
+        facts = BodyFacts()
+        facts.visit(ext.body)
+        body_text = self.generator.visit(ext.body)
+        if ext.coord.file != self.path:
+            self.unit.helpers[decl.name] = {"body_hash": sha256(body_text),
+                                            "callees": sorted(facts.ids & self.functions_known)}
+            return
+        size = NodeCount()
+        size.visit(ext.body)
+        static = "static" in (decl.storage or []) or decl.name in self.declared_static
+        params = decl.type.args.params if decl.type.args else []
+        variadic = any(isinstance(p, c_ast.EllipsisParam) for p in params)
+        kr_style = ext.param_decls is not None or any(isinstance(p, c_ast.ID) for p in params)
+        parameter_names = [p.name for p in params if not isinstance(p, c_ast.EllipsisParam)]
+        if kr_style:
+            # its type as a prototype: the one in scope, or the promoted types
+            decl = kr_prototyped(decl, ext, self.prototype_of.get(id(ext)), canon)
+            params = decl.type.args.params
+        func_type = decl.type
+        if len(params) == 1 and isinstance(params[0], c_ast.Typename) and \
+                canon.type_text(params[0].type) == "void":
+            params = parameter_names = []
+        fixed = [p for p in params if not isinstance(p, c_ast.EllipsisParam)]
+        head = declaration_text(decl, "@NAME@", param_names=[
+            (param, f"psu_a{index}") for index, param in enumerate(fixed)])
+        va_head = ""
+        if variadic:
+            # the variant every version is compiled as: `...` becomes a va_list
+            va_list = c_ast.Decl(f"psu_a{len(fixed)}", [], [], [], [], c_ast.TypeDecl(
+                f"psu_a{len(fixed)}", [], None, c_ast.IdentifierType(["__builtin_va_list"])),
+                None, None)
+            va_decl = c_ast.Decl(decl.name, decl.quals, decl.align, decl.storage, decl.funcspec,
+                                 c_ast.FuncDecl(c_ast.ParamList(fixed + [va_list]), func_type.type),
+                                 None, None)
+            va_head = declaration_text(va_decl, "@NAME@", param_names=[
+                (param, f"psu_a{index}") for index, param in enumerate(fixed)])
+        returns = func_type.type
+        returns_void = isinstance(returns, c_ast.TypeDecl) and canon.type_text(returns) == "void"
+        result = ""
+        if not returns_void:
+            holder = c_ast.Decl(name="psu_result", quals=[], align=[], storage=[], funcspec=[],
+                                type=returns, init=None, bitsize=None)
+            result = declaration_text(holder, "psu_result")
+
+        # The body hash covers the body text and the layout of every type and the
+        # type of every file-scope variable the body names: a struct change shows.
+        named = set(facts.tags) | {("typedef", n) for n in facts.typenames}
+        named |= {("enum", canon.enum_of_constant[n].name) for n in facts.ids
+                  if n in canon.enum_of_constant and canon.enum_of_constant[n].name}
+        touched = canon.names_hash(named)
+        touched += sorted(canon.expr_text(canon.enum_of_constant[n]) for n in facts.ids
+                          if n in canon.enum_of_constant and not canon.enum_of_constant[n].name)
+        # Constant data is private to each version, so its value is part of the code.
+        touched += sorted(f"{n}:{self.file_vars[n].type_hash}" +
+                          (f"={self.file_vars[n].init_hash}" if self.file_vars[n].const else "")
+                          for n in facts.ids if n in self.file_vars and n not in facts.local_names)
+        touched.append(canon.type_hash(func_type))
+        # Its own signature: text, and the layout of what it takes or returns by value.
+        signature_refs = {}
+        for p in params:
+            if not isinstance(p, (c_ast.EllipsisParam, c_ast.ID)):
+                canon.references(p.type, "value", signature_refs)
+        canon.references(func_type.type, "value", signature_refs)
+        signature_text = canon.type_text(func_type)
+        signature_hash = sha256(signature_text + "\n" + "\n".join(
+            f"{type_key(k)}={canon.named_layout(k)}" for k, how in sorted(signature_refs.items())
+            if how == "value"))
+        body_types = {k: "value" for k in named if k in canon.definitions and k not in facts.local_types}
+        if ext.param_decls:      # K&R: `char c;` and `int c;` are one promoted signature
+            touched.append(";".join(self.generator.visit(d) for d in ext.param_decls))
+
+        seen = {}
+        locals_ = [self.local_static(decl.name, local, facts, seen) for local in facts.statics]
+        endless = EndlessLoops()
+        endless.visit(ext.body)
+        self.unit.functions.append(Function(
+            name=decl.name, qualname=qualname_of(self.path, decl.name, static), static=static,
+            inline="inline" in (decl.funcspec or []), variadic=variadic, kr_style=kr_style,
+            macro_made=not written_on(self.lines, decl.name, decl.coord.line),
+            size=size.nodes, address_taken=decl.name in self.references.referenced,
+            signature=declaration_text(decl, "@NAME@"), head=head, va_head=va_head,
+            arity=len(fixed),
+            returns_void=returns_void, result=result, signature_hash=signature_hash,
+            body_hash=sha256(body_text + "\n" + "\n".join(touched)),
+            callees=sorted((facts.ids & self.functions_known) - facts.local_names),
+            header_statics=sorted(f"{n} ({self.header_statics[n]})" for n in
+                                  (facts.ids & set(self.header_statics)) - facts.local_names),
+            locals=locals_, location=Location(self.path, decl.coord.line, decl.coord.column),
+            parameters=parameter_names, loops_forever=endless.found,
+            body_line=ext.body.coord.line if ext.body.coord else 0,
+            signature_types=self.use_types(signature_refs),
+            body_types=self.use_types(body_types),
+            reads=sorted((facts.ids & self.file_scope_variables) - facts.local_names - self.functions_known),
+            members=sorted(facts.members),
+            body_end_line=ext.end[0] if isinstance(ext, FuncDef) and ext.end else 0))
+
+    def opaque_function(self, ext):
+        """A definition whose body the parser could not read: kept direct.  Its
+        hash is its body's token text, its callees the known functions it names;
+        the error (with its location) says what to exclude."""
+        decl = ext.decl
+        body_hash = sha256(ext.body_text)
+        callees = sorted(set(ext.body_ids) & self.functions_known)
+        if ext.coord.file != self.path:
+            self.unit.helpers[decl.name] = {"body_hash": body_hash, "callees": callees}
+            return
+        if isinstance(ext.error, Unsupported):
+            coord = ext.error.coord
+            error = CSourceError(coord.file, coord.line, coord.column or 0,
+                                 f"cannot parse {ext.error.construct}: {ext.error.detail}")
+        else:
+            error = located_error(str(ext.error), self.path,
+                                   "\n".join(self.lines) if self.lines else None)
+        static = "static" in (decl.storage or []) or decl.name in self.declared_static
+        params = decl.type.args.params if decl.type.args else []
+        self.unit.functions.append(Function(
+            name=decl.name, qualname=qualname_of(self.path, decl.name, static), static=static,
+            inline="inline" in (decl.funcspec or []),
+            variadic=any(isinstance(p, c_ast.EllipsisParam) for p in params),
+            kr_style=any(isinstance(p, c_ast.ID) for p in params),
+            macro_made=not written_on(self.lines, decl.name, decl.coord.line),
+            size=len(ext.body_text), address_taken=decl.name in self.references.referenced,
+            signature=declaration_text(decl, "@NAME@"), head="", va_head="", arity=len(params),
+            returns_void=False, result="", signature_hash=self.canon.type_hash(decl.type),
+            body_hash=body_hash, callees=callees, locals=[],
+            location=Location(self.path, decl.coord.line, decl.coord.column), parameters=[],
+            body_line=ext.body_coord.line, body_end_line=ext.end[0],
+            unreadable=f"{error}; add '{decl.name}' to PSU_EXCLUDE (psu then calls it directly, "
+                       "and the rest of its unit stays updatable)" +
+                       ("; its static variables cannot be bound, so keep it unchanged across updates"
+                        if ext.has_static else "")))
+
+    def local_static(self, function, local, facts, seen):
+        """A function-local static: its model, and whether it can be bound."""
+        seen[local.name] = seen.get(local.name, 0) + 1
+        qualname = f"{self.path}:{function}:{local.name}" + \
+            (f"#{seen[local.name]}" if seen[local.name] > 1 else "")
+        type_text, type_hash, init_hash = self.facts(local)
+        type_names, init_ids = names_in(local.type)
+        if local.init is not None:
+            init_types, init_ids = names_in(local.init)
+            type_names |= init_types
+        unbound = ""
+        if type_names & facts.local_types or defines_a_type(local.type):
+            unbound = "its type is declared inside the function"
+        elif (init_ids & facts.local_names) - {local.name}:
+            unbound = "its initializer names something declared inside the function"
+        elif not written_on(self.lines, local.name, local.coord.line):
+            unbound = "made by a macro"
+        elif local.init is not None and takes_label_addresses(local.init):
+            unbound = "its initializer takes the address of a label of the function"
+        elif sized_by_uncounted_initializer(local, self.canon.enum_of_constant):
+            unbound = "psu cannot count the elements its initializer gives it"
+        elif local.name in self.file_scope_names:
+            unbound = f"a file-scope declaration of '{local.name}' would be the same object"
+        elif local.name in self.bound_local_names and not (is_const(local.type)):
+            unbound = f"another function-local static '{local.name}' of this unit is bound, " \
+                      "and one name can be bound once"
+        if not unbound and not is_const(local.type):
+            self.bound_local_names.add(local.name)
+        storage = [s for s in local.storage if s != "static"]
+        with temporarily([(local, "name", "@NAME@"),
+                           (innermost_typedecl(local.type), "declname", "@NAME@"),
+                           (local, "storage", storage), (local, "funcspec", [])]):
+            hoisted = self.generator.visit(local)
+        return LocalStatic(
+            name=local.name, qualname=qualname, type=type_text, type_hash=type_hash,
+            init_hash=init_hash, decl=hoisted,
+            thread_local="_Thread_local" in local.storage, const=is_const(local.type),
+            location=Location(self.path, local.coord.line, local.coord.column),
+            length=array_length(local, self.canon.enum_of_constant), unbound=unbound,
+            type_refs=self.use_types(self.canon.references(local.type)))
