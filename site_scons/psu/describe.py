@@ -3,6 +3,9 @@
 Only definitions whose coordinates lie in the unit itself are described; what
 headers define is summarised as helpers (for the inlined-helper rule, SPEC §4.4).
 """
+import copy
+from dataclasses import dataclass, field
+
 from pycparser import c_ast
 
 from .astfacts import (BodyFacts, EndlessLoops, NodeCount, References, ThreadRoutines, defines_a_type,
@@ -24,16 +27,61 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
     """Build the model of one unit from its AST (only what the unit itself defines).
     With the unit's `original_text`, names a macro made are recognised: such
     functions stay direct and such variables unbound."""
+    return describe_reusing(ast, unit_path, text_hash, dsu, source_hash, original_text)[0]
+
+
+def describe_reusing(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=None,
+                     known_records=None):
+    """`describe`, taking the record of each definition in `known_records`
+    (id(FuncDef) -> FunctionRecord) as it is; returns the unit and the records
+    of the definitions described now."""
     unit = Unit(path=unit_path, text_hash=text_hash, dsu=dsu, source_hash=source_hash)
-    _Describer(ast, unit, original_text).run()
-    return unit
+    describer = _Describer(ast, unit, original_text, known_records)
+    describer.run()
+    return unit, describer.new_records
+
+
+@dataclass
+class FunctionRecord:
+    """What one function definition contributes to its unit.  It depends on the
+    definition and on the unit's declarations (types, variables, prototypes),
+    never on another definition: what does (whether its address is taken, which
+    function-local static of a name is bound) is decided when the unit is put
+    together (`_Describer.add_function`).  So a record can be reused for an
+    unchanged definition of an otherwise changed unit (incremental.py)."""
+    name: str
+    helper: dict = None        # defined in a header: {"body_hash", "callees"}
+    function: Function = None  # address_taken not set, locals' `unbound` as far as known
+    referenced: list = field(default_factory=list)       # names used other than as a callee
+    thread_routines: list = field(default_factory=list)  # names it passes to pthread_create
+    type_uses: list = field(default_factory=list)        # [kind, name, how] of each named type used
+
+
+class _Prototype:
+    """A definition's type as a prototype and the texts codegen declares it with
+    (attributes set by `_Describer._prototype`)."""
+
+
+def _node_count(body):
+    count = NodeCount()
+    count.visit(body)
+    return count.nodes
+
+
+def _loops_forever(body):
+    endless = EndlessLoops()
+    endless.visit(body)
+    return endless.found
 
 
 class _Describer:
     """One pass over a unit's AST: its variables, then its functions."""
 
-    def __init__(self, ast, unit, original_text):
+    def __init__(self, ast, unit, original_text, known_records=None):
         self.ast, self.unit, self.path = ast, unit, unit.path
+        # id(FuncDef) -> FunctionRecord: definitions described before (their
+        # FuncDef holds the head only); new_records: those described now
+        self.known_records, self.new_records = known_records or {}, {}
         self.lines = original_text.splitlines() if original_text is not None else None
         self.canon = TypeCanon(ast)
         self.generator = GnuCGenerator()
@@ -66,7 +114,10 @@ class _Describer:
         self.references = References()
         for ext in ast.ext:
             if ext.coord is not None and ext.coord.file == self.path:
-                self.references.visit(ext)
+                if id(ext) in self.known_records:
+                    self.references.referenced.update(self.known_records[id(ext)].referenced)
+                else:
+                    self.references.visit(ext)
                 if isinstance(ext, OpaqueFunction):   # unread: any name may be a reference
                     self.references.referenced.update(ext.body_ids)
         # file-scope variables by name, wherever declared: what a body reads
@@ -89,22 +140,41 @@ class _Describer:
         return isinstance(type_node, c_ast.FuncDecl)
 
     def run(self):
-        routines = ThreadRoutines()
-        for ext in self.ast.ext:
-            if isinstance(ext, c_ast.FuncDef) and ext.coord is not None and ext.coord.file == self.path:
-                routines.visit(ext.body)
-        self.unit.thread_routines = sorted(routines.names)
+        self.unit.thread_routines = sorted(self.thread_routines())
         for ext in self.ast.ext:
             if isinstance(ext, c_ast.Decl) and ext.name and \
                     not self.function_type(ext.type) and "typedef" not in (ext.storage or []):
                 self.variable(ext)
         for ext in self.ast.ext:
             if isinstance(ext, c_ast.FuncDef):
-                self.function(ext)
+                record = self.known_records.get(id(ext))
+                if record is None:
+                    record = self.new_records[id(ext)] = self.function_record(ext)
+                self.add_function(record)
             elif isinstance(ext, OpaqueFunction):
                 self.opaque_function(ext)
         self.unit.types = {type_key(k): self.canon.describe_type(k)
                            for k in sorted(self.canon.reachable(self.type_roots))}
+
+    def thread_routines(self):
+        """What the unit's own functions pass to pthread_create."""
+        names = set()
+        for ext in self.ast.ext:
+            if isinstance(ext, c_ast.FuncDef) and ext.coord is not None and ext.coord.file == self.path:
+                record = self.known_records.get(id(ext))
+                if record is not None:
+                    names.update(record.thread_routines)
+                else:
+                    routines = ThreadRoutines()
+                    routines.visit(ext.body)
+                    names |= routines.names
+        return names
+
+    def type_names(self, found, type_uses):
+        """The names of the named types in `found` that are held or pointed to;
+        `type_uses` collects them all for `use_types`."""
+        type_uses.extend([key[0], key[1], how] for key, how in sorted(found.items()))
+        return sorted(type_key(k) for k, how in found.items() if how != "fnparam")
 
     def use_types(self, found):
         for key, how in found.items():
@@ -178,103 +248,145 @@ class _Describer:
         self.file_vars[ext.name] = variable
         self.unit.variables.append(variable)
 
-    def function(self, ext):
-        decl, canon = ext.decl, self.canon
+    def function_record(self, ext):
+        """What the definition `ext` contributes, from it and the unit's
+        declarations alone (see FunctionRecord)."""
         facts = BodyFacts()
         facts.visit(ext.body)
         body_text = self.generator.visit(ext.body)
         if ext.coord.file != self.path:
-            self.unit.helpers[decl.name] = {"body_hash": sha256(body_text),
-                                            "callees": sorted(facts.ids & self.functions_known)}
+            return FunctionRecord(ext.decl.name, helper={"body_hash": sha256(body_text),
+                                                         "callees": sorted(facts.ids & self.functions_known)})
+        record = FunctionRecord(ext.decl.name)
+        references, routines = References(), ThreadRoutines()
+        references.visit(ext)
+        routines.visit(ext.body)
+        record.referenced, record.thread_routines = sorted(references.referenced), sorted(routines.names)
+        decl, prototype = ext.decl, self._prototype(ext)
+        seen = {}
+        record.function = Function(
+            name=decl.name, qualname=qualname_of(self.path, decl.name, prototype.static),
+            static=prototype.static, inline="inline" in (decl.funcspec or []),
+            variadic=prototype.variadic, kr_style=prototype.kr_style,
+            macro_made=not written_on(self.lines, decl.name, decl.coord.line),
+            size=_node_count(ext.body), address_taken=False,
+            signature=declaration_text(prototype.decl, "@NAME@"), head=prototype.head,
+            va_head=prototype.va_head, arity=len(prototype.fixed),
+            returns_void=prototype.returns_void, result=prototype.result,
+            signature_hash=self._signature_hash(prototype),
+            body_hash=sha256(body_text + "\n" + "\n".join(self._touched(ext, prototype, facts))),
+            callees=sorted((facts.ids & self.functions_known) - facts.local_names),
+            header_statics=sorted(f"{n} ({self.header_statics[n]})" for n in
+                                  (facts.ids & set(self.header_statics)) - facts.local_names),
+            locals=[self.local_static(decl.name, local, facts, seen, record.type_uses)
+                    for local in facts.statics],
+            location=Location(self.path, decl.coord.line, decl.coord.column),
+            parameters=prototype.parameter_names, loops_forever=_loops_forever(ext.body),
+            body_line=ext.body.coord.line if ext.body.coord else 0,
+            signature_types=self.type_names(prototype.signature_refs, record.type_uses),
+            body_types=self.type_names({k: "value" for k in self._named_types(facts)
+                                        if k in self.canon.definitions and k not in facts.local_types},
+                                       record.type_uses),
+            reads=sorted((facts.ids & self.file_scope_variables) - facts.local_names - self.functions_known),
+            members=sorted(facts.members),
+            body_end_line=ext.end[0] if isinstance(ext, FuncDef) and ext.end else 0)
+        return record
+
+    def add_function(self, record):
+        """Enter a function's record into the unit, deciding what depends on
+        the unit's other functions: whether its address is taken, and which of
+        its function-local statics are bound (one name can be bound once)."""
+        if record.helper is not None:
+            self.unit.helpers[record.name] = dict(record.helper)
             return
-        size = NodeCount()
-        size.visit(ext.body)
-        static = "static" in (decl.storage or []) or decl.name in self.declared_static
+        function = copy.deepcopy(record.function)
+        function.address_taken = function.name in self.references.referenced
+        for local in function.locals:
+            if not local.unbound and local.name in self.bound_local_names and not local.const:
+                local.unbound = f"another function-local static '{local.name}' of this unit is bound, " \
+                                "and one name can be bound once"
+            if not local.unbound and not local.const:
+                self.bound_local_names.add(local.name)
+        for kind, name, how in record.type_uses:
+            self.use_types({(kind, name): how})
+        self.unit.functions.append(function)
+
+    def _prototype(self, ext):
+        """The definition's type as a prototype, and the texts codegen declares it with."""
+        decl, canon = ext.decl, self.canon
+        found = _Prototype()
+        found.static = "static" in (decl.storage or []) or decl.name in self.declared_static
         params = decl.type.args.params if decl.type.args else []
-        variadic = any(isinstance(p, c_ast.EllipsisParam) for p in params)
-        kr_style = ext.param_decls is not None or any(isinstance(p, c_ast.ID) for p in params)
-        parameter_names = [p.name for p in params if not isinstance(p, c_ast.EllipsisParam)]
-        if kr_style:
+        found.variadic = any(isinstance(p, c_ast.EllipsisParam) for p in params)
+        found.kr_style = ext.param_decls is not None or any(isinstance(p, c_ast.ID) for p in params)
+        found.parameter_names = [p.name for p in params if not isinstance(p, c_ast.EllipsisParam)]
+        if found.kr_style:
             # its type as a prototype: the one in scope, or the promoted types
             decl = kr_prototyped(decl, ext, self.prototype_of.get(id(ext)), canon)
             params = decl.type.args.params
-        func_type = decl.type
+        found.decl = decl
         if len(params) == 1 and isinstance(params[0], c_ast.Typename) and \
                 canon.type_text(params[0].type) == "void":
-            params = parameter_names = []
-        fixed = [p for p in params if not isinstance(p, c_ast.EllipsisParam)]
-        head = declaration_text(decl, "@NAME@", param_names=[
-            (param, f"psu_a{index}") for index, param in enumerate(fixed)])
-        va_head = ""
-        if variadic:
+            params = found.parameter_names = []
+        found.params = params
+        found.fixed = [p for p in params if not isinstance(p, c_ast.EllipsisParam)]
+        renamed = [(param, f"psu_a{index}") for index, param in enumerate(found.fixed)]
+        found.head = declaration_text(decl, "@NAME@", param_names=renamed)
+        found.va_head = ""
+        if found.variadic:
             # the variant every version is compiled as: `...` becomes a va_list
-            va_list = c_ast.Decl(f"psu_a{len(fixed)}", [], [], [], [], c_ast.TypeDecl(
-                f"psu_a{len(fixed)}", [], None, c_ast.IdentifierType(["__builtin_va_list"])),
-                None, None)
+            va_name = f"psu_a{len(found.fixed)}"
+            va_list = c_ast.Decl(va_name, [], [], [], [], c_ast.TypeDecl(
+                va_name, [], None, c_ast.IdentifierType(["__builtin_va_list"])), None, None)
             va_decl = c_ast.Decl(decl.name, decl.quals, decl.align, decl.storage, decl.funcspec,
-                                 c_ast.FuncDecl(c_ast.ParamList(fixed + [va_list]), func_type.type),
+                                 c_ast.FuncDecl(c_ast.ParamList(found.fixed + [va_list]), decl.type.type),
                                  None, None)
-            va_head = declaration_text(va_decl, "@NAME@", param_names=[
-                (param, f"psu_a{index}") for index, param in enumerate(fixed)])
-        returns = func_type.type
-        returns_void = isinstance(returns, c_ast.TypeDecl) and canon.type_text(returns) == "void"
-        result = ""
-        if not returns_void:
+            found.va_head = declaration_text(va_decl, "@NAME@", param_names=renamed)
+        returns = decl.type.type
+        found.returns_void = isinstance(returns, c_ast.TypeDecl) and canon.type_text(returns) == "void"
+        found.result = ""
+        if not found.returns_void:
             holder = c_ast.Decl(name="psu_result", quals=[], align=[], storage=[], funcspec=[],
                                 type=returns, init=None, bitsize=None)
-            result = declaration_text(holder, "psu_result")
+            found.result = declaration_text(holder, "psu_result")
+        # what it takes or returns by value decides the signature's layout
+        found.signature_refs = {}
+        for p in params:
+            if not isinstance(p, (c_ast.EllipsisParam, c_ast.ID)):
+                canon.references(p.type, "value", found.signature_refs)
+        canon.references(returns, "value", found.signature_refs)
+        return found
 
-        # The body hash covers the body text and the layout of every type and the
-        # type of every file-scope variable the body names: a struct change shows.
+    def _signature_hash(self, prototype):
+        """Its own signature: text, and the layout of what it takes or returns by value."""
+        canon = self.canon
+        return sha256(canon.type_text(prototype.decl.type) + "\n" + "\n".join(
+            f"{type_key(k)}={canon.named_layout(k)}" for k, how in sorted(prototype.signature_refs.items())
+            if how == "value"))
+
+    def _named_types(self, facts):
+        canon = self.canon
         named = set(facts.tags) | {("typedef", n) for n in facts.typenames}
         named |= {("enum", canon.enum_of_constant[n].name) for n in facts.ids
                   if n in canon.enum_of_constant and canon.enum_of_constant[n].name}
-        touched = canon.names_hash(named)
+        return named
+
+    def _touched(self, ext, prototype, facts):
+        """What the body hash covers besides the body's text: the layout of every
+        type and the type of every file-scope variable the body names, so a
+        struct change shows."""
+        canon = self.canon
+        touched = canon.names_hash(self._named_types(facts))
         touched += sorted(canon.expr_text(canon.enum_of_constant[n]) for n in facts.ids
                           if n in canon.enum_of_constant and not canon.enum_of_constant[n].name)
         # Constant data is private to each version, so its value is part of the code.
         touched += sorted(f"{n}:{self.file_vars[n].type_hash}" +
                           (f"={self.file_vars[n].init_hash}" if self.file_vars[n].const else "")
                           for n in facts.ids if n in self.file_vars and n not in facts.local_names)
-        touched.append(canon.type_hash(func_type))
-        # Its own signature: text, and the layout of what it takes or returns by value.
-        signature_refs = {}
-        for p in params:
-            if not isinstance(p, (c_ast.EllipsisParam, c_ast.ID)):
-                canon.references(p.type, "value", signature_refs)
-        canon.references(func_type.type, "value", signature_refs)
-        signature_text = canon.type_text(func_type)
-        signature_hash = sha256(signature_text + "\n" + "\n".join(
-            f"{type_key(k)}={canon.named_layout(k)}" for k, how in sorted(signature_refs.items())
-            if how == "value"))
-        body_types = {k: "value" for k in named if k in canon.definitions and k not in facts.local_types}
+        touched.append(canon.type_hash(prototype.decl.type))
         if ext.param_decls:      # K&R: `char c;` and `int c;` are one promoted signature
             touched.append(";".join(self.generator.visit(d) for d in ext.param_decls))
-
-        seen = {}
-        locals_ = [self.local_static(decl.name, local, facts, seen) for local in facts.statics]
-        endless = EndlessLoops()
-        endless.visit(ext.body)
-        self.unit.functions.append(Function(
-            name=decl.name, qualname=qualname_of(self.path, decl.name, static), static=static,
-            inline="inline" in (decl.funcspec or []), variadic=variadic, kr_style=kr_style,
-            macro_made=not written_on(self.lines, decl.name, decl.coord.line),
-            size=size.nodes, address_taken=decl.name in self.references.referenced,
-            signature=declaration_text(decl, "@NAME@"), head=head, va_head=va_head,
-            arity=len(fixed),
-            returns_void=returns_void, result=result, signature_hash=signature_hash,
-            body_hash=sha256(body_text + "\n" + "\n".join(touched)),
-            callees=sorted((facts.ids & self.functions_known) - facts.local_names),
-            header_statics=sorted(f"{n} ({self.header_statics[n]})" for n in
-                                  (facts.ids & set(self.header_statics)) - facts.local_names),
-            locals=locals_, location=Location(self.path, decl.coord.line, decl.coord.column),
-            parameters=parameter_names, loops_forever=endless.found,
-            body_line=ext.body.coord.line if ext.body.coord else 0,
-            signature_types=self.use_types(signature_refs),
-            body_types=self.use_types(body_types),
-            reads=sorted((facts.ids & self.file_scope_variables) - facts.local_names - self.functions_known),
-            members=sorted(facts.members),
-            body_end_line=ext.end[0] if isinstance(ext, FuncDef) and ext.end else 0))
+        return touched
 
     def opaque_function(self, ext):
         """A definition whose body the parser could not read: kept direct.  Its
@@ -312,8 +424,9 @@ class _Describer:
                        ("; its static variables cannot be bound, so keep it unchanged across updates"
                         if ext.has_static else "")))
 
-    def local_static(self, function, local, facts, seen):
-        """A function-local static: its model, and whether it can be bound."""
+    def local_static(self, function, local, facts, seen, type_uses):
+        """A function-local static: its model, and whether it can be bound as far
+        as its own function decides (`add_function` decides the rest)."""
         seen[local.name] = seen.get(local.name, 0) + 1
         qualname = f"{self.path}:{function}:{local.name}" + \
             (f"#{seen[local.name]}" if seen[local.name] > 1 else "")
@@ -335,11 +448,6 @@ class _Describer:
             unbound = "psu cannot count the elements its initializer gives it"
         elif local.name in self.file_scope_names:
             unbound = f"a file-scope declaration of '{local.name}' would be the same object"
-        elif local.name in self.bound_local_names and not (is_const(local.type)):
-            unbound = f"another function-local static '{local.name}' of this unit is bound, " \
-                      "and one name can be bound once"
-        if not unbound and not is_const(local.type):
-            self.bound_local_names.add(local.name)
         storage = [s for s in local.storage if s != "static"]
         with temporarily([(local, "name", "@NAME@"),
                            (innermost_typedecl(local.type), "declname", "@NAME@"),
@@ -351,4 +459,4 @@ class _Describer:
             thread_local="_Thread_local" in local.storage, const=is_const(local.type),
             location=Location(self.path, local.coord.line, local.coord.column),
             length=array_length(local, self.canon.enum_of_constant), unbound=unbound,
-            type_refs=self.use_types(self.canon.references(local.type)))
+            type_refs=self.type_names(self.canon.references(local.type), type_uses))
