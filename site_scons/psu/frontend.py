@@ -8,7 +8,7 @@ before hashing, so a manifest is a function of the source and flags alone.
 """
 import os
 
-from . import analysis_cache
+from . import analysis_cache, incremental
 from .cparse import parse
 from .describe import describe
 from .digest import sha256
@@ -38,7 +38,11 @@ def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
     if unit is None:
         with open(os.path.join(cwd, path), encoding="utf-8", errors="surrogateescape") as f:
             original = f.read()
-        unit = _described(path, dsu, preprocessed, original, cwd)
+        unit = None
+        if key:     # reuse what the cache knows of its function definitions
+            unit = incremental.analyse(preprocessed, path, dsu, original, sha256(preprocessed), cache_dir)
+        if unit is None:
+            unit = _described(path, dsu, preprocessed, original, cwd)
         if dsu:
             unit.storage_macros = storage_macros(path, cc, flags, cwd)
         if key:
