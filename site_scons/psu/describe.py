@@ -55,6 +55,18 @@ class FunctionRecord:
     referenced: list = field(default_factory=list)       # names used other than as a callee
     thread_routines: list = field(default_factory=list)  # names it passes to pthread_create
     type_uses: list = field(default_factory=list)        # [kind, name, how] of each named type used
+    # What the unit's other parts read of its head: its storage class, and
+    # whether its parameters define a type (then the head must be parsed).
+    storage: list = field(default_factory=list)
+    head_defines_type: bool = False
+
+    def stand_in(self, coord):
+        """A FuncDef with this record's name and storage, for a definition
+        whose head need not be parsed: what the rest of the unit reads of it."""
+        int_type = c_ast.TypeDecl(self.name, [], None, c_ast.IdentifierType(["int"]))
+        decl = c_ast.Decl(self.name, [], [], list(self.storage), [], c_ast.FuncDecl(None, int_type),
+                          None, None, coord)
+        return FuncDef(decl, None, c_ast.Compound([], coord), coord)
 
 
 class _Prototype:
@@ -256,8 +268,11 @@ class _Describer:
         body_text = self.generator.visit(ext.body)
         if ext.coord.file != self.path:
             return FunctionRecord(ext.decl.name, helper={"body_hash": sha256(body_text),
-                                                         "callees": sorted(facts.ids & self.functions_known)})
-        record = FunctionRecord(ext.decl.name)
+                                                         "callees": sorted(facts.ids & self.functions_known)},
+                                  storage=list(ext.decl.storage or []),
+                                  head_defines_type=defines_a_type(ext.decl))
+        record = FunctionRecord(ext.decl.name, storage=list(ext.decl.storage or []),
+                                head_defines_type=defines_a_type(ext.decl))
         references, routines = References(), ThreadRoutines()
         references.visit(ext)
         routines.visit(ext.body)

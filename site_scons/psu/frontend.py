@@ -6,6 +6,7 @@ Everything that could differ between two checkouts of the same source
 (`__FILE__`, `__LINE__`, `__DATE__`, line markers, directories) is neutralised
 before hashing, so a manifest is a function of the source and flags alone.
 """
+import concurrent.futures
 import os
 
 from . import analysis_cache, incremental
@@ -29,8 +30,13 @@ def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
     """Preprocess, parse and describe the unit `path` (relative to `cwd`).  A unit
     outside the DSU units is described too (its definitions are compared, not its
     text), unless it cannot be parsed: then its text is all there is to compare."""
-    preprocessed = preprocess(path, cc, flags, cwd)
-    text_hash = code_text_hash(path, cc, flags, cwd)
+    # the compiler runs three times over the unit: side by side
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as runs:
+        preprocessing = runs.submit(preprocess, path, cc, flags, cwd)
+        compiler_view = runs.submit(code_text_hash, path, cc, flags, cwd)
+        macros = runs.submit(storage_macros, path, cc, flags, cwd) if dsu else None
+        preprocessed, text_hash = preprocessing.result(), compiler_view.result()
+        macros = macros.result() if macros is not None else None
     with open(os.path.join(cwd, path), "rb") as f:
         original_bytes = f.read()
     key = analysis_cache.unit_key(path, dsu, original_bytes, preprocessed) if cache_dir else None
@@ -44,7 +50,7 @@ def analyse(path, cc, flags, cwd, dsu=True, cache_dir=None):
         if unit is None:
             unit = _described(path, dsu, preprocessed, original, cwd)
         if dsu:
-            unit.storage_macros = storage_macros(path, cc, flags, cwd)
+            unit.storage_macros = macros
         if key:
             analysis_cache.store_unit(cache_dir, key, unit)
     # the compiler's view (attributes, pragmas) is not in the key: always its own

@@ -33,6 +33,7 @@ import re
 from dataclasses import asdict
 
 from pycparser import c_ast
+from pycparser.c_parser import Coord
 from pycparser.c_parser import _TokenStream
 
 from . import analysis_cache
@@ -231,6 +232,13 @@ class _ChunkParser(GnuCParser):
             self.added_typedefs.append(name)
         super()._add_typedef_name(name, coord)
 
+    def declare(self, name):
+        """Enter a definition's name as its parse would (False: it is a typedef)."""
+        if self._scope_stack[0].get(name):
+            return False
+        self._scope_stack[0][name] = False
+        return True
+
     def parse_chunk(self, text, file, line):
         self.clex.input(f'# {line} "{file}"\n' + text, file)
         self._tokens = _TokenStream(self.clex)
@@ -272,7 +280,11 @@ def analyse(preprocessed, path, dsu, original, source_hash, cache_dir):
                 key = hashlib.sha256("\0".join([context, typedef_state, chunk.file, chunk.key_text,
                                                 chunk.span]).encode()).hexdigest()
                 record = _load_record(cache_dir, key, chunk.line)
-            if record is not None:
+            if record is not None and not record.head_defines_type:
+                found = [record.stand_in(Coord(chunk.file, chunk.line))]
+                if not parser.declare(record.name):
+                    return None
+            elif record is not None:
                 head = preprocessed[line_starts[chunk.first]:chunk.body]
                 found = parser.parse_chunk(head + "{}", chunk.file, chunk.line)
             else:
@@ -328,13 +340,15 @@ def _load_record(cache_dir, key, line):
                                    "variables": [], "helpers": {}}).functions[0]
     return FunctionRecord(data["name"], helper=data["helper"], function=function,
                           referenced=data["referenced"], thread_routines=data["thread_routines"],
-                          type_uses=data["type_uses"])
+                          type_uses=data["type_uses"], storage=data["storage"],
+                          head_defines_type=data["head_defines_type"])
 
 
 def _store_record(cache_dir, key, record, line):
     data = {"name": record.name, "helper": record.helper, "line": line,
             "function": asdict(record.function) if record.function is not None else None,
             "referenced": record.referenced, "thread_routines": record.thread_routines,
-            "type_uses": record.type_uses}
+            "type_uses": record.type_uses, "storage": record.storage,
+            "head_defines_type": record.head_defines_type}
     analysis_cache.write_atomically(os.path.join(cache_dir, "functions", key[:2], key + ".record"),
                                     json.dumps(data, sort_keys=True))
