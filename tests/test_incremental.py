@@ -186,3 +186,23 @@ def test_an_exported_tree_hits_the_checkouts_cache(tmp_path):
     again = frontend.analyse("unit.c", "gcc", flags, str(exported), cache_dir=str(cache))
     assert set(cache.rglob("*")) == stored
     assert _manifest_bytes(again) == _manifest_bytes(first)
+
+
+@pytest.mark.realcode
+def test_sqlite_one_body_change_analysed_incrementally_is_the_full_analysis(tmp_path):
+    """sqlite3.c 3.45.0 with one body changed (two lines added: every definition
+    below moves down), FROM's analysis cached: the same unit as a full analysis."""
+    from test_changes_realcode import SQLITE_FLAGS, sqlite_sources
+    root = sqlite_sources("3.45.0", tmp_path / "src")
+    cache = tmp_path / "cache"
+    frontend.analyse("sqlite3.c", "cc", SQLITE_FLAGS, str(root), cache_dir=str(cache))
+    amalgamation = root / "sqlite3.c"
+    head = "SQLITE_API int sqlite3_libversion_number(void){"
+    text = amalgamation.read_text(errors="surrogateescape")
+    amalgamation.write_text(text.replace(head, head + "\n  int unused = 1;\n  (void)unused;\n", 1),
+                            errors="surrogateescape")
+    records = set(cache.rglob("*.record"))
+    incremental = frontend.analyse("sqlite3.c", "cc", SQLITE_FLAGS, str(root), cache_dir=str(cache))
+    assert len(set(cache.rglob("*.record")) - records) == 1     # only the changed body described
+    full = frontend.analyse("sqlite3.c", "cc", SQLITE_FLAGS, str(root))
+    assert json.dumps(incremental.to_json(), sort_keys=True) == json.dumps(full.to_json(), sort_keys=True)
