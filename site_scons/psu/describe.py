@@ -3,7 +3,7 @@
 Only definitions whose coordinates lie in the unit itself are described; what
 headers define is summarised as helpers (for the inlined-helper rule, SPEC §4.4).
 """
-import copy
+import dataclasses
 from dataclasses import dataclass, field
 
 from pycparser import c_ast
@@ -314,7 +314,9 @@ class _Describer:
         if record.helper is not None:
             self.unit.helpers[record.name] = dict(record.helper)
             return
-        function = copy.deepcopy(record.function)
+        # a copy: the record is stored (or reused) as its definition alone decides
+        function = dataclasses.replace(record.function,
+                                       locals=[dataclasses.replace(local) for local in record.function.locals])
         function.address_taken = function.name in self.references.referenced
         for local in function.locals:
             if not local.unbound and local.name in self.bound_local_names and not local.const:

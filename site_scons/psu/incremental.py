@@ -157,50 +157,52 @@ def _previous_character(text, offset):
 
 
 def _locate(chunks, preprocessed, line_starts, path, original_lines):
-    """Each chunk's text, first position (file, line), whether its markers name
-    its own file only (then it can be moved), and the text its key is made of."""
-    marker_file, marker_line, marker_at = path, 1, -1   # last marker: line index of the marker line
-    markers = [(i, m) for i, m in _marker_lines(preprocessed, line_starts)]
+    """Each chunk's text, first position (file, line), and the text of its key."""
+    marker_file, marker_line, marker_at = path, 1, -1   # the last marker, by its line's index
+    markers = list(_marker_lines(preprocessed, line_starts))
     index = 0
     for chunk in chunks:
         while index < len(markers) and markers[index][0] < chunk.first:
-            at, match = markers[index]
-            marker_file, marker_line, marker_at = _unquote(match.group(2)), int(match.group(1)), at
+            marker_at, match = markers[index]
+            marker_file, marker_line = _unquote(match.group(2)), int(match.group(1))
             index += 1
         chunk.file = marker_file
         chunk.line = marker_line + (chunk.first - marker_at - 1)
         end = line_starts[chunk.last + 1] if chunk.last + 1 < len(line_starts) else len(preprocessed)
         chunk.text = preprocessed[line_starts[chunk.first]:end]
-        relocatable, current, lowest, highest = True, chunk.line, chunk.line, chunk.line
         inner = []
         while index < len(markers) and markers[index][0] <= chunk.last:
-            at, match = markers[index]
-            inner.append((at, match))
-            marker_file, marker_line, marker_at = _unquote(match.group(2)), int(match.group(1)), at
+            inner.append(markers[index])
+            marker_at, match = markers[index]
+            marker_file, marker_line = _unquote(match.group(2)), int(match.group(1))
             index += 1
-        if inner:
-            lines = chunk.text.split("\n")
-            for at, match in inner:
-                relative = at - chunk.first
-                target_file, target = _unquote(match.group(2)), int(match.group(1))
-                highest = max(highest, current + relative)
-                if target_file != chunk.file:
-                    relocatable = False
-                    lines[relative] = match.group(0)
-                else:
-                    lines[relative] = f"# +{target - chunk.line} {match.group(2)}{match.group(3)}"
-                    lowest = min(lowest, target)
-                    current = target - relative - 1
-            highest = max(highest, current + chunk.last - chunk.first)
-            chunk.key_text = "\n".join(lines)
+        lowest, highest = _key_text(chunk, inner)
+        chunk.span = "\n".join(original_lines[max(lowest, 1) - 1:highest]) if chunk.file == path else ""
+
+
+def _key_text(chunk, inner):
+    """Set the chunk's key text: its text with each line marker inside it
+    relative to its first line, so a chunk moved by lines inserted above keeps
+    its key; where a marker names another file, its first line too (such a
+    chunk is not moved).  Returns the lowest and highest line of its own file
+    it spans (the original lines its description may read)."""
+    chunk.relocatable, current, lowest, highest = True, chunk.line, chunk.line, chunk.line
+    lines = chunk.text.split("\n") if inner else None
+    for at, match in inner:
+        relative = at - chunk.first
+        target_file, target = _unquote(match.group(2)), int(match.group(1))
+        highest = max(highest, current + relative)
+        if target_file != chunk.file:
+            chunk.relocatable = False
         else:
-            highest = chunk.line + chunk.last - chunk.first
-            chunk.key_text = chunk.text
-        chunk.relocatable = relocatable
-        if not relocatable:
-            chunk.key_text = f"@{chunk.line}\n" + chunk.key_text
-        chunk.span = "\n".join(original_lines[max(lowest, 1) - 1:highest]) \
-            if chunk.file == path and original_lines is not None else ""
+            lines[relative] = f"# +{target - chunk.line} {match.group(2)}{match.group(3)}"
+            lowest = min(lowest, target)
+            current = target - relative - 1      # the line at index j is current + j
+    highest = max(highest, current + chunk.last - chunk.first)
+    chunk.key_text = "\n".join(lines) if inner else chunk.text
+    if not chunk.relocatable:
+        chunk.key_text = f"@{chunk.line}\n" + chunk.key_text
+    return lowest, highest
 
 
 def _marker_lines(text, line_starts):
@@ -261,51 +263,65 @@ def analyse(preprocessed, path, dsu, original, source_hash, cache_dir):
         chunks, line_starts = cut(preprocessed)
     except _Unsure:
         return None
-    original_lines = original.splitlines()
-    _locate(chunks, preprocessed, line_starts, path, original_lines)
+    _locate(chunks, preprocessed, line_starts, path, original.splitlines())
+    context = _context_key(chunks, preprocessed, line_starts, path, dsu)
+    try:
+        exts, known, pending = _read(chunks, preprocessed, line_starts, context, cache_dir)
+    except Exception:       # noqa: BLE001 -- the whole-unit parse reports it, located
+        return None
+    unit, records = describe_reusing(c_ast.FileAST(exts), path, "", dsu, source_hash, original, known)
+    for ext_id, record in records.items():
+        if ext_id in pending:
+            key, chunk = pending[ext_id]
+            _store_record(cache_dir, key, record, chunk.line)
+    return unit
+
+
+def _context_key(chunks, preprocessed, line_starts, path, dsu):
+    """What every description reads besides its own definition: each
+    declaration and each definition's head, in order, with its file, without
+    positions."""
     context = hashlib.sha256(f"{analysis_cache.analyser_hash()}\n{path}\n{dsu}\n".encode())
     for chunk in chunks:
         context.update(f"{chunk.file}\0".encode())
         head = chunk.text if chunk.body is None else \
             preprocessed[line_starts[chunk.first]:chunk.body]
         context.update(_fold(head).encode() + b"\n")
-    context = context.hexdigest()
+    return context.hexdigest()
+
+
+def _read(chunks, preprocessed, line_starts, context, cache_dir):
+    """The unit's top-level nodes, chunk by chunk: a definition with a cached
+    record as a stand-in (or its head only, where its parameters define a
+    type), the rest parsed.  Returns the nodes, the records by id(FuncDef), and
+    the record key and chunk of each definition described afresh."""
     parser = _ChunkParser()
-    exts, known, keys, typedefs = [], {}, {}, hashlib.sha256()
-    try:
-        for chunk in chunks:
-            typedef_state = typedefs.hexdigest()
-            record, key = None, None
-            if chunk.body is not None:
-                key = hashlib.sha256("\0".join([context, typedef_state, chunk.file, chunk.key_text,
-                                                chunk.span]).encode()).hexdigest()
-                record = _load_record(cache_dir, key, chunk.line)
-            if record is not None and not record.head_defines_type:
-                found = [record.stand_in(Coord(chunk.file, chunk.line))]
-                if not parser.declare(record.name):
-                    return None
-            elif record is not None:
-                head = preprocessed[line_starts[chunk.first]:chunk.body]
-                found = parser.parse_chunk(head + "{}", chunk.file, chunk.line)
+    exts, known, pending, typedefs = [], {}, {}, hashlib.sha256()
+    for chunk in chunks:
+        record = key = None
+        if chunk.body is not None:
+            key = hashlib.sha256("\0".join([context, typedefs.hexdigest(), chunk.file, chunk.key_text,
+                                            chunk.span]).encode()).hexdigest()
+            record = _load_record(cache_dir, key, chunk.line)
+        if record is not None and not record.head_defines_type:
+            found = [record.stand_in(Coord(chunk.file, chunk.line))]
+            if not parser.declare(record.name):
+                raise _Unsure(f"'{record.name}' is a typedef name here")
+        elif record is not None:
+            head = preprocessed[line_starts[chunk.first]:chunk.body]
+            found = parser.parse_chunk(head + "{}", chunk.file, chunk.line)
+        else:
+            found = parser.parse_chunk(chunk.text, chunk.file, chunk.line)
+        if parser.added_typedefs:       # the typedef names in scope: part of the keys below
+            typedefs.update(("\0".join(parser.added_typedefs) + "\n").encode())
+            parser.added_typedefs = []
+        if key is not None and len(found) == 1 and isinstance(found[0], c_ast.FuncDef):
+            if record is not None:
+                known[id(found[0])] = record
             else:
-                found = parser.parse_chunk(chunk.text, chunk.file, chunk.line)
-            if parser.added_typedefs:
-                typedefs.update(("\0".join(parser.added_typedefs) + "\n").encode())
-                parser.added_typedefs = []
-            if key is not None and len(found) == 1 and isinstance(found[0], c_ast.FuncDef):
-                if record is not None:
-                    known[id(found[0])] = record
-                else:
-                    keys[id(found[0])] = (key, chunk)
-            exts.extend(found)
-    except Exception:       # noqa: BLE001 -- the whole-unit parse reports it, located
-        return None
-    unit, records = describe_reusing(c_ast.FileAST(exts), path, "", dsu, source_hash, original, known)
-    for ext_id, record in records.items():
-        if ext_id in keys:
-            key, chunk = keys[ext_id]
-            _store_record(cache_dir, key, record, chunk.line)
-    return unit
+                pending[id(found[0])] = (key, chunk)
+        exts.extend(found)
+    return exts, known, pending
 
 
 # -- the record cache --------------------------------------------------------------
