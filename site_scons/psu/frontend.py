@@ -5,6 +5,12 @@ headers define is summarised as helpers (for the inlined-helper rule, SPEC §4.4
 Everything that could differ between two checkouts of the same source
 (`__FILE__`, `__LINE__`, `__DATE__`, line markers, directories) is neutralised
 before hashing, so a manifest is a function of the source and flags alone.
+
+The steps live in modules of one job each: `preprocess` (the compiler's runs),
+`cparse` (parsing, and locating a parse error), `typecanon` (types as text,
+hashes and layouts), `declarators` and `astfacts` (what declarations and
+bodies say), `describe` (the unit's model), `analysis_cache` (whole units)
+and `incremental` (a unit again, reusing its unchanged definitions).
 """
 import concurrent.futures
 import os
