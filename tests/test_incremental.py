@@ -115,6 +115,7 @@ EDITS = {
                                          "static void *worker", "int last(int x) { return helper(x) + area((point){ x, x }); }\n\nstatic void *worker"),
     "a name now made by a macro": lambda t: _edit(t, "int sum(struct node *n)",
                                                   "#define SUM_NAME sum\nint SUM_NAME(struct node *n)"),
+    "a function named as a local static added": lambda t: t + "\nint calls(void) { return 0; }\n",
     "a function added": lambda t: _edit(t, "int sum(struct node *n)", "int added(void) { return 1; }\n\nint sum(struct node *n)"),
 }
 
@@ -154,6 +155,24 @@ def test_unchanged_definitions_are_not_described_again(tmp_path):
     records = set(cache.rglob("*.record"))
     (tmp_path / "unit.c").write_text(EDITS["one body, lines added"](BASE))
     _analyse(tmp_path, cache)
+    assert len(set(cache.rglob("*.record")) - records) == 1
+
+
+def test_a_function_added_describes_it_and_its_callers_only(tmp_path):
+    """A new definition is described; so is every definition that names it
+    (its callees change) though its own text does not; the rest are reused."""
+    cache = tmp_path / "cache"
+    # `later` is called before anything declares it (an implicit declaration)
+    text = BASE.replace("int last(int x) { return helper(x)", "int last(int x) { return later(x) + helper(x)")
+    (tmp_path / "unit.c").write_text(text)
+    first = _analyse(tmp_path, cache)
+    assert "later" not in next(f for f in first.functions if f.name == "last").callees
+    records = set(cache.rglob("*.record"))
+    (tmp_path / "unit.c").write_text(text + "\nint later(int x) { return x; }\n")
+    incremental = _analyse(tmp_path, cache)
+    assert "later" in next(f for f in incremental.functions if f.name == "last").callees
+    assert _manifest_bytes(incremental) == _manifest_bytes(_analyse(tmp_path))
+    # one new record, `later`'s; `last`'s is written again under its key
     assert len(set(cache.rglob("*.record")) - records) == 1
 
 

@@ -31,12 +31,12 @@ def describe(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=
 
 
 def describe_reusing(ast, unit_path, text_hash, dsu=True, source_hash="", original_text=None,
-                     known_records=None):
+                     known_records=None, reparse=None):
     """`describe`, taking the record of each definition in `known_records`
     (id(FuncDef) -> FunctionRecord) as it is; returns the unit and the records
     of the definitions described now."""
     unit = Unit(path=unit_path, text_hash=text_hash, dsu=dsu, source_hash=source_hash)
-    describer = _Describer(ast, unit, original_text, known_records)
+    describer = _Describer(ast, unit, original_text, known_records, reparse)
     describer.run()
     return unit, describer.new_records
 
@@ -59,6 +59,10 @@ class FunctionRecord:
     # whether its parameters define a type (then the head must be parsed).
     storage: list = field(default_factory=list)
     head_defines_type: bool = False
+    # The names its description looked up among the unit's definitions, and
+    # the answers (name_answers): checked before the record is reused.
+    probes: list = field(default_factory=list)
+    answers: list = field(default_factory=list)
 
     def stand_in(self, coord):
         """A FuncDef with this record's name and storage, for a definition
@@ -89,11 +93,13 @@ def _loops_forever(body):
 class _Describer:
     """One pass over a unit's AST: its variables, then its functions."""
 
-    def __init__(self, ast, unit, original_text, known_records=None):
+    def __init__(self, ast, unit, original_text, known_records=None, reparse=None):
         self.ast, self.unit, self.path = ast, unit, unit.path
         # id(FuncDef) -> FunctionRecord: definitions described before (their
-        # FuncDef holds the head only); new_records: those described now
-        self.known_records, self.new_records = known_records or {}, {}
+        # FuncDef holds the head only); new_records: those described now;
+        # reparse(FuncDef) -> the definition parsed, for a record found stale
+        self.known_records, self.new_records = dict(known_records or {}), {}
+        self.reparse = reparse
         self.lines = original_text.splitlines() if original_text is not None else None
         self.canon = TypeCanon(ast)
         self.generator = GnuCGenerator()
@@ -123,6 +129,7 @@ class _Describer:
         self.file_scope_names = {(ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext).name
                                  for ext in ast.ext if isinstance(ext, (c_ast.Decl, c_ast.FuncDef, OpaqueFunction))}
         self.bound_local_names = set()
+        self._check_known_records()
         self.references = References()
         for ext in ast.ext:
             if ext.coord is not None and ext.coord.file == self.path:
@@ -137,6 +144,21 @@ class _Describer:
                                      and not self.function_type(ext.type)
                                      and "typedef" not in (ext.storage or [])}
         self.type_roots = {}      # named types the unit's state, signatures and bodies use
+
+    def name_answers(self, probes):
+        """What a description asks of the unit's other definitions about the
+        names it probes: which name a function and which a file-scope name."""
+        return [[name in self.functions_known, name in self.file_scope_names] for name in probes]
+
+    def _check_known_records(self):
+        """A record is reused only if the names it probed still answer as
+        they did (a function defined or removed elsewhere in the unit may
+        change its callees or its local statics' binding)."""
+        for index, ext in enumerate(self.ast.ext):
+            record = self.known_records.get(id(ext))
+            if record is not None and record.answers != self.name_answers(record.probes):
+                del self.known_records[id(ext)]
+                self.ast.ext[index] = self.reparse(ext)
 
     def function_type(self, type_node):
         """Whether a declaration of this type declares a function: `int f(void);`
@@ -267,12 +289,16 @@ class _Describer:
         facts.visit(ext.body)
         body_text = self.generator.visit(ext.body)
         if ext.coord.file != self.path:
+            probes = sorted(facts.ids)
             return FunctionRecord(ext.decl.name, helper={"body_hash": sha256(body_text),
                                                          "callees": sorted(facts.ids & self.functions_known)},
                                   storage=list(ext.decl.storage or []),
-                                  head_defines_type=defines_a_type(ext.decl))
+                                  head_defines_type=defines_a_type(ext.decl),
+                                  probes=probes, answers=self.name_answers(probes))
+        probes = sorted(facts.ids | {local.name for local in facts.statics})
         record = FunctionRecord(ext.decl.name, storage=list(ext.decl.storage or []),
-                                head_defines_type=defines_a_type(ext.decl))
+                                head_defines_type=defines_a_type(ext.decl),
+                                probes=probes, answers=self.name_answers(probes))
         references, routines = References(), ThreadRoutines()
         references.visit(ext)
         routines.visit(ext.body)

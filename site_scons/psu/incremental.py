@@ -38,7 +38,7 @@ from pycparser.c_parser import _TokenStream
 
 from . import analysis_cache
 from .describe import FunctionRecord, describe_reusing
-from .gnuc import GnuCParser
+from .gnuc import GnuCParser, OpaqueFunction
 from .model import Unit
 
 # Tokens that decide where a top-level declaration ends, strings and
@@ -68,7 +68,7 @@ def cut(preprocessed):
     while position != -1:
         line_starts.append(position + 1)
         position = find("\n", position + 1)
-    chunks, parens, braces, start, body, function_brace = [], 0, 0, None, None, False
+    chunks, parens, braces, start, body, function_brace, mixed = [], 0, 0, None, None, False, False
     for token in _TOKENS.finditer(preprocessed):
         text = token.group()
         first = text[0]
@@ -83,6 +83,7 @@ def cut(preprocessed):
             start = _first_content_line(preprocessed, line_starts, chunks)
             if chunks and chunks[-1].last is None:      # a line shared with the last chunk
                 chunks.pop()
+                mixed = True
         if first == "(":
             parens += 1
         elif first == ")":
@@ -99,11 +100,11 @@ def cut(preprocessed):
             braces -= 1
             if braces == 0 and function_brace:
                 function_brace = False
-                _end_chunk(preprocessed, line_starts, token.end(), start, body, chunks)
-                start = body = None
+                _end_chunk(preprocessed, line_starts, token.end(), start, None if mixed else body, chunks)
+                start, body, mixed = None, None, False
         elif first == ";" and parens == 0 and braces == 0:
             _end_chunk(preprocessed, line_starts, token.end(), start, None, chunks)
-            start = body = None
+            start, body, mixed = None, None, False
         if parens < 0 or braces < 0:
             raise _Unsure("unbalanced")
     if start is not None or parens or braces or (chunks and chunks[-1].last is None):
@@ -266,10 +267,11 @@ def analyse(preprocessed, path, dsu, original, source_hash, cache_dir):
     _locate(chunks, preprocessed, line_starts, path, original.splitlines())
     context = _context_key(chunks, preprocessed, line_starts, path, dsu)
     try:
-        exts, known, pending = _read(chunks, preprocessed, line_starts, context, cache_dir)
+        exts, known, pending, reparse = _read(chunks, preprocessed, line_starts, context, cache_dir)
+        unit, records = describe_reusing(c_ast.FileAST(exts), path, "", dsu, source_hash, original, known,
+                                         reparse)
     except Exception:       # noqa: BLE001 -- the whole-unit parse reports it, located
         return None
-    unit, records = describe_reusing(c_ast.FileAST(exts), path, "", dsu, source_hash, original, known)
     for ext_id, record in records.items():
         if ext_id in pending:
             key, chunk = pending[ext_id]
@@ -279,14 +281,18 @@ def analyse(preprocessed, path, dsu, original, source_hash, cache_dir):
 
 def _context_key(chunks, preprocessed, line_starts, path, dsu):
     """What every description reads besides its own definition: each
-    declaration and each definition's head, in order, with its file, without
-    positions."""
+    declaration, in order, with its file, without positions.  Of the other
+    definitions a description reads only which names they define (checked
+    against the record's probes, see describe._Describer), unless a head
+    defines a type (`struct s { ... } f(void) { ... }`): such a head counts."""
     context = hashlib.sha256(f"{analysis_cache.analyser_hash()}\n{path}\n{dsu}\n".encode())
     for chunk in chunks:
-        context.update(f"{chunk.file}\0".encode())
-        head = chunk.text if chunk.body is None else \
-            preprocessed[line_starts[chunk.first]:chunk.body]
-        context.update(_fold(head).encode() + b"\n")
+        text = chunk.text
+        if chunk.body is not None:
+            text = preprocessed[line_starts[chunk.first]:chunk.body]
+            if "{" not in text:
+                continue
+        context.update(f"{chunk.file}\0".encode() + _fold(text).encode() + b"\n")
     return context.hexdigest()
 
 
@@ -297,6 +303,19 @@ def _read(chunks, preprocessed, line_starts, context, cache_dir):
     the record key and chunk of each definition described afresh."""
     parser = _ChunkParser()
     exts, known, pending, typedefs = [], {}, {}, hashlib.sha256()
+    typedef_names, stand_ins = [], {}     # every typedef name in order; id(stand-in) -> (chunk, key, count)
+
+    def reparse(stand_in):
+        """The definition a stand-in stands for, parsed in the file scope it has."""
+        chunk, key, count = stand_ins[id(stand_in)]
+        again = _ChunkParser()
+        again._scope_stack = [dict.fromkeys(typedef_names[:count], True)]
+        found = again.parse_chunk(chunk.text, chunk.file, chunk.line)
+        if len(found) != 1 or not isinstance(found[0], c_ast.FuncDef):
+            raise _Unsure("a definition that no longer parses alone")
+        pending[id(found[0])] = (key, chunk)
+        return found[0]
+
     for chunk in chunks:
         record = key = None
         if chunk.body is not None:
@@ -305,6 +324,7 @@ def _read(chunks, preprocessed, line_starts, context, cache_dir):
             record = _load_record(cache_dir, key, chunk.line)
         if record is not None and not record.head_defines_type:
             found = [record.stand_in(Coord(chunk.file, chunk.line))]
+            stand_ins[id(found[0])] = (chunk, key, len(typedef_names))
             if not parser.declare(record.name):
                 raise _Unsure(f"'{record.name}' is a typedef name here")
         elif record is not None:
@@ -314,14 +334,18 @@ def _read(chunks, preprocessed, line_starts, context, cache_dir):
             found = parser.parse_chunk(chunk.text, chunk.file, chunk.line)
         if parser.added_typedefs:       # the typedef names in scope: part of the keys below
             typedefs.update(("\0".join(parser.added_typedefs) + "\n").encode())
+            typedef_names += parser.added_typedefs
             parser.added_typedefs = []
+        if chunk.body is not None and not (len(found) == 1 and isinstance(found[0], (c_ast.FuncDef,
+                                                                                     OpaqueFunction))):
+            raise _Unsure("a chunk cut as a definition that is not one")
         if key is not None and len(found) == 1 and isinstance(found[0], c_ast.FuncDef):
             if record is not None:
                 known[id(found[0])] = record
             else:
                 pending[id(found[0])] = (key, chunk)
         exts.extend(found)
-    return exts, known, pending
+    return exts, known, pending, reparse
 
 
 # -- the record cache --------------------------------------------------------------
@@ -357,7 +381,8 @@ def _load_record(cache_dir, key, line):
     return FunctionRecord(data["name"], helper=data["helper"], function=function,
                           referenced=data["referenced"], thread_routines=data["thread_routines"],
                           type_uses=data["type_uses"], storage=data["storage"],
-                          head_defines_type=data["head_defines_type"])
+                          head_defines_type=data["head_defines_type"], probes=data["probes"],
+                          answers=data["answers"])
 
 
 def _store_record(cache_dir, key, record, line):
@@ -365,6 +390,7 @@ def _store_record(cache_dir, key, record, line):
             "function": asdict(record.function) if record.function is not None else None,
             "referenced": record.referenced, "thread_routines": record.thread_routines,
             "type_uses": record.type_uses, "storage": record.storage,
-            "head_defines_type": record.head_defines_type}
+            "head_defines_type": record.head_defines_type, "probes": record.probes,
+            "answers": record.answers}
     analysis_cache.write_atomically(os.path.join(cache_dir, "functions", key[:2], key + ".record"),
                                     json.dumps(data, sort_keys=True))
