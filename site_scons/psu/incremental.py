@@ -12,14 +12,16 @@ cache.  A record's key is everything its description reads:
   record's lines are moved with it), or absolute where a marker names another
   file;
 - the typedef names in scope where it starts (they decide how it parses);
-- every declaration of the unit and the head of every definition, in order,
-  with the file each is in (types, variables, prototypes, linkage), without
-  positions: no description reads where a declaration is;
+- every declaration of the unit, in order, with the file each is in (types,
+  variables, prototypes, linkage), without positions: no description reads
+  where a declaration is; and the head of a definition that defines a type;
 - the lines of the original source it spans (names made by macros are judged
   on them);
 - the unit's path, and the analyser's own code.
 
-What depends on other definitions (an address taken, a local static bound,
+Of the other definitions a description reads only which names they define:
+a record keeps the names it probed and their answers, and is described again
+when one answers otherwise (describe._Describer._check_known_records).  What depends on other definitions (an address taken, a local static bound,
 the named types the unit uses) is decided when the unit is put together, as
 for a full analysis; the result is the full analysis's, byte for byte.
 Anything the cutter is unsure of (a K&R definition, unbalanced braces) or a
