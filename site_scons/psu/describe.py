@@ -111,8 +111,27 @@ class _Describer:
         self.declared_static = set()
         # K&R definition -> the prototype in scope where it is defined, if any
         self.prototype_of = {}
+        self._index_functions()
+        # A bound function-local static becomes a block-scope `extern` of its own
+        # name; every such declaration of one name in a unit, and any file-scope
+        # declaration of it, is one object (C11 6.2.2p4): only the first
+        # function-local static of a name no file scope declares can be bound.
+        self.file_scope_names = {(ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext).name
+                                 for ext in ast.ext if isinstance(ext, (c_ast.Decl, c_ast.FuncDef, OpaqueFunction))}
+        self.bound_local_names = set()
+        self._check_known_records()
+        self.references = self._references()
+        # file-scope variables by name, wherever declared: what a body reads
+        self.file_scope_variables = {ext.name for ext in ast.ext if isinstance(ext, c_ast.Decl) and ext.name
+                                     and not self.function_type(ext.type)
+                                     and "typedef" not in (ext.storage or [])}
+        self.type_roots = {}      # named types the unit's state, signatures and bodies use
+
+    def _index_functions(self):
+        """Every function the unit declares or defines; which are static; the
+        prototype in scope at each K&R definition."""
         prototypes = {}
-        for ext in ast.ext:
+        for ext in self.ast.ext:
             decl = ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext
             if isinstance(decl, c_ast.Decl) and self.function_type(decl.type):
                 self.functions_known.add(decl.name)
@@ -122,28 +141,19 @@ class _Describer:
                     self.prototype_of[id(ext)] = prototypes.get(decl.name)
                 elif isinstance(decl.type, c_ast.FuncDecl) and is_prototype(decl.type):
                     prototypes[decl.name] = decl.type
-        # A bound function-local static becomes a block-scope `extern` of its own
-        # name; every such declaration of one name in a unit, and any file-scope
-        # declaration of it, is one object (C11 6.2.2p4): only the first
-        # function-local static of a name no file scope declares can be bound.
-        self.file_scope_names = {(ext.decl if isinstance(ext, (c_ast.FuncDef, OpaqueFunction)) else ext).name
-                                 for ext in ast.ext if isinstance(ext, (c_ast.Decl, c_ast.FuncDef, OpaqueFunction))}
-        self.bound_local_names = set()
-        self._check_known_records()
-        self.references = References()
-        for ext in ast.ext:
+
+    def _references(self):
+        """Names the unit's own code uses other than as the callee of a call."""
+        references = References()
+        for ext in self.ast.ext:
             if ext.coord is not None and ext.coord.file == self.path:
                 if id(ext) in self.known_records:
-                    self.references.referenced.update(self.known_records[id(ext)].referenced)
+                    references.referenced.update(self.known_records[id(ext)].referenced)
                 else:
-                    self.references.visit(ext)
+                    references.visit(ext)
                 if isinstance(ext, OpaqueFunction):   # unread: any name may be a reference
-                    self.references.referenced.update(ext.body_ids)
-        # file-scope variables by name, wherever declared: what a body reads
-        self.file_scope_variables = {ext.name for ext in ast.ext if isinstance(ext, c_ast.Decl) and ext.name
-                                     and not self.function_type(ext.type)
-                                     and "typedef" not in (ext.storage or [])}
-        self.type_roots = {}      # named types the unit's state, signatures and bodies use
+                    references.referenced.update(ext.body_ids)
+        return references
 
     def name_answers(self, probes):
         """What a description asks of the unit's other definitions about the
