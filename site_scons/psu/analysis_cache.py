@@ -9,6 +9,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 
 from .model import Unit
 
@@ -57,9 +58,10 @@ def store_unit(cache_dir, key, unit):
 
 
 def write_atomically(path, text):
-    """Readers see the whole file or none (builds of several units run in parallel)."""
+    """Readers see the whole file or none (builds of several units run in
+    parallel, in processes and in SCons's threads)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    temporary = path + f".{os.getpid()}"
+    temporary = path + f".{os.getpid()}.{threading.get_ident()}"
     with open(temporary, "w") as f:
         f.write(text)
     os.replace(temporary, path)
