@@ -72,11 +72,14 @@ def render(template, **values):
 class UnitPlan:
     """What a bundle does with one unit: functions switched, state bound or added."""
 
-    def __init__(self, patched=(), added_functions=(), added_variables=(), carried=()):
+    def __init__(self, patched=(), added_functions=(), added_variables=(), carried=(), cut=()):
         self.patched = set(patched)              # qualnames the bundle switches
         self.carried = set(carried)              # unchanged, brought to retire older bundles
         self.added_functions = set(added_functions)
         self.added_variables = set(added_variables)
+        # DSU functions whose definitions the bundle leaves out (its code reaches
+        # them in the running program through their exported aliases)
+        self.cut = set(cut)
 
 
 def const_symbol(name):
@@ -98,8 +101,12 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     plan = plan or UnitPlan()
     source = SourceText(unit.path, text, unit.storage_macros)
     entries = []
+    cut = _cut_definitions(source, unit, dsu_names, plan.cut) if role != "program" else _CutSpans()
 
     for function in unit.functions:
+        if function.qualname in cut.functions:
+            entries.append(_function_entry(function, role, plan))
+            continue
         for local in function.locals:
             _bind_local(source, local)
         if function.name not in dsu_names:
@@ -134,20 +141,21 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
 
     own_constants = set()
     for variable in unit.variables:
+        locations = [l for l in variable.locations if not cut.holds(l)]
         if role == "code" and variable.name in constants and variable.const and not variable.static:
             own_constants.add(variable.name)
-            for location in variable.locations:
+            for location in locations:
                 _label_constant(source, variable, location)
         if variable.const or not variable.definition or variable.unbound:
             continue
         if role == "program":
             # a static gets a global name patches bind to; a global has one already
             if variable.static:
-                for location in variable.locations:
+                for location in locations:
                     _bind_file_variable(source, variable, location, define=True)
             continue
         define = role == "state" and variable.qualname in plan.added_variables
-        for location in variable.locations:
+        for location in locations:
             _bind_file_variable(source, variable, location, define)
 
     hoisted = []
@@ -168,7 +176,8 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         called = set().union(*(f.callees for f in unit.functions))
         redirected = [{"name": name, "symbol": tramp_symbol(name)}
                       for name in sorted((called & set(program_functions)) - defined_here)]
-        _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected})
+        _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected},
+                                              cut.functions)
 
     body = source.edited()
     if not body.endswith("\n"):
@@ -288,7 +297,7 @@ def _va_list_variant(source, function, name_index, name):
                               f"__attribute__((copy({name})));\n#endif")
 
 
-def _name_in_bodies_by_default_visibility(source, unit, names):
+def _name_in_bodies_by_default_visibility(source, unit, names, cut=()):
     """Bundle roles: in the unit's function bodies, the running program's
     functions `names` are named `psu_ext_f`, a declaration of default visibility
     bound to `f`'s exported alias.  The asm-label redirect of `f` (appended)
@@ -298,6 +307,8 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
     macro writes still go through the redirect: calls link, addresses do not."""
     first_use, edited = {}, source.edited_so_far()
     for function in unit.functions:
+        if function.qualname in cut:
+            continue
         try:
             name_index = source.find_name(function.name, function.location.line,
                                           function.location.column)
@@ -317,6 +328,58 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
                                           f'__asm__("{tramp_symbol(name)}") '
                                           f'__attribute__((copy({name}), visibility("default")));\n'
                                           f"#else\n#define psu_ext_{name} {name}\n#endif")
+
+
+class _CutSpans:
+    """The definitions a bundle unit leaves out: their qualnames, and the lines
+    they spanned (so no other edit lands inside deleted text)."""
+
+    def __init__(self):
+        self.functions, self.spans = set(), []
+
+    def holds(self, location):
+        where = (location.line, location.column)
+        return any(first <= where <= last for first, last in self.spans)
+
+
+def _cut_definitions(source, unit, dsu_names, wanted):
+    """Bundle roles: delete the definitions of the DSU functions `wanted` from
+    the text, leaving a prototype of the function's own name (calls above and
+    below still see it; the forwarder or redirect appended reaches the running
+    program's version).  Lines keep their numbers, and preprocessor directives
+    inside a deleted body stay (a `#define` there serves later code).  A
+    definition psu cannot delimit exactly (a macro writes its name or braces)
+    is kept whole: compiled and unused, as before."""
+    cut = _CutSpans()
+    for function in unit.functions:
+        if function.qualname not in wanted or function.name not in dsu_names or \
+                function.unreadable or function.macro_made:
+            continue
+        try:
+            name_index = source.find_name(function.name, function.location.line,
+                                          function.location.column)
+            brace = source.body_start(name_index, old_style=function.kr_style)
+            if source.tokens[brace].line != function.body_line:
+                continue
+            close = source.body_end(brace, function.body_end_line, function.name)
+            start = source.declaration_start(name_index)
+        except CSourceError:
+            continue
+        prototype = "#pragma GCC diagnostic push\n" \
+            "#pragma GCC diagnostic ignored \"-Wredundant-decls\"\n" + \
+            ("static " if function.static else "") + \
+            function.signature.replace("@NAME@", function.name) + ";\n" + \
+            "#pragma GCC diagnostic pop"
+        source.insert_lines_before(start, prototype)
+        if close + 1 < len(source.tokens):
+            source.delete_range(start, close + 1)
+        else:
+            source.delete_range(start, close)
+            source.replace(close, "")
+        cut.functions.add(function.qualname)
+        cut.spans.append(((source.tokens[start].line, source.tokens[start].column),
+                          (source.tokens[close].line, source.tokens[close].column)))
+    return cut
 
 
 def _check_on_entry(source, function, name_index, entry, first):
