@@ -55,7 +55,16 @@ def command_apply(arguments):
                   f"{str(answer.get('from'))[:12]} -> {str(answer.get('to'))[:12]}, "
                   f"{answer.get('functions')} function(s) switched (module {answer.get('module')})")
             _print_old_versions(answer)
+            _print_older_bundles_kept(answer)
     return code
+
+
+def _print_older_bundles_kept(answer):
+    """Older bundles the applied one did not take functions over from: they stay loaded."""
+    for item in answer.get("older_bundles_kept") or []:
+        print(f"  bundle {item.get('label')} (module {item.get('module')}) stays loaded: this "
+              f"bundle does not carry {', '.join(item.get('functions') or [])} (built without "
+              f"the record of the bundle that produced the running build)")
 
 
 def _print_old_versions(answer):
@@ -91,6 +100,11 @@ def command_status(arguments):
         for m in answer.get("modules", []):
             print(f"  {m['index']:>6}  {m['kind']:<10} {str(m.get('label')):<16} "
                   f"{m['functions_current']:>7} {m['active_calls']:>6}  {m['state']}")
+        for m in answer.get("modules", []):
+            if m.get("functions") and m["kind"] == "bundle":
+                more = m["functions_current"] - len(m["functions"])
+                print(f"  module {m['index']} ({m.get('label')}) provides: {', '.join(m['functions'])}"
+                      + (f" and {more} more" if more > 0 else ""))
         _print_old_versions(answer)
     return code
 

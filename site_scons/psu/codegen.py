@@ -342,6 +342,13 @@ class _CutSpans:
         return any(first <= where <= last for first, last in self.spans)
 
 
+# Directives of a deleted body that stay: the conditionals (balanced within
+# it) and what changes the macros later code sees.  A `#pragma` or `#include`
+# there belongs to the body's statements.
+_KEPT_DIRECTIVES = {"if", "ifdef", "ifndef", "elif", "elifdef", "elifndef", "else", "endif",
+                    "define", "undef", "line", "error", "warning"}
+
+
 def _cut_definitions(source, unit, dsu_names, wanted):
     """Bundle roles: delete the definitions of the DSU functions `wanted` from
     the text, leaving a prototype of the function's own name (calls above and
@@ -372,9 +379,9 @@ def _cut_definitions(source, unit, dsu_names, wanted):
             "#pragma GCC diagnostic pop"
         source.insert_lines_before(start, prototype)
         if close + 1 < len(source.tokens):
-            source.delete_range(start, close + 1)
+            source.delete_range(start, close + 1, _KEPT_DIRECTIVES.__contains__)
         else:
-            source.delete_range(start, close)
+            source.delete_range(start, close, _KEPT_DIRECTIVES.__contains__)
             source.replace(close, "")
         cut.functions.add(function.qualname)
         cut.spans.append(((source.tokens[start].line, source.tokens[start].column),
