@@ -19,7 +19,7 @@ from psu.errors import UsageError
 
 CORPUS = REPO / "tests" / "corpus" / "manyunits"
 UNITS = ["alpha", "beta", "gamma", "delta"]
-CHAIN = 40
+CHAIN = 20
 # where each unit's function of `values` returns its number (edited per revision)
 RETURNS = {"alpha": ("src/alpha.c", "int alpha_value(void)\n{\n    return "),
            "beta": ("src/beta.c", "    beta_count();\n    return "),

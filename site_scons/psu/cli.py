@@ -323,6 +323,8 @@ def command_patch(arguments):
     if not arguments.from_ref or not arguments.to_ref:
         raise UsageError("psu: patch needs FROM and TO (or --release)")
     config = _config(arguments)
+    if arguments.previous:
+        config.previous_bundle = os.path.abspath(arguments.previous)
     output = arguments.output or os.path.join(
         config.top, "psu-patches", patch.bundle_name(config.program, arguments.from_ref, arguments.to_ref))
     _, text = patch.make_bundle(config, arguments.from_ref, arguments.to_ref, output)
@@ -431,6 +433,9 @@ def parser():
             sub.add_argument("-o", "--output", help="bundle file to write")
             sub.add_argument("--release", action="store_true",
                              help="a bundle from each of psu.toml's patch_from to this build")
+            sub.add_argument("--previous", metavar="BUNDLE",
+                             help="the bundle that updated the running process to FROM, if "
+                                  "not built here: the functions it holds are carried")
         else:
             sub.add_argument("--json", action="store_true")
 
