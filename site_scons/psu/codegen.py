@@ -372,6 +372,8 @@ def _cut_definitions(source, unit, dsu_names, wanted):
             start = source.declaration_start(name_index)
         except CSourceError:
             continue
+        if any(source.tokens[i].text == "{" for i in range(start, name_index)):
+            continue    # its specifiers define a struct, union or enum later code may use
         prototype = "#pragma GCC diagnostic push\n" \
             "#pragma GCC diagnostic ignored \"-Wredundant-decls\"\n" + \
             ("static " if function.static else "") + \
