@@ -184,26 +184,27 @@ static void add_module_functions(struct text *t, unsigned module)
     text_add(t, "]");
 }
 
-/* `"older_bundles_kept":[...]`: bundle modules other than `newest` that still
- * provide current functions after an apply -- the bundle did not carry them
- * (its maker did not know the bundle that produced the running build). */
+/* `"older_bundles_kept":[...]` (left out when there is none): bundle modules
+ * other than `newest` that still provide current functions after an apply --
+ * the bundle did not carry them (its maker did not know the bundle that
+ * produced the running build). */
 static void add_older_bundles_kept(struct text *t, int newest)
 {
-    bool comma = false;
-    text_add(t, ",\"older_bundles_kept\":[");
+    bool any = false;
     psu_lock(&psu_module_lock);
     for (unsigned i = 1; i < PSU_MAX_MODULES; i++) {
         struct psu_module *m = &psu_modules[i];
         if ((int)i == newest || m->state == PSU_MODULE_FREE || m->functions_current == 0)
             continue;
-        text_add(t, "%s{\"module\":%u,\"label\":", comma ? "," : "", i);
+        text_add(t, "%s{\"module\":%u,\"label\":", any ? "," : ",\"older_bundles_kept\":[", i);
         text_add_json(t, m->bundle->label);
         add_module_functions(t, i);
         text_add(t, "}");
-        comma = true;
+        any = true;
     }
     psu_unlock(&psu_module_lock);
-    text_add(t, "]");
+    if (any)
+        text_add(t, "]");
 }
 
 static void answer_update(struct text *t, const struct psu_update_result *r)
