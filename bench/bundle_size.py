@@ -99,19 +99,14 @@ def new_bundle(root, from_ref, to_ref):
     t1 = time.monotonic()
     previous = patch.previous_bundle(config, comparison.old["build_id"])
     contents = patch.plan_bundle(config, comparison, previous)
-    work = patch._work_folder(config, comparison)
-    lingering = patch._lingering(comparison)
+    work = patch.work_folder(config, comparison)
+    lingering = patch.replaced_may_not_return(comparison)
     sources = patch.generate(config, comparison, contents, work, to_ref, lingering)
     t2 = time.monotonic()
     objects = patch.compile_sources(config, comparison.new_root, sources)
     code, state = patch.link(config, comparison.new_root, objects, work)
     t3 = time.monotonic()
-    manifest = {"format": "psu-bundle/1", "program": config.program,
-                "base_build_id": comparison.old["build_id"], "base_label": from_ref,
-                "target_build_id": comparison.new["build_id"], "label": to_ref,
-                "compiler": comparison.new["compiler"], "flags": comparison.new["flags"],
-                "changes": comparison.changes.to_json(), "report": "", "may_not_return": lingering,
-                "carried": contents.carried, "in_bundles": contents.in_bundles}
+    manifest = patch.manifest_of(config, comparison, contents, from_ref, to_ref, "", lingering)
     patch.pack(config, str(output), manifest, code, state)
     return output, {"bundle_bytes": output.stat().st_size, "code_bytes": len(code),
                     "units_compiled": sorted(contents.code_units),

@@ -353,24 +353,30 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None, to
     comparison = compare(config, from_ref, to_ref, from_sha, to_sha, to_label)
     previous = previous_bundle(config, comparison.old["build_id"])
     contents = plan_bundle(config, comparison, previous)
-    work = _work_folder(config, comparison)
+    work = work_folder(config, comparison)
     label = to_label or (to_ref if comparison.to_sha != "WORKTREE" else comparison.new["label"])
-    lingering = _lingering(comparison)
+    lingering = replaced_may_not_return(comparison)
     sources = generate(config, comparison, contents, work, label, lingering)
     objects = compile_sources(config, comparison.new_root, sources)
     code_bytes, state_bytes = link(config, comparison.new_root, objects, work)
     text_report, full_report = _reports(comparison, contents, previous, lingering)
-    bundle_manifest = {
+    bundle_manifest = manifest_of(config, comparison, contents, from_ref, label, full_report,
+                                  lingering)
+    pack(config, output, bundle_manifest, code_bytes, state_bytes)
+    return bundle_manifest, text_report
+
+
+def manifest_of(config, comparison, contents, from_ref, label, report, lingering):
+    """The bundle's manifest (bundle-format.md): what `psu inspect` prints."""
+    return {
         "format": "psu-bundle/1", "program": config.program,
         "base_build_id": comparison.old["build_id"], "base_label": from_ref,
         "target_build_id": comparison.new["build_id"], "label": label,
         "compiler": comparison.new["compiler"], "flags": comparison.new["flags"],
-        "changes": comparison.changes.to_json(), "report": full_report,
+        "changes": comparison.changes.to_json(), "report": report,
         "may_not_return": lingering,
         "carried": contents.carried, "in_bundles": contents.in_bundles,
     }
-    pack(config, output, bundle_manifest, code_bytes, state_bytes)
-    return bundle_manifest, text_report
 
 
 @dataclass
@@ -419,7 +425,7 @@ def plan_bundle(config, comparison, previous):
                                   previous.in_bundles if previous else ())
 
 
-def _work_folder(config, comparison):
+def work_folder(config, comparison):
     key = hashlib.sha256(f"{comparison.old['build_id']}{comparison.new['build_id']}".encode()).hexdigest()[:16]
     work = config.path("patches", f"{config.program}-{key}")
     shutil.rmtree(work, ignore_errors=True)
@@ -427,7 +433,7 @@ def _work_folder(config, comparison):
     return work
 
 
-def _lingering(comparison):
+def replaced_may_not_return(comparison):
     """Replaced functions whose calls in the running version may never end."""
     never_returning = may_not_return(comparison.old_units)
     return {q: never_returning[q] for q in sorted(comparison.changes.replaced) if q in never_returning}
