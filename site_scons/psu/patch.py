@@ -478,7 +478,11 @@ class Source:
 # Constant data and functions each in a section of its own, so the link keeps
 # only what the exported tables (and default-visibility symbols) reach.
 SECTIONS = ["-ffunction-sections", "-fdata-sections"]
-_PSU_WARNINGS = ["-Wno-unused-function", "-Wno-unused-variable", "-Wno-unused-but-set-variable"]
+# A bundle's units leave out definitions: what only those used (a static
+# function or table, a macro) is unused here, which the user's -Werror must
+# not turn into an error.
+_PSU_WARNINGS = ["-Wno-unused-function", "-Wno-unused-variable", "-Wno-unused-but-set-variable",
+                 "-Wno-unused-const-variable", "-Wno-unused-macros"]
 
 
 def generate(config, comparison, plan, work, label, lingering):
