@@ -118,6 +118,8 @@ def test_a_one_function_bundle_defines_only_what_it_needs(manyunits, program, tm
     assert not any(s.startswith(("psu_impl_gamma", "psu_impl_delta", "gamma_", "delta_"))
                    for s in symbols), sorted(symbols)
     assert manifest["carried"] == [] and manifest["in_bundles"] == ["beta_value"]
+    # beta.c, and alpha.c for the constant it reads; gamma.c and delta.c not at all
+    assert manifest["compiled_units"] == ["src/alpha.c", "src/beta.c"]
     assert "carries nothing" in report        # FROM is a release: said, not silent
 
     checks_before = int(program("checks").split()[0])

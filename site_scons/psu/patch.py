@@ -376,6 +376,7 @@ def manifest_of(config, comparison, contents, from_ref, label, report, lingering
         "changes": comparison.changes.to_json(), "report": report,
         "may_not_return": lingering,
         "carried": contents.carried, "in_bundles": contents.in_bundles,
+        "compiled_units": sorted(contents.code_units),
     }
 
 
