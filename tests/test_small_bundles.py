@@ -167,6 +167,8 @@ def test_without_the_previous_record_the_older_bundle_stays_and_is_named(manyuni
     config.previous_bundle = str(first)
     with pytest.raises(UsageError, match="not to FROM"):
         patch.make_bundle(config, "q2", "q3", str(manyunits.root / "psu-patches" / "x.psu"))
+    refused = manyunits.patch("q2", "q3", check=False, extra=[f"PREVIOUS={first}"])
+    assert refused.returncode != 0 and "not to FROM" in refused.stdout + refused.stderr
     config.previous_bundle = str(second)
     third = manyunits.root / "psu-patches" / "manyunits-q2-q3.psu"
     manifest, _ = patch.make_bundle(config, "q2", "q3", str(third))
