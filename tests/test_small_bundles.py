@@ -161,7 +161,8 @@ def test_without_the_previous_record_the_older_bundle_stays_and_is_named(manyuni
     assert modules["q1"]["functions"] == ["beta_value"]
     assert modules["q2"]["functions"] == ["gamma_value"]
     shown = program.process.psu("status", program.process.pid).stdout
-    assert "(q1) provides: beta_value" in shown, shown
+    assert "bundle q1 (module" in shown and "stays loaded for: beta_value" in shown, shown
+    assert "gamma_value" not in shown             # the current bundle's own functions
     # given the older bundle explicitly, the next one carries its function
     config = build_config(manyunits)
     config.previous_bundle = str(first)

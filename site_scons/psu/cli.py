@@ -100,11 +100,12 @@ def command_status(arguments):
         for m in answer.get("modules", []):
             print(f"  {m['index']:>6}  {m['kind']:<10} {str(m.get('label')):<16} "
                   f"{m['functions_current']:>7} {m['active_calls']:>6}  {m['state']}")
+        # older bundles still current for some functions (not carried by a later one)
         for m in answer.get("modules", []):
-            if m.get("functions") and m["kind"] == "bundle":
+            if m.get("functions") and m["kind"] == "bundle" and m.get("build_id") != answer["build_id"]:
                 more = m["functions_current"] - len(m["functions"])
-                print(f"  module {m['index']} ({m.get('label')}) provides: {', '.join(m['functions'])}"
-                      + (f" and {more} more" if more > 0 else ""))
+                print(f"  bundle {m.get('label')} (module {m['index']}) stays loaded for: "
+                      f"{', '.join(m['functions'])}" + (f" and {more} more" if more > 0 else ""))
         _print_old_versions(answer)
     return code
 
