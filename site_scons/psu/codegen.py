@@ -7,8 +7,9 @@ Three roles share one set of edits (see docs/architecture.md):
   (aliases for file-scope statics, hoisted definitions for function-local
   ones) so patches can bind to it.
 - `code`: a bundle's unloadable code.  Functions of the patch are compiled
-  and exported to the bundle table; every other DSU function reached from it
-  calls the running program's trampoline; all existing state is `extern`,
+  and exported to the bundle table; the definitions of the other DSU
+  functions are cut (`UnitPlan.cut`, `_cut_definitions`), and calls of them
+  reach the running program's trampoline; all existing state is `extern`,
   bound by symbol name; constant data stays private to the bundle.
 - `state`: a bundle's never-unloaded object: the variables the patch adds and
   the slots and trampolines of the functions it adds.

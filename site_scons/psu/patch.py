@@ -1,5 +1,6 @@
 """Making a bundle: export two revisions, analyse both like the release build,
-compare, generate the patch units, compile and link them, pack the bundle.
+compare, learn what older bundles hold, plan what to compile (bundleplan.py),
+generate the patch units, compile and link them, pack the bundle.
 
 Knows nothing of SCons: the build adapters hand it a `BuildConfig`.
 """
