@@ -562,10 +562,18 @@ def pack(config, output, bundle_manifest, code_bytes, state_bytes):
     bundle.write(output, bundle_manifest, code_bytes, state_bytes)
     record = _record_path(config, bundle_manifest["target_build_id"])
     os.makedirs(os.path.dirname(record), exist_ok=True)
+    # Several bundles may lead to one build (from v1 and from v2, say): a
+    # process may run any of them, so the next bundle carries what any holds.
+    in_bundles = set(bundle_manifest["in_bundles"])
+    try:
+        with open(record) as f:
+            in_bundles |= set(json.load(f).get("in_bundles") or ())
+    except (OSError, ValueError):
+        pass
     with open(record, "w") as f:
         json.dump({"bundle": os.path.abspath(output), "label": bundle_manifest["label"],
                    "base_build_id": bundle_manifest["base_build_id"],
-                   "in_bundles": bundle_manifest["in_bundles"]}, f, indent=1, sort_keys=True)
+                   "in_bundles": sorted(in_bundles)}, f, indent=1, sort_keys=True)
         f.write("\n")
 
 
