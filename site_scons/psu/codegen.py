@@ -332,8 +332,9 @@ def _name_in_bodies_by_default_visibility(source, unit, names, cut=()):
 
 
 class _CutSpans:
-    """The definitions a bundle unit leaves out: their qualnames, and the lines
-    they spanned (so no other edit lands inside deleted text)."""
+    """The definitions a bundle unit leaves out: their qualnames, and the
+    (line, column) ranges they spanned (so no other edit lands inside deleted
+    text)."""
 
     def __init__(self):
         self.functions, self.spans = set(), []
