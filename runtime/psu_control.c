@@ -161,6 +161,52 @@ static void add_old_running(struct text *t, size_t first)
     text_add(t, "]");
 }
 
+/* `"functions":[...]`: the functions current in module `module`, the first
+ * PSU_FUNCTIONS_LISTED of them (psu_update_lock held). */
+#define PSU_FUNCTIONS_LISTED 32
+
+struct function_list { struct text *t; unsigned count; };
+
+static void list_function(const char *name, void *arg)
+{
+    struct function_list *list = arg;
+    if (list->count++ < PSU_FUNCTIONS_LISTED) {
+        text_add(list->t, list->count > 1 ? "," : "");
+        text_add_json(list->t, name);
+    }
+}
+
+static void add_module_functions(struct text *t, unsigned module)
+{
+    struct function_list list = { t, 0 };
+    text_add(t, ",\"functions\":[");
+    psu_functions_in_module(module, list_function, &list);
+    text_add(t, "]");
+}
+
+/* `"older_bundles_kept":[...]` (left out when there is none): bundle modules
+ * other than `newest` that still provide current functions after an apply --
+ * the bundle did not carry them (its maker did not know the bundle that
+ * produced the running build). */
+static void add_older_bundles_kept(struct text *t, int newest)
+{
+    bool any = false;
+    psu_lock(&psu_module_lock);
+    for (unsigned i = 1; i < PSU_MAX_MODULES; i++) {
+        struct psu_module *m = &psu_modules[i];
+        if ((int)i == newest || m->state == PSU_MODULE_FREE || m->functions_current == 0)
+            continue;
+        text_add(t, "%s{\"module\":%u,\"label\":", any ? "," : ",\"older_bundles_kept\":[", i);
+        text_add_json(t, m->bundle->label);
+        add_module_functions(t, i);
+        text_add(t, "}");
+        any = true;
+    }
+    psu_unlock(&psu_module_lock);
+    if (any)
+        text_add(t, "]");
+}
+
 static void answer_update(struct text *t, const struct psu_update_result *r)
 {
     if (strcmp(r->result, "already") == 0) {
@@ -173,8 +219,10 @@ static void answer_update(struct text *t, const struct psu_update_result *r)
              r->result, r->from, r->to);
     text_add_json(t, r->label);
     text_add(t, ",\"functions\":%zu,\"module\":%d", r->functions, r->module);
-    if (strcmp(r->result, "applied") == 0)
+    if (strcmp(r->result, "applied") == 0) {
         add_old_running(t, r->old_running_first);
+        add_older_bundles_kept(t, r->module);
+    }
     text_add(t, "}");
 }
 
@@ -208,9 +256,12 @@ static void answer_status(struct text *t)
         text_add_json(t, i == 0 ? psu_version_label : m->bundle->label);
         text_add(t, ",\"build_id\":");
         text_add_json(t, i == 0 ? psu_build_id : m->bundle->target);
-        text_add(t, ",\"functions_current\":%lu,\"active_calls\":%lu,\"pins\":%lu,\"state\":\"%s\"}",
+        text_add(t, ",\"functions_current\":%lu,\"active_calls\":%lu,\"pins\":%lu,\"state\":\"%s\"",
                  m->functions_current, psu_active_calls(i), m->pins,
                  m->state == PSU_MODULE_PENDING ? "pending-unload" : "current");
+        if (i != 0)
+            add_module_functions(t, i);
+        text_add(t, "}");
         first = false;
     }
     unsigned long unloaded = psu_modules_unloaded;

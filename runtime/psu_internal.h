@@ -79,6 +79,10 @@ PSU_HIDDEN unsigned psu_registered_threads(void);
  * the constructor before it exists); read under psu_update_lock. */
 PSU_HIDDEN struct psu_function *psu_function_lookup(const char *name);
 PSU_HIDDEN bool psu_function_table_add(struct psu_function *fn);
+/* Calls `visit` with the name of each function whose current version is in
+ * module `module` (psu_update_lock held). */
+PSU_HIDDEN void psu_functions_in_module(unsigned module, void (*visit)(const char *name, void *arg),
+                                        void *arg);
 
 /* ---- modules (psu_runtime.c) ------------------------------------------ */
 

@@ -573,6 +573,18 @@ bool psu_function_table_add(struct psu_function *fn)
     return true;
 }
 
+void psu_functions_in_module(unsigned module, void (*visit)(const char *name, void *arg), void *arg)
+{
+    for (size_t i = 0; i < table_capacity; i++) {
+        struct psu_function *fn = table_slots[i];
+        /* Relaxed: slots are written only by switches, under psu_update_lock,
+         * which our caller holds; no ordering with the code is needed to read
+         * which module a slot names. */
+        if (fn && atomic_load_explicit(&fn->current, memory_order_relaxed) >> PSU_MODULE_SHIFT == module)
+            visit(fn->name, arg);
+    }
+}
+
 /* The executable's records, collected by the linker into section
  * psu_functions; absent (NULL) in a program without DSU functions. */
 extern struct psu_function *__start_psu_functions[] __attribute__((weak));

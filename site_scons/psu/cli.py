@@ -65,6 +65,15 @@ def _describe_applied(arguments, answer):
           f"{str(answer.get('from'))[:12]} -> {str(answer.get('to'))[:12]}, "
           f"{answer.get('functions')} function(s) switched (module {answer.get('module')})")
     _print_old_versions(answer)
+    _print_older_bundles_kept(answer)
+
+
+def _print_older_bundles_kept(answer):
+    """Older bundles the applied one did not take functions over from: they stay loaded."""
+    for item in answer.get("older_bundles_kept") or []:
+        print(f"  bundle {item.get('label')} (module {item.get('module')}) stays loaded: this "
+              f"bundle does not carry {', '.join(item.get('functions') or [])} (built without "
+              f"the record of the bundle that produced the running build)")
 
 
 def _print_old_versions(answer):
@@ -99,6 +108,12 @@ def _describe_status(arguments, answer):
     for m in answer.get("modules", []):
         print(f"  {m['index']:>6}  {m['kind']:<10} {str(m.get('label')):<16} "
               f"{m['functions_current']:>7} {m['active_calls']:>6}  {m['state']}")
+    # older bundles still current for some functions (not carried by a later one)
+    for m in answer.get("modules", []):
+        if m.get("functions") and m["kind"] == "bundle" and m.get("build_id") != answer["build_id"]:
+            more = m["functions_current"] - len(m["functions"])
+            print(f"  bundle {m.get('label')} (module {m['index']}) stays loaded for: "
+                  f"{', '.join(m['functions'])}" + (f" and {more} more" if more > 0 else ""))
     _print_old_versions(answer)
 
 
@@ -328,6 +343,8 @@ def command_patch(arguments):
     if not arguments.from_ref or not arguments.to_ref:
         raise UsageError("patch needs FROM and TO (or --release)")
     config = _config(arguments)
+    if arguments.previous:
+        config.previous_bundle = os.path.abspath(arguments.previous)
     output = arguments.output or os.path.join(
         config.top, "psu-patches", patch.bundle_name(config.program, arguments.from_ref, arguments.to_ref))
     _, text = patch.make_bundle(config, arguments.from_ref, arguments.to_ref, output)
@@ -432,6 +449,9 @@ def _patch_arguments(sub):
     sub.add_argument("-o", "--output", help="bundle file to write")
     sub.add_argument("--release", action="store_true",
                      help="a bundle from each of psu.toml's patch_from to this build")
+    sub.add_argument("--previous", metavar="BUNDLE",
+                     help="the bundle that updated the running process to FROM, if "
+                          "not built here: the functions it holds are carried")
 
 
 def _unit_arguments(sub):

@@ -7,8 +7,9 @@ Three roles share one set of edits (see docs/architecture.md):
   (aliases for file-scope statics, hoisted definitions for function-local
   ones) so patches can bind to it.
 - `code`: a bundle's unloadable code.  Functions of the patch are compiled
-  and exported to the bundle table; every other DSU function reached from it
-  calls the running program's trampoline; all existing state is `extern`,
+  and exported to the bundle table; the definitions of the other DSU
+  functions are cut (`UnitPlan.cut`, `_cut_definitions`), and calls of them
+  reach the running program's trampoline; all existing state is `extern`,
   bound by symbol name; constant data stays private to the bundle.
 - `state`: a bundle's never-unloaded object: the variables the patch adds and
   the slots and trampolines of the functions it adds.
@@ -78,11 +79,14 @@ def render(template, **values):
 class UnitPlan:
     """What a bundle does with one unit: functions switched, state bound or added."""
 
-    def __init__(self, patched=(), added_functions=(), added_variables=(), carried=()):
+    def __init__(self, patched=(), added_functions=(), added_variables=(), carried=(), cut=()):
         self.patched = set(patched)              # qualnames the bundle switches
         self.carried = set(carried)              # unchanged, brought to retire older bundles
         self.added_functions = set(added_functions)
         self.added_variables = set(added_variables)
+        # DSU functions whose definitions the bundle leaves out (its code reaches
+        # them in the running program through their exported aliases)
+        self.cut = set(cut)
 
 
 def const_symbol(name):
@@ -104,8 +108,12 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     plan = plan or UnitPlan()
     source = SourceText(unit.path, text, unit.storage_macros)
     entries = []
+    cut = _cut_definitions(source, unit, dsu_names, plan.cut) if role != "program" else _CutSpans()
 
     for function in unit.functions:
+        if function.qualname in cut.functions:
+            entries.append(_function_entry(function, role, plan))
+            continue
         for local in function.locals:
             _bind_local(source, local)
         if function.name not in dsu_names:
@@ -140,20 +148,21 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
 
     own_constants = set()
     for variable in unit.variables:
+        locations = [l for l in variable.locations if not cut.holds(l)]
         if role == "code" and variable.name in constants and variable.const and not variable.static:
             own_constants.add(variable.name)
-            for location in variable.locations:
+            for location in locations:
                 _label_constant(source, variable, location)
         if variable.const or not variable.definition or variable.unbound:
             continue
         if role == "program":
             # a static gets a global name patches bind to; a global has one already
             if variable.static:
-                for location in variable.locations:
+                for location in locations:
                     _bind_file_variable(source, variable, location, define=True)
             continue
         define = role == "state" and variable.qualname in plan.added_variables
-        for location in variable.locations:
+        for location in locations:
             _bind_file_variable(source, variable, location, define)
 
     hoisted = []
@@ -166,7 +175,7 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
                                 "definition": local.decl.replace("@NAME@", var_symbol(local.qualname, local.type_hash))})
 
     if role == "code":
-        _bundle_self_calls(source, unit, dsu_names, plan)
+        _bundle_self_calls(source, unit, dsu_names, plan, cut.functions)
 
     redirected = []
     if role != "program":
@@ -177,7 +186,8 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         called = set().union(*(f.callees for f in unit.functions))
         redirected = [{"name": name, "symbol": tramp_symbol(name)}
                       for name in sorted((called & set(program_functions)) - defined_here)]
-        _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected})
+        _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected},
+                                              cut.functions)
 
     body = source.edited()
     if not body.endswith("\n"):
@@ -299,7 +309,7 @@ def _va_list_variant(source, function, name_index, name):
                               f"__attribute__((copy({name})));\n#endif")
 
 
-def _name_in_bodies_by_default_visibility(source, unit, names):
+def _name_in_bodies_by_default_visibility(source, unit, names, cut=()):
     """Bundle roles: in the unit's function bodies, the running program's
     functions `names` are named `psu_ext_f`, a declaration of default visibility
     bound to `f`'s exported alias.  The asm-label redirect of `f` (appended)
@@ -309,6 +319,8 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
     macro writes still go through the redirect: calls link, addresses do not."""
     first_use, edited = {}, source.edited_so_far()
     for function in unit.functions:
+        if function.qualname in cut:
+            continue
         try:
             name_index = source.find_name(function.name, function.location.line,
                                           function.location.column)
@@ -333,7 +345,7 @@ def _name_in_bodies_by_default_visibility(source, unit, names):
                                           f"#else\n#define psu_ext_{name} {name}\n#endif")
 
 
-def _bundle_self_calls(source, unit, dsu_names, plan):
+def _bundle_self_calls(source, unit, dsu_names, plan, cut=()):
     """Code role: calls the unit's code makes to a DSU function whose version
     this bundle provides (it switches or carries it) go straight to that
     version, `psu_impl_f`, as in the plain build (gcc inlines and recurses
@@ -345,7 +357,8 @@ def _bundle_self_calls(source, unit, dsu_names, plan):
     so its thread holds it (docs/memory-ordering.md).  Only calls written by
     name in a body are redirected (`f(`); an address taken still names the
     program's `f`, and a call a macro writes still goes through it.  A
-    variadic function (the slot holds its va_list variant) keeps that path."""
+    variadic function (the slot holds its va_list variant) keeps that path.
+    `cut`: the functions whose definitions `_cut_definitions` deleted."""
     exported = plan.patched | plan.carried
     provided = {}
     for function in unit.functions:
@@ -378,6 +391,8 @@ def _bundle_self_calls(source, unit, dsu_names, plan):
     edited = source.edited_so_far()
     declared_before = {}
     for function in unit.functions:
+        if function.qualname in cut:
+            continue        # its definition is not in this bundle
         try:
             name_index = source.find_name(function.name, function.location.line,
                                           function.location.column)
@@ -425,6 +440,68 @@ def _names_declared_in_body(source, brace, close, names):
 # words that may stand before a function's name in an expression
 _NOT_TYPES = {"return", "case", "sizeof", "else", "do", "goto", "__typeof__", "typeof",
               "__typeof", "_Alignof", "__alignof__", "__extension__"}
+
+
+class _CutSpans:
+    """The definitions a bundle unit leaves out: their qualnames, and the
+    (line, column) ranges they spanned (so no other edit lands inside deleted
+    text)."""
+
+    def __init__(self):
+        self.functions, self.spans = set(), []
+
+    def holds(self, location):
+        where = (location.line, location.column)
+        return any(first <= where <= last for first, last in self.spans)
+
+
+# Directives of a deleted body that stay: the conditionals (balanced within
+# it) and what changes the macros later code sees.  A `#pragma` or `#include`
+# there belongs to the body's statements.
+_KEPT_DIRECTIVES = {"if", "ifdef", "ifndef", "elif", "elifdef", "elifndef", "else", "endif",
+                    "define", "undef", "line", "error", "warning"}
+
+
+def _cut_definitions(source, unit, dsu_names, wanted):
+    """Bundle roles: delete the definitions of the DSU functions `wanted` from
+    the text, leaving a prototype of the function's own name (calls above and
+    below still see it; the forwarder or redirect appended reaches the running
+    program's version).  Lines keep their numbers, and preprocessor directives
+    inside a deleted body stay (a `#define` there serves later code).  A
+    definition psu cannot delimit exactly (a macro writes its name or braces)
+    is kept whole: compiled and unused, as before."""
+    cut = _CutSpans()
+    for function in unit.functions:
+        if function.qualname not in wanted or function.name not in dsu_names or \
+                function.unreadable or function.macro_made:
+            continue
+        try:
+            name_index = source.find_name(function.name, function.location.line,
+                                          function.location.column)
+            brace = source.body_start(name_index, old_style=function.kr_style)
+            if source.tokens[brace].line != function.body_line:
+                continue
+            close = source.body_end(brace, function.body_end_line, function.name)
+            start = source.declaration_start(name_index)
+        except CSourceError:
+            continue
+        if any(source.tokens[i].text == "{" for i in range(start, name_index)):
+            continue    # its specifiers define a struct, union or enum later code may use
+        prototype = "#pragma GCC diagnostic push\n" \
+            "#pragma GCC diagnostic ignored \"-Wredundant-decls\"\n" + \
+            ("static " if function.static else "") + \
+            function.signature.replace("@NAME@", function.name) + ";\n" + \
+            "#pragma GCC diagnostic pop"
+        source.insert_lines_before(start, prototype)
+        if close + 1 < len(source.tokens):
+            source.delete_range(start, close + 1, _KEPT_DIRECTIVES.__contains__)
+        else:
+            source.delete_range(start, close, _KEPT_DIRECTIVES.__contains__)
+            source.replace(close, "")
+        cut.functions.add(function.qualname)
+        cut.spans.append(((source.tokens[start].line, source.tokens[start].column),
+                          (source.tokens[close].line, source.tokens[close].column)))
+    return cut
 
 
 def _check_on_entry(source, function, name_index, entry, first):

@@ -1,16 +1,18 @@
 """Making a bundle: export two revisions, analyse both like the release build,
-compare, generate the patch units, compile and link them, pack the bundle.
+compare, learn what older bundles hold, plan what to compile (bundleplan.py),
+generate the patch units, compile and link them, pack the bundle.
 
 Knows nothing of SCons: the build adapters hand it a `BuildConfig`.
 """
 import hashlib
+import json
 import os
 import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
 
-from . import bundle, changes, codegen, frontend, manifest, resources
+from . import bundle, bundleplan, changes, codegen, frontend, manifest, resources
 from .policy import DEFAULT_DIRECT_STATICS, DsuPolicy
 from .errors import RefusedChanges, ToolError, UsageError
 
@@ -39,6 +41,10 @@ class BuildConfig:
     # The flags of the deployed FROM build (its manifest's), where the build
     # files changed them since (a define): FROM is analysed as it was built.
     from_flags: list = None
+    # The bundle that updated the running process to FROM (a .psu file), where
+    # this work folder did not build it: its record says what older bundles
+    # provide, which this bundle carries so they unload (see docs/bundle-format.md).
+    previous_bundle: str = None
 
     @property
     def policy(self):
@@ -319,13 +325,6 @@ def _compile(config, root, source, obj, extra, flags=None):
         raise ToolError(f"psu: compiling the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
 
-# The state object needs only what the patch adds (variables, the slots and
-# trampolines of functions), yet its units compile every body of theirs too.
-# Those bodies may refer to what only the code object defines (another unit's
-# constant data, hidden): one section per function and variable, and the link
-# drops what no exported symbol reaches, with its references.
-STATE_SECTIONS = ["-ffunction-sections", "-fdata-sections"]
-
 # What ld says of a symbol the object declares hidden but the bundle does not define.
 _HIDDEN_REFERENCE = re.compile(r"undefined reference to `([^']+)'|"
                                r"(?:hidden|internal|protected) symbol `([^']+)' isn't defined|"
@@ -351,112 +350,237 @@ def _link(config, root, objects, output, extra=()):
     raise ToolError(f"psu: linking the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
 
+# -- making a bundle, step by step ---------------------------------------------------
+#
+# compare FROM and TO -> learn what older bundles provide -> plan what to compile
+# -> generate the units' text -> compile -> link -> pack.
+
 def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None, to_label=None):
     """Build the bundle `output` updating FROM to TO; returns (bundle manifest, report)."""
     comparison = compare(config, from_ref, to_ref, from_sha, to_sha, to_label)
-    old, new, change_set = comparison.old, comparison.new, comparison.changes
-    root = comparison.new_root
-    text_report = changes.report(change_set, old, new)
-    full_report = changes.report(change_set, old, new, verbose=True)
-    # replaced functions whose calls in the running version may never end
-    never_returning = may_not_return(comparison.old_units)
-    lingering = {q: never_returning[q] for q in sorted(change_set.replaced) if q in never_returning}
-    if lingering:
-        note = "\n  may still run their old version until their next call:\n" + \
-            "\n".join(f"    {q} ({why})" for q, why in lingering.items())
-        text_report += note
-        full_report += note
-
-    key = hashlib.sha256(f"{old['build_id']}{new['build_id']}".encode()).hexdigest()[:16]
-    work = config.path("patches", f"{config.program}-{key}")
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
-    by_path = {u.path: u for u in comparison.new_units}
-    added_functions = set(change_set.added)
-    added_variables = set(change_set.added_variables)
-    include = ["-I" + resources.runtime_sources_dir(), "-Wno-unused-function", "-Wno-unused-variable",
-               "-Wno-unused-but-set-variable"]
-
-    # Every DSU unit is compiled: unchanged functions are carried, so that the
-    # functions older bundles still provide move here and those bundles unload.
-    code_objects, state_objects, carried = [], [], []
-    switched = set(change_set.switched)
-    # external DSU functions, reached through their psu_tramp_ aliases: the
-    # running program's, and (from its state object) those this patch adds
-    policy = config.policy
-    dsu_by_path = {path: policy.dsu_names(by_path[path])
-                   for path, u in new["units"].items() if u["dsu"]}
-    program_functions = {f.name for path, dsu in dsu_by_path.items() for f in by_path[path].functions
-                         if f.name in dsu and not f.static}
-    # constant data with external linkage the DSU units define: the bundle reads its own copies
-    constants = {v.name for path in dsu_by_path for v in by_path[path].variables
-                 if v.const and not v.static and v.definition and not v.thread_local}
-    for path, dsu in sorted(dsu_by_path.items()):
-        unit = by_path[path]
-        with open(os.path.join(root, path), encoding="utf-8",
-                  errors="surrogateescape") as f:
-            text = f.read()
-        unit_carried = [f.qualname for f in unit.functions
-                        if f.name in dsu and f.qualname not in switched]
-        carried += unit_carried
-        plan = codegen.UnitPlan(
-            patched=[q for q in change_set.switched if _unit_of(change_set, q) == path],
-            added_functions=[q for q in added_functions if change_set.added[q] == path],
-            added_variables=[q for q in added_variables if change_set.added_variables[q] == path],
-            carried=unit_carried)
-        quote = ["-iquote", os.path.dirname(path) or "."]
-        for role, objects in (("code", code_objects), ("state", state_objects)):
-            if role == "state" and not (plan.added_functions or plan.added_variables):
-                continue
-            generated = os.path.join(work, role, path)
-            os.makedirs(os.path.dirname(generated), exist_ok=True)
-            with open(generated, "w") as f:
-                f.write(codegen.transform(unit, text, role, dsu, generated, plan, program_functions,
-                                          constants))
-            obj = generated + ".o"
-            _compile(config, root, generated, obj, quote + include +
-                     (STATE_SECTIONS if role == "state" else []), config.flags_of(path, root))
-            objects.append(obj)
-
-    label = to_label or (to_ref if comparison.to_sha != "WORKTREE" else new["label"])
-    main = os.path.join(work, "bundle_main.c")
-    with open(main, "w") as f:
-        f.write(codegen.bundle_main(label, old["build_id"], new["build_id"], change_set.switched,
-                                    change_set.transformed, carried, lingering))
-    _compile(config, root, main, main + ".o", include)
-    code_so = os.path.join(work, "code.so")
-    libraries = [f"-l{name}" for name in config.libraries]
-    _link(config, root, code_objects + [main + ".o"], code_so,
-          ["-Wl,-Bsymbolic-functions", *libraries])
-    state_bytes = None
-    if state_objects:
-        state_c = os.path.join(work, "state_main.c")
-        with open(state_c, "w") as f:
-            f.write(codegen.state_main(label, added_functions))
-        _compile(config, root, state_c, state_c + ".o", include)
-        state_so = os.path.join(work, "state.so")
-        _link(config, root, state_objects + [state_c + ".o"], state_so,
-              ["-Wl,--gc-sections", *libraries])
-        with open(state_so, "rb") as f:
-            state_bytes = f.read()
-
-    bundle_manifest = {
-        "format": "psu-bundle/1", "program": config.program,
-        "base_build_id": old["build_id"], "base_label": from_ref,
-        "target_build_id": new["build_id"], "label": label,
-        "compiler": new["compiler"], "flags": new["flags"],
-        "changes": change_set.to_json(), "report": full_report,
-        "may_not_return": lingering,
-    }
-    with open(code_so, "rb") as f:
-        code_bytes = f.read()
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    bundle.write(output, bundle_manifest, code_bytes, state_bytes)
+    previous = previous_bundle(config, comparison.old["build_id"])
+    contents = plan_bundle(config, comparison, previous)
+    work = work_folder(config, comparison)
+    label = to_label or (to_ref if comparison.to_sha != "WORKTREE" else comparison.new["label"])
+    lingering = replaced_may_not_return(comparison)
+    sources = generate(config, comparison, contents, work, label, lingering)
+    objects = compile_sources(config, comparison.new_root, sources)
+    code_bytes, state_bytes = link(config, comparison.new_root, objects, work)
+    text_report, full_report = _reports(comparison, contents, previous, lingering)
+    bundle_manifest = manifest_of(config, comparison, contents, from_ref, label, full_report,
+                                  lingering)
+    pack(config, output, bundle_manifest, code_bytes, state_bytes)
     return bundle_manifest, text_report
 
 
-def _unit_of(change_set, qualname):
-    return change_set.replaced.get(qualname) or change_set.added.get(qualname)
+def manifest_of(config, comparison, contents, from_ref, label, report, lingering):
+    """The bundle's manifest (bundle-format.md): what `psu inspect` prints."""
+    return {
+        "format": "psu-bundle/1", "program": config.program,
+        "base_build_id": comparison.old["build_id"], "base_label": from_ref,
+        "target_build_id": comparison.new["build_id"], "label": label,
+        "compiler": comparison.new["compiler"], "flags": comparison.new["flags"],
+        "changes": comparison.changes.to_json(), "report": report,
+        "may_not_return": lingering,
+        "carried": contents.carried, "in_bundles": contents.in_bundles,
+        "compiled_units": sorted(contents.code_units),
+    }
+
+
+@dataclass
+class PreviousBundle:
+    """What the bundle that produced FROM left in bundles (None: not known)."""
+
+    path: str
+    label: str
+    in_bundles: list
+
+
+def previous_bundle(config, from_build_id):
+    """The record of the bundle whose target is FROM's build: the one named by
+    `config.previous_bundle`, else the last one built in this work folder
+    (`pack` records each); None when there is none (FROM is a release, or the
+    bundle was built elsewhere)."""
+    if config.previous_bundle:
+        found, _, _ = bundle.read(config.previous_bundle)
+        if found.get("target_build_id") != from_build_id:
+            raise UsageError(f"psu: {config.previous_bundle} updates to build "
+                             f"{str(found.get('target_build_id'))[:12]}, not to FROM's "
+                             f"{from_build_id[:12]}")
+        record = {"bundle": config.previous_bundle, "label": found.get("label"),
+                  "in_bundles": found.get("in_bundles")}
+    else:
+        try:
+            with open(_record_path(config, from_build_id)) as f:
+                record = json.load(f)
+        except (OSError, ValueError):
+            return None
+    if record.get("in_bundles") is None:    # a bundle from before psu recorded it
+        return None
+    return PreviousBundle(record["bundle"], record.get("label"), list(record["in_bundles"]))
+
+
+def _record_path(config, build_id):
+    return config.path("bundles", f"{config.program}-{build_id}.json")
+
+
+def plan_bundle(config, comparison, previous):
+    """What the bundle compiles (bundleplan.plan_bundle over TO's analysis)."""
+    units = {u.path: u for u in comparison.new_units}
+    dsu_by_path = {path: config.policy.dsu_names(units[path])
+                   for path, u in comparison.new["units"].items() if u["dsu"]}
+    return bundleplan.plan_bundle(comparison.changes, units, dsu_by_path,
+                                  previous.in_bundles if previous else ())
+
+
+def work_folder(config, comparison):
+    key = hashlib.sha256(f"{comparison.old['build_id']}{comparison.new['build_id']}".encode()).hexdigest()[:16]
+    work = config.path("patches", f"{config.program}-{key}")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    return work
+
+
+def replaced_may_not_return(comparison):
+    """Replaced functions whose calls in the running version may never end."""
+    never_returning = may_not_return(comparison.old_units)
+    return {q: never_returning[q] for q in sorted(comparison.changes.replaced) if q in never_returning}
+
+
+def _reports(comparison, plan, previous, lingering):
+    """The change report (short and verbose) with what the bundle carries."""
+    change_set, old, new = comparison.changes, comparison.old, comparison.new
+    notes = []
+    if lingering:
+        notes.append("  may still run their old version until their next call:\n" +
+                     "\n".join(f"    {q} ({why})" for q, why in lingering.items()))
+    if previous is None:
+        notes.append("  carries nothing: no bundle built here updates to FROM's build "
+                     f"{old['build_id'][:12]} (a release; if a process runs a bundle "
+                     "built elsewhere, that bundle stays loaded for its functions and "
+                     "psu apply and psu status name them)")
+    elif plan.carried or plan.stranded:
+        notes.append(f"  carries {len(plan.carried)} function(s) unchanged since "
+                     f"{previous.label}, current in older bundles, so those unload" +
+                     "".join(f"\n    {q}" for q in plan.carried[:20]) +
+                     (f"\n    and {len(plan.carried) - 20} more" if len(plan.carried) > 20 else ""))
+        if plan.stranded:
+            notes.append("  stay in an older bundle (no longer DSU functions): " +
+                         ", ".join(plan.stranded))
+    note = "".join("\n" + n for n in notes)
+    return (changes.report(change_set, old, new) + note,
+            changes.report(change_set, old, new, verbose=True) + note)
+
+
+@dataclass
+class Source:
+    """One generated C file, compiled with `flags` then `extra` into `obj`."""
+
+    path: str
+    obj: str
+    flags: list
+    extra: list
+    role: str             # "code" or "state": which shared object it goes into
+
+
+# Constant data and functions each in a section of its own, so the link keeps
+# only what the exported tables (and default-visibility symbols) reach.
+SECTIONS = ["-ffunction-sections", "-fdata-sections"]
+# A bundle's units leave out definitions: what only those used (a static
+# function or table, a macro) is unused here, which the user's -Werror must
+# not turn into an error.
+_PSU_WARNINGS = ["-Wno-unused-function", "-Wno-unused-variable", "-Wno-unused-but-set-variable",
+                 "-Wno-unused-const-variable", "-Wno-unused-macros"]
+
+
+def generate(config, comparison, plan, work, label, lingering):
+    """The C text of every unit the plan compiles, and the bundle's tables."""
+    root, new, change_set = comparison.new_root, comparison.new, comparison.changes
+    include = ["-I" + resources.runtime_sources_dir(), *_PSU_WARNINGS]
+    units = {u.path: u for u in comparison.new_units}
+    dsu_by_path = {path: config.policy.dsu_names(units[path])
+                   for path, u in new["units"].items() if u["dsu"]}
+    # external DSU functions, reached through their psu_tramp_ aliases: the
+    # running program's, and (from its state object) those this patch adds
+    program_functions = {f.name for path, dsu in dsu_by_path.items() for f in units[path].functions
+                         if f.name in dsu and not f.static}
+    # constant data with external linkage the DSU units define: the bundle reads its own copies
+    constants = {v.name for path in dsu_by_path for v in units[path].variables
+                 if v.const and not v.static and v.definition and not v.thread_local}
+    sources = []
+    for role, unit_plans in (("code", plan.code_units), ("state", plan.state_units)):
+        for path, unit_plan in sorted(unit_plans.items()):
+            with open(os.path.join(root, path), encoding="utf-8", errors="surrogateescape") as f:
+                text = f.read()
+            generated = os.path.join(work, role, path)
+            os.makedirs(os.path.dirname(generated), exist_ok=True)
+            with open(generated, "w") as f:
+                f.write(codegen.transform(units[path], text, role, dsu_by_path[path], generated,
+                                          unit_plan, program_functions, constants))
+            quote = ["-iquote", os.path.dirname(path) or "."]
+            sources.append(Source(generated, generated + ".o", config.flags_of(path, root),
+                                  quote + include + SECTIONS, role))
+    main = os.path.join(work, "bundle_main.c")
+    with open(main, "w") as f:
+        f.write(codegen.bundle_main(label, comparison.old["build_id"], new["build_id"],
+                                    plan.switched, change_set.transformed, plan.carried, lingering))
+    sources.append(Source(main, main + ".o", config.flags, include, "code"))
+    if plan.state_units:
+        state_c = os.path.join(work, "state_main.c")
+        with open(state_c, "w") as f:
+            f.write(codegen.state_main(label, set(change_set.added)))
+        sources.append(Source(state_c, state_c + ".o", config.flags, include, "state"))
+    return sources
+
+
+def compile_sources(config, root, sources):
+    """Compile every generated file, two at a time; {role: [object]}."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        list(pool.map(lambda s: _compile(config, root, s.path, s.obj, s.extra, s.flags), sources))
+    objects = {"code": [], "state": []}
+    for s in sources:
+        objects[s.role].append(s.obj)
+    return objects
+
+
+def link(config, root, objects, work):
+    """The code object (and the state object, if the bundle adds to the state):
+    their bytes."""
+    libraries = [f"-l{name}" for name in config.libraries]
+    code_so = os.path.join(work, "code.so")
+    _link(config, root, objects["code"], code_so,
+          ["-Wl,-Bsymbolic-functions", "-Wl,--gc-sections", *libraries])
+    with open(code_so, "rb") as f:
+        code_bytes = f.read()
+    if not objects["state"]:
+        return code_bytes, None
+    state_so = os.path.join(work, "state.so")
+    _link(config, root, objects["state"], state_so, ["-Wl,--gc-sections", *libraries])
+    with open(state_so, "rb") as f:
+        return code_bytes, f.read()
+
+
+def pack(config, output, bundle_manifest, code_bytes, state_bytes):
+    """Write the bundle, and record what it leaves in bundles for the next one
+    built here (`previous_bundle`)."""
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    bundle.write(output, bundle_manifest, code_bytes, state_bytes)
+    record = _record_path(config, bundle_manifest["target_build_id"])
+    os.makedirs(os.path.dirname(record), exist_ok=True)
+    # Several bundles may lead to one build (from v1 and from v2, say): a
+    # process may run any of them, so the next bundle carries what any holds.
+    in_bundles = set(bundle_manifest["in_bundles"])
+    try:
+        with open(record) as f:
+            in_bundles |= set(json.load(f).get("in_bundles") or ())
+    except (OSError, ValueError):
+        pass
+    with open(record, "w") as f:
+        json.dump({"bundle": os.path.abspath(output), "label": bundle_manifest["label"],
+                   "base_build_id": bundle_manifest["base_build_id"],
+                   "in_bundles": sorted(in_bundles)}, f, indent=1, sort_keys=True)
+        f.write("\n")
 
 
 def bundle_name(program, from_ref, to_ref):

@@ -308,6 +308,11 @@ def _patch_target(env, config, config_json):
         _exit(error)
     if arguments.get("FROM_MANIFEST"):
         config_json = _with_deployed_flags(config, config_json, arguments["FROM_MANIFEST"])
+    if arguments.get("PREVIOUS"):
+        # the bundle that produced FROM, built elsewhere: what it holds is carried
+        described = json.loads(config_json)
+        described["previous_bundle"] = os.path.abspath(arguments["PREVIOUS"])
+        config_json = json.dumps(described, sort_keys=True, indent=1) + "\n"
     outputs = [os.path.relpath(env.Dir(d).abspath, top) for d in ("$PSU_BUILD_DIR", "$PSU_PATCH_DIR")]
     to_key = patch.worktree_key(top, outputs) if to_sha == "WORKTREE" else to_sha
     settings = dict(PSU_PATCH_CONFIG=config_json, PSU_FROM=from_ref, PSU_TO=to_ref,
@@ -319,7 +324,8 @@ def _patch_target(env, config, config_json):
         env.Alias("patch", explain)
         return
     output = env.Dir("$PSU_PATCH_DIR").File(patch.bundle_name(name, from_ref, to_ref))
-    bundle_node = env._PSUBundle(output, [env.Value(from_sha), env.Value(to_key)], **settings)
+    bundle_node = env._PSUBundle(output, [env.Value(from_sha), env.Value(to_key),
+                                          env.Value(arguments.get("PREVIOUS", ""))], **settings)
     env.Depends(bundle_node, resources.package_files() + resources.runtime_sources())
     env.Alias("patch", bundle_node)
 
