@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from projects import Project, environment, run, scons
+from projects import REPO, Project, environment, run, scons
 
 MISSING_CC = "/nonexistent/psu-test-cc"
 EXPECTED = [f"psu: compiler '{MISSING_CC}' not found",
@@ -81,9 +81,8 @@ def test_scons_patch_with_nothing_to_patch_exits_6_as_documented(tmp_path):
 def test_the_renderer_adds_one_prefix_and_keeps_a_c_diagnostic(capsys):
     from psu import console
     from psu.errors import CSourceError, RefusedChanges, UsageError
-    for error in (UsageError("psu: x.c: bad setting"), UsageError("x.c: bad setting")):
-        assert console.report_error(error) == 2
-        assert capsys.readouterr().err == "psu: x.c: bad setting\n"
+    assert console.report_error(UsageError("x.c: bad setting")) == 2
+    assert capsys.readouterr().err == "psu: x.c: bad setting\n"
     assert console.report_error(CSourceError("x.c", 3, 7, "cannot parse")) == 5
     assert capsys.readouterr().err == "x.c:3:7: psu: cannot parse\n"
     # a refusal: its report on stdout, then the message and the hint on stderr
@@ -92,3 +91,14 @@ def test_the_renderer_adds_one_prefix_and_keeps_a_c_diagnostic(capsys):
     assert printed.out == "the report\n"
     assert printed.err == ("psu: 1 change(s) cannot be applied live:\n  f: its type changed\n"
                            "psu: hint: see docs/refusals.md for what to do about each kind\n")
+
+
+def test_library_messages_leave_the_prefix_to_the_renderer():
+    """No raise site of the package writes `psu: ` itself (it would print twice)."""
+    import re
+    package = REPO / "site_scons" / "psu"
+    prefixed = [f"{path.name}:{text[:match.start()].count(chr(10)) + 1}"
+                for path in sorted(package.glob("*.py"))
+                for text in [path.read_text()]
+                for match in re.finditer(r'(?:Error|NoChanges|Changes)\(\s*f?"psu: ', text)]
+    assert prefixed == []

@@ -260,7 +260,7 @@ def test_missing_compiler_is_a_clear_error(tmp_path):
     (tmp_path / "unit.c").write_text("int f(void) { return 0; }\n")
     with pytest.raises(ToolError) as caught:
         frontend.analyse("unit.c", "no-such-cc", [], str(tmp_path))
-    assert str(caught.value) == "psu: compiler 'no-such-cc' not found"
+    assert str(caught.value) == "compiler 'no-such-cc' not found"
     failed = failed_build(tmp_path / "p", "u.c", "int main(void) { return 0; }\n",
                           environment=", CC='no-such-cc'")
     assert "psu: compiler 'no-such-cc' not found" in failed.stderr

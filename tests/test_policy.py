@@ -63,21 +63,3 @@ def test_the_manifest_records_the_reasons_and_reads_back_equal(kinds):
     assert {f["direct"] for f in read_back["units"]["plain.c"]["functions"].values()} == \
         {Direct.OUTSIDE_DSU_UNITS}
     assert manifest.build_id(read_back) == built["build_id"]
-
-
-def test_calls_written_before_the_policy_module_mean_the_same_policy(kinds, tmp_path):
-    """TEMPORARY (policy.legacy): the call forms of branches written before
-    DsuPolicy still work while they merge."""
-    from psu import build
-    unit = kinds["v1"]
-    assert manifest.dsu_names(unit, ["kept_direct"], "none") == \
-        DsuPolicy(["kept_direct"], "none").dsu_names(unit)
-    assert manifest.build("k", "v1", [unit], "cc", ["-O2"], ["kept_direct"], "none") == \
-        manifest.build("k", "v1", [unit], "cc", ["-O2"], DsuPolicy(["kept_direct"], "none"))
-    (tmp_path / "kinds.json").write_text(json.dumps(unit.to_json()))
-    for policy, settings in ((DsuPolicy(["kept_direct"], "none"), {}),
-                             (["kept_direct"], {"direct_statics": "none"})):
-        output = tmp_path / f"kinds-{len(settings)}.psu.c"
-        build.generate_unit(str(tmp_path / "kinds.json"), str(CORPUS / "v1" / "kinds.c"), policy,
-                            str(output), output_name="kinds.psu.c", **settings)
-    assert (tmp_path / "kinds-0.psu.c").read_text() == (tmp_path / "kinds-1.psu.c").read_text()

@@ -9,7 +9,6 @@ import subprocess
 from . import codegen, frontend, jsonfile, manifest, resources
 from .errors import ToolError
 from .model import Unit
-from .policy import legacy
 
 
 def read_unit(path):
@@ -24,11 +23,9 @@ def analyse_unit(path, cc, flags, root, dsu, output, cache_dir=None):
     return unit
 
 
-def generate_unit(analysis, source, policy, output, output_name=None, direct_statics=None):
+def generate_unit(analysis, source, policy, output, output_name=None):
     """The DSU unit `source` edited for the release build, from its analysis,
-    under `policy` (a policy.DsuPolicy; `direct_statics`: TEMPORARY, see
-    policy.legacy)."""
-    policy = legacy(policy, direct_statics)
+    under `policy` (a policy.DsuPolicy)."""
     unit = read_unit(analysis)
     with open(source, encoding="utf-8", errors="surrogateescape") as f:
         text = f.read()
@@ -40,11 +37,9 @@ def generate_unit(analysis, source, policy, output, output_name=None, direct_sta
         f.write(f"/* psu: {unit.path}, preprocessed text {unit.source_hash} */\n" + generated)
 
 
-def describe_program(program, label, analyses, cc, flags, policy, manifest_path, info_path,
-                     direct_statics=None):
+def describe_program(program, label, analyses, cc, flags, policy, manifest_path, info_path):
     """The manifest of the program and the C file embedding its identity, under
-    `policy` (`direct_statics`: TEMPORARY, see policy.legacy)."""
-    policy = legacy(policy, direct_statics)
+    `policy` (a policy.DsuPolicy)."""
     units = [read_unit(path) for path in analyses]
     result = manifest.build(program, label, units, manifest.compiler_identity(cc), flags, policy)
     manifest.write(result, manifest_path)

@@ -86,7 +86,7 @@ def _outcome(changes, old, new):
     if changes.refusals:
         raise RefusedChanges(changes.refusals, report=report(changes, old, new), change_set=changes)
     if not changes.replaced and not changes.added and not changes.added_variables:
-        raise NoChanges(f"psu: {old.get('label')} and {new.get('label')} build the same "
+        raise NoChanges(f"{old.get('label')} and {new.get('label')} build the same "
                         f"code ({new['build_id'][:12]}); there is nothing to patch")
     changes.units = sorted(set(changes.replaced.values()) | set(changes.added.values()) |
                            set(changes.added_variables.values()))

@@ -3,13 +3,8 @@ all through one renderer (console.report_error: the `psu: ` prefix, the hint
 line, the exit code).
 
 A message says what went wrong, without a `psu: ` prefix: the renderer adds
-it.  Messages raised before that rule still start with `psu: `; `PsuError.text`
-drops it so they render the same.  That strip is temporary: it goes once every
-raise site has lost its prefix.
+it.
 """
-
-# Temporary (see above): the prefix old raise sites still write themselves.
-_LEGACY_PREFIX = "psu: "
 
 
 class PsuError(Exception):
@@ -28,9 +23,8 @@ class PsuError(Exception):
 
     @property
     def text(self):
-        """The message without a `psu: ` prefix (temporary: see the module's note)."""
-        return self.message[len(_LEGACY_PREFIX):] if self.message.startswith(_LEGACY_PREFIX) \
-            else self.message
+        """The message as the renderer prints it after its prefix."""
+        return self.message
 
 
 class UsageError(PsuError):

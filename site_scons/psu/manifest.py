@@ -10,20 +10,17 @@ import json
 import subprocess
 
 from . import jsonfile
-from . import policy as _policy
 from .errors import ToolError
-from .policy import Direct, DsuPolicy, legacy
+from .policy import Direct, DsuPolicy
 
 FORMAT = "psu-manifest/1"
-# TEMPORARY (policy.legacy): read here by code written before policy.py
-DEFAULT_DIRECT_STATICS = _policy.DEFAULT_DIRECT_STATICS
 
 
 def compiler_identity(cc):
     try:
         done = subprocess.run([cc, "--version"], capture_output=True, text=True)
     except FileNotFoundError:
-        raise ToolError(f"psu: compiler '{cc}' not found", hint="set CC to a C compiler")
+        raise ToolError(f"compiler '{cc}' not found", hint="set CC to a C compiler")
     first = done.stdout.splitlines()[0] if done.stdout else cc
     return first.strip()
 
@@ -89,11 +86,9 @@ def _variable_entry(v):
     return entry
 
 
-def build(program, label, units, compiler, flags, policy=DsuPolicy(), direct_statics=None):
+def build(program, label, units, compiler, flags, policy=DsuPolicy()):
     """The manifest of a program built from `units` (model.Unit, DSU and plain)
-    under `policy` (a policy.DsuPolicy; `direct_statics`: TEMPORARY, see
-    policy.legacy)."""
-    policy = legacy(policy, direct_statics)
+    under `policy` (a policy.DsuPolicy)."""
     body = {
         "format": FORMAT, "program": program, "compiler": compiler,
         "flags": list(flags), "exclude": sorted(policy.exclude), "direct_statics": policy.direct_statics,
@@ -102,11 +97,6 @@ def build(program, label, units, compiler, flags, policy=DsuPolicy(), direct_sta
     }
     manifest = dict(body, label=label, build_id=build_id(body))
     return manifest
-
-
-def dsu_names(unit, exclude=(), direct_statics=None):
-    """TEMPORARY (policy.legacy): DsuPolicy(exclude, direct_statics).dsu_names(unit)."""
-    return legacy(exclude, direct_statics).dsu_names(unit)
 
 
 def build_id(body):

@@ -106,20 +106,20 @@ def git(top, *args):
     try:
         done = subprocess.run(["git", *args], cwd=top, capture_output=True, text=True)
     except FileNotFoundError:
-        raise ToolError("psu: git not found", hint="scons patch needs git")
+        raise ToolError("git not found", hint="scons patch needs git")
     return done
 
 
 def resolve(top, ref, what):
     """Commit hash of `ref`, or WORKTREE for the working tree."""
     if not ref:
-        raise UsageError(f"psu: {what}=<revision> is required (a tag, branch or commit"
+        raise UsageError(f"{what}=<revision> is required (a tag, branch or commit"
                          + (", or WORKTREE)" if what == "TO" else ")"))
     if what == "TO" and ref in WORKTREE:
         return "WORKTREE"
     done = git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
     if done.returncode != 0:
-        raise UsageError(f"psu: {what}={ref}: not a revision of the repository at {top}")
+        raise UsageError(f"{what}={ref}: not a revision of the repository at {top}")
     return done.stdout.strip()
 
 
@@ -160,7 +160,7 @@ def export(config, sha):
     archive = subprocess.run(["git", "archive", "--format=tar", tree],
                              cwd=config.top, capture_output=True)
     if archive.returncode != 0:
-        raise ToolError(f"psu: git archive {sha} failed: {archive.stderr.decode().strip()}")
+        raise ToolError(f"git archive {sha} failed: {archive.stderr.decode().strip()}")
     subprocess.run(["tar", "-x", "-C", temporary], input=archive.stdout, check=True)
     os.rename(temporary, destination)
     return destination
@@ -322,7 +322,7 @@ def _compile(config, root, source, obj, extra, flags=None):
     command = [config.cc, "-c", "-fPIC", *flags, *extra, "-o", obj, source]
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if done.returncode != 0:
-        raise ToolError(f"psu: compiling the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
+        raise ToolError(f"compiling the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
 
 # What ld says of a symbol the object declares hidden but the bundle does not define.
@@ -340,14 +340,14 @@ def _link(config, root, objects, output, extra=()):
     if unreachable:
         shown = ", ".join(unreachable[:8]) + (f" and {len(unreachable) - 8} more" if len(unreachable) > 8 else "")
         raise ToolError(
-            f"psu: the patch's code refers to {len(unreachable)} symbol(s) the running program "
+            f"the patch's code refers to {len(unreachable)} symbol(s) the running program "
             f"does not export: {shown}",
             hint="they are declared with hidden or internal visibility (an attribute, often behind "
                  "a macro, or -fvisibility=hidden): a bundle reaches DSU functions through aliases "
                  "the program exports, but variables and functions of units outside PSU_UNITS only "
                  "if the program exports them; give those default visibility. "
                  "The linker's last words:\n" + "\n".join(done.stderr.strip().splitlines()[-6:]))
-    raise ToolError(f"psu: linking the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
+    raise ToolError(f"linking the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
 
 # -- making a bundle, step by step ---------------------------------------------------
@@ -404,7 +404,7 @@ def previous_bundle(config, from_build_id):
     if config.previous_bundle:
         found, _, _ = bundle.read(config.previous_bundle)
         if found.get("target_build_id") != from_build_id:
-            raise UsageError(f"psu: {config.previous_bundle} updates to build "
+            raise UsageError(f"{config.previous_bundle} updates to build "
                              f"{str(found.get('target_build_id'))[:12]}, not to FROM's "
                              f"{from_build_id[:12]}")
         record = {"bundle": config.previous_bundle, "label": found.get("label"),

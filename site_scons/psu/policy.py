@@ -44,7 +44,7 @@ def direct_limit(direct_statics):
     try:
         return int(text)
     except ValueError:
-        raise UsageError(f"psu: PSU_DIRECT_STATICS={direct_statics!r}: expected all, none "
+        raise UsageError(f"PSU_DIRECT_STATICS={direct_statics!r}: expected all, none "
                          "or a number of AST nodes")
 
 
@@ -104,14 +104,3 @@ class DsuPolicy:
     def dsu_names(self, unit):
         """The names of the DSU functions `unit` defines."""
         return {f.name for f in unit.functions if self.direct_reason(f) is None}
-
-
-def legacy(policy_or_exclude, direct_statics=None):
-    """TEMPORARY, for merging branches written before DsuPolicy: a caller that
-    still passes `exclude` (and `direct_statics`) where a policy goes gets the
-    policy it means.  Goes once every caller passes a DsuPolicy (build.py's
-    two steps, manifest.build, manifest.dsu_names)."""
-    if isinstance(policy_or_exclude, DsuPolicy):
-        return policy_or_exclude
-    return DsuPolicy(policy_or_exclude,
-                     DEFAULT_DIRECT_STATICS if direct_statics is None else direct_statics)

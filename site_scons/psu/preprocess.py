@@ -71,9 +71,9 @@ def preprocess(path, cc, flags, cwd):
     try:
         done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     except FileNotFoundError:
-        raise ToolError(f"psu: compiler '{cc}' not found", hint="set CC to a C compiler")
+        raise ToolError(f"compiler '{cc}' not found", hint="set CC to a C compiler")
     if done.returncode != 0:
-        raise ToolError(f"psu: preprocessing {path} failed:\n{done.stderr.strip()}")
+        raise ToolError(f"preprocessing {path} failed:\n{done.stderr.strip()}")
     return done.stdout
 
 
@@ -114,5 +114,5 @@ def code_text_hash(path, cc, flags, cwd):
                f"-D__FILE__=\"{path}\"", path]
     done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
-        raise ToolError(f"psu: preprocessing {path} failed:\n{done.stderr.strip()}")
+        raise ToolError(f"preprocessing {path} failed:\n{done.stderr.strip()}")
     return sha256(normalised_text(done.stdout, keep_pragmas=True))

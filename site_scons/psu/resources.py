@@ -1,6 +1,8 @@
 """Where psu's templates and C runtime sources are: inside the installed package, or in the source tree."""
 import os
 
+from .errors import ToolError
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _REPOSITORY = os.path.dirname(os.path.dirname(_HERE))
 
@@ -9,7 +11,7 @@ def _find(name):
     for candidate in (os.path.join(_HERE, name), os.path.join(_REPOSITORY, name)):
         if os.path.isdir(candidate):
             return candidate
-    raise FileNotFoundError(f"psu: its '{name}' folder is missing from {_HERE}; reinstall psu")
+    raise ToolError(f"its '{name}' folder is missing from {_HERE}", hint="reinstall psu")
 
 
 def templates_dir():
