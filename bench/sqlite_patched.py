@@ -10,8 +10,8 @@ empty) are changed.  Each gets a behaviour-preserving body change that
 compiles to no code, `(void)0;` after its `{`, placed with psu's front end
 (the manifest's line, psu.srctext): every instruction the patched shell runs
 beyond the unpatched one is psu's cost of calling a bundle's version and of
-the bundle's code (position-independent, calls back through the program's
-trampolines).  The revision is a commit of the scratch repository;
+the bundle's code (position-independent, calls back into the program through
+its exported aliases).  The revision is a commit of the scratch repository;
 `scons patch FROM=v1 TO=<it>` must replace exactly those functions and
 refuse nothing.
 
@@ -130,7 +130,7 @@ class Profile:
         return table.get(m.group(1), value)
 
     def calls_by_function(self, aliases):
-        """Calls per C function (clones folded, `psu_tramp_` aliases named)."""
+        """Calls per C function (clones folded, `psu_export_` aliases named)."""
         out = collections.Counter()
         for symbol, n in self.calls.items():
             name = base_name(symbol)
@@ -201,9 +201,9 @@ def dsu_functions(root):
     return {f["name"]: dict(f, qualname=q) for q, f in functions.items() if f["direct"] is None}
 
 
-def tramp_aliases(functions):
-    """psu_tramp_<mangled> -> function name (callgrind may name an address by the alias)."""
-    return {psu_codegen.tramp_symbol(f["qualname"]): name for name, f in functions.items()}
+def export_aliases(functions):
+    """psu_export_<mangled> -> function name (callgrind may name an address by the alias)."""
+    return {psu_codegen.export_symbol(f["qualname"]): name for name, f in functions.items()}
 
 
 def most_called(calls, functions, n):
@@ -419,7 +419,7 @@ def main(quick=False, top=TOP):
         shutil.rmtree(work)
     work.mkdir(parents=True)
     functions = dsu_functions(root)
-    aliases = tramp_aliases(functions)
+    aliases = export_aliases(functions)
     counted_sql = sqlite_bench.workload(1)
     phases = {"builds": time.monotonic() - t_start}
 

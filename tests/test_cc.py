@@ -143,7 +143,7 @@ def test_compiler_options_are_honoured(tmp_path):
     assert plain.stdout == wrapped.stdout
     # -S: the assembler of the DSU copy (its functions check their slots)
     run(["psu", "cc", "gcc", "-S", "-O2", "-std=gnu11", "src/state.c"], root, env=env)
-    assert "psu_tramp_handle" in (root / "state.s").read_text()
+    assert "psu_export_handle" in (root / "state.s").read_text()
     # a response file, two sources in one -c, one of them a DSU unit
     (root / "args.rsp").write_text("-O2 -std=gnu11 -MD\n-c src/main.c src/state.c\n")
     run(["psu", "cc", "gcc", "@args.rsp"], root, env=env)

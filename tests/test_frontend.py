@@ -185,7 +185,7 @@ def test_noreturn_dsu_functions_compile_cleanly_in_every_role(tmp_path):
     dsu = DsuPolicy().dsu_names(unit)
     assert {"die", "quit", "note", "fail"} <= dsu        # fail: a static, so aliased and forwarded
     plan = codegen.UnitPlan(patched={"die", "quit", "note"})
-    for role in codegen.ROLES:
+    for role in codegen.Role:
         # (a bundle compiles statics it does not use: -Wno-unused-function)
         compiles_cleanly(tmp_path, f"gen_{role}.c", codegen.transform(
             unit, source, role, dsu, f"gen_{role}.c", plan), "-O2", "-Wno-unused-function")
@@ -222,7 +222,7 @@ def test_generated_units_reparse(tmp_path):
     unit = analyse(tmp_path, source)
     dsu = DsuPolicy(["excluded_twice"]).dsu_names(unit)
     plan = codegen.UnitPlan(patched={"fib"}, added_functions={"add"})
-    for role in codegen.ROLES:
+    for role in codegen.Role:
         generated = codegen.transform(unit, source, role, dsu, f"gen_{role}.c", plan)
         (tmp_path / f"gen_{role}.c").write_text(generated)
         reparsed = frontend.analyse(f"gen_{role}.c", "gcc", [f"-I{REPO}/runtime"], str(tmp_path))

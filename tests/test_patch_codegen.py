@@ -258,7 +258,7 @@ def test_variadic_and_kr_definitions_compile_cleanly_in_every_role(tmp_path):
     assert {"fail", "unit.c:note"} <= {f.qualname for f in unit.functions if f.name in dsu}
     plan = codegen.UnitPlan(patched={"fail", "unit.c:note", "promoted"},
                             added_functions={"check", "unit.c:kr_static"})
-    for role in codegen.ROLES:
+    for role in codegen.Role:
         generated = codegen.transform(unit, KINDS_OF_DEFINITION, role, dsu, f"gen_{role}.c", plan,
                                       program_functions={"fail", "promoted", "with_prototype"})
         (tmp_path / f"gen_{role}.c").write_text(generated)

@@ -160,7 +160,7 @@ def written_on(lines, name, line):
 
 class References(c_ast.NodeVisitor):
     """Names used other than as the callee of a direct call: functions whose
-    address is taken (they must stay DSU functions: pointers reach trampolines)."""
+    address is taken (they must stay DSU functions: a pointer reaches the entry check)."""
 
     def __init__(self):
         self.referenced = set()

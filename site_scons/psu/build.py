@@ -29,7 +29,7 @@ def generate_unit(analysis, source, policy, output, output_name=None):
     unit = read_unit(analysis)
     with open(source, encoding="utf-8", errors="surrogateescape") as f:
         text = f.read()
-    generated = codegen.transform(unit, text, "program",
+    generated = codegen.transform(unit, text, codegen.Role.PROGRAM,
                                   policy.dsu_names(unit),
                                   output_name or output)
     with open(output, "w", newline="\n") as f:

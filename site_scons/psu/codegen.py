@@ -9,11 +9,12 @@ Three roles share one set of edits (see docs/architecture.md):
 - `code`: a bundle's unloadable code.  Functions of the patch are compiled
   and exported to the bundle table; the definitions of the other DSU
   functions are cut (`UnitPlan.cut`, `_cut_definitions`), and calls of them
-  reach the running program's trampoline; all existing state is `extern`,
+  reach the running program's function by its exported alias; all existing state is `extern`,
   bound by symbol name; constant data stays private to the bundle.
 - `state`: a bundle's never-unloaded object: the variables the patch adds and
-  the slots and trampolines of the functions it adds.
+  the slots and general paths of the functions it adds.
 """
+import enum
 import functools
 import hashlib
 import re
@@ -24,7 +25,25 @@ from . import resources
 from .errors import CSourceError
 from .srctext import SourceText
 
-ROLES = ("program", "code", "state")
+class Role(str, enum.Enum):
+    """What a DSU unit's generated text is for (see the module's docstring)."""
+
+    PROGRAM = "program"
+    CODE = "code"
+    STATE = "state"
+
+    def __str__(self):
+        return self.value
+
+
+class EntryKind(str, enum.Enum):
+    """What the generated text defines for one DSU function (unit_trailer.c.j2)."""
+
+    SLOT = "slot"               # its slot and the general path that calls the slot's version
+    FORWARDER = "forwarder"     # a static that calls the running program's version by its alias
+
+    def __str__(self):
+        return self.value
 
 
 def mangle(qualname, *distinguishing):
@@ -35,8 +54,8 @@ def mangle(qualname, *distinguishing):
     return f"{readable}_{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
-def tramp_symbol(qualname):
-    return "psu_tramp_" + mangle(qualname)
+def export_symbol(qualname):
+    return "psu_export_" + mangle(qualname)
 
 
 def var_symbol(qualname, type_hash):
@@ -46,9 +65,9 @@ def var_symbol(qualname, type_hash):
     return "psu_var_" + mangle(qualname, type_hash)
 
 
-def va_tramp_symbol(qualname):
+def va_export_symbol(qualname):
     """The exported name of a variadic function's va_list variant."""
-    return "psu_vtramp_" + mangle(qualname)
+    return "psu_vexport_" + mangle(qualname)
 
 
 def patch_symbol(qualname):
@@ -98,17 +117,16 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
               constants=()):
     """The source of `unit` for `role`; `dsu_names` are its DSU functions' names;
     `program_functions` (bundle roles): the external DSU functions, by name, that
-    calls from the bundle reach through their exported `psu_tramp_` aliases --
+    calls from the bundle reach through their exported `psu_export_` aliases --
     the running program's, and those the bundle's state object adds.  Plain
     names would not link where a header declares the function hidden.
     `constants` (code role): names of the constant data with external linkage
     the DSU units define, which the bundle's code reads from its own copies."""
-    if role not in ROLES:
-        raise ValueError(role)
+    role = Role(role)
     plan = plan or UnitPlan()
     source = SourceText(unit.path, text, unit.storage_macros)
     entries = []
-    cut = _cut_definitions(source, unit, dsu_names, plan.cut) if role != "program" else _CutSpans()
+    cut = _cut_definitions(source, unit, dsu_names, plan.cut) if role is not Role.PROGRAM else _CutSpans()
 
     for function in unit.functions:
         if function.qualname in cut.functions:
@@ -124,9 +142,9 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         entry = _function_entry(function, role, plan)
         entries.append(entry)
         if function.va_head:
-            _va_list_variant(source, function, name_index, entry["name"] if role == "program"
+            _va_list_variant(source, function, name_index, entry["name"] if role is Role.PROGRAM
                              else entry["impl"])
-        if role == "program":
+        if role is Role.PROGRAM:
             if function.va_head:
                 source.insert_lines_before(source.declaration_start(name_index),
                                            f"static {entry['head']};")
@@ -149,19 +167,19 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     own_constants = set()
     for variable in unit.variables:
         locations = [l for l in variable.locations if not cut.holds(l)]
-        if role == "code" and variable.name in constants and variable.const and not variable.static:
+        if role is Role.CODE and variable.name in constants and variable.const and not variable.static:
             own_constants.add(variable.name)
             for location in locations:
                 _label_constant(source, variable, location)
         if variable.const or not variable.definition or variable.unbound:
             continue
-        if role == "program":
+        if role is Role.PROGRAM:
             # a static gets a global name patches bind to; a global has one already
             if variable.static:
                 for location in locations:
                     _bind_file_variable(source, variable, location, define=True)
             continue
-        define = role == "state" and variable.qualname in plan.added_variables
+        define = role is Role.STATE and variable.qualname in plan.added_variables
         for location in locations:
             _bind_file_variable(source, variable, location, define)
 
@@ -170,21 +188,21 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         for local in function.locals:
             if local.const or local.unbound:
                 continue
-            if role == "program" or (role == "state" and local.qualname in plan.added_variables):
+            if role is Role.PROGRAM or (role is Role.STATE and local.qualname in plan.added_variables):
                 hoisted.append({"qualname": local.qualname,
                                 "definition": local.decl.replace("@NAME@", var_symbol(local.qualname, local.type_hash))})
 
-    if role == "code":
+    if role is Role.CODE:
         _bundle_self_calls(source, unit, dsu_names, plan, cut.functions)
 
     redirected = []
-    if role != "program":
-        # The state object defines the trampolines of the functions it adds
+    if role is not Role.PROGRAM:
+        # The state object defines the slots and general paths of the functions it adds
         # (under their own names): those are not redirected there.
         defined_here = {f.name for f in unit.functions if f.qualname in plan.added_functions} \
-            if role == "state" else set()
+            if role is Role.STATE else set()
         called = set().union(*(f.callees for f in unit.functions))
-        redirected = [{"name": name, "symbol": tramp_symbol(name)}
+        redirected = [{"name": name, "symbol": export_symbol(name)}
                       for name in sorted((called & set(program_functions)) - defined_here)]
         _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected},
                                               cut.functions)
@@ -192,7 +210,7 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     body = source.edited()
     if not body.endswith("\n"):
         body += "\n"
-    if role == "code":
+    if role is Role.CODE:
         # Constant data is private to each version: the executable's copy would
         # interpose on a same-named one here, so the bundle's copy and every use
         # of it get a name of the bundle's own (gcc renames earlier uses too),
@@ -229,34 +247,34 @@ def _function_entry(function, role, plan):
     name = f"psu_va_{function.name}" if variadic else function.name
     head = function.va_head if variadic else function.head
     arity = function.arity + variadic
-    tramp = (va_tramp_symbol if variadic else tramp_symbol)(function.qualname)
+    alias = (va_export_symbol if variadic else export_symbol)(function.qualname)
     entry = {
         "name": name, "qualname": function.qualname, "static": function.static,
         "head": head.replace("@NAME@", name),
         "args": ", ".join(f"psu_a{i}" for i in range(arity)),
         "returns_void": function.returns_void, "result": function.result,
         "pointer_type": head.replace("@NAME@", "(*)"),
-        "tramp_symbol": tramp, "tramp_declaration": head.replace("@NAME@", tramp),
+        "export_symbol": alias, "export_declaration": head.replace("@NAME@", alias),
         "patch_declaration": head.replace("@NAME@", patch_symbol(function.qualname)),
         "impl": f"psu_impl_{function.name}",
-        "exported": role == "code" and function.qualname in plan.patched | plan.carried,
+        "exported": role is Role.CODE and function.qualname in plan.patched | plan.carried,
         "kind": None, "record": f"psu_fn_{name}", "record_static": True,
         "slot": slot_symbol(function.qualname),
         "initial": "PSU_EXECUTABLE_VERSION", "general_static": bool(function.static),
         "wrapper": None,
     }
     added = function.qualname in plan.added_functions
-    if role == "program":
+    if role is Role.PROGRAM:
         # the executable's version is the definition itself, entered by every call
-        entry.update(kind="trampoline", general_static=True,
+        entry.update(kind=EntryKind.SLOT, general_static=True,
                      general_head=head.replace("@NAME@", f"psu_general_{name}"),
                      slow_name=f"psu_slow_{name}", slow_head=head.replace("@NAME@", f"psu_slow_{name}"))
-    elif role == "state" and added:
-        entry.update(kind="trampoline", record=record_symbol(function.qualname),
+    elif role is Role.STATE and added:
+        entry.update(kind=EntryKind.SLOT, record=record_symbol(function.qualname),
                      record_static=False, initial="0", general_head=entry["head"],
                      general_static=function.static or variadic)
     elif function.static:
-        entry["kind"] = "forwarder"
+        entry["kind"] = EntryKind.FORWARDER
     if variadic and entry["kind"] is not None:
         # the variadic function callers call by name: it passes its arguments on
         # as a va_list, to the slot's function (or, in a bundle's code, to the
@@ -266,9 +284,9 @@ def _function_entry(function, role, plan):
             "head": function.head.replace("@NAME@", function.name),
             "last": f"psu_a{function.arity - 1}",
             "args": ", ".join(f"psu_a{i}" for i in range(function.arity)),
-            "callee": tramp if entry["kind"] == "forwarder" else name,
-            "tramp_declaration": None if entry["kind"] == "forwarder" else
-            function.head.replace("@NAME@", tramp_symbol(function.qualname)),
+            "callee": alias if entry["kind"] is EntryKind.FORWARDER else name,
+            "export_declaration": None if entry["kind"] is EntryKind.FORWARDER else
+            function.head.replace("@NAME@", export_symbol(function.qualname)),
         }
     return entry
 
@@ -340,7 +358,7 @@ def _name_in_bodies_by_default_visibility(source, unit, names, cut=()):
     for name, start in sorted(first_use.items()):
         source.insert_lines_before(start, f"#ifndef PSU_PARSE_ONLY\n"
                                           f"extern __typeof__({name}) psu_ext_{name} "
-                                          f'__asm__("{tramp_symbol(name)}") '
+                                          f'__asm__("{export_symbol(name)}") '
                                           f'__attribute__((copy({name}), visibility("default")));\n'
                                           f"#else\n#define psu_ext_{name} {name}\n#endif")
 
@@ -376,7 +394,7 @@ def _bundle_self_calls(source, unit, dsu_names, plan, cut=()):
     edits = _environment().get_template("function_entry.c.j2").module
     in_order = sorted(provided.items(), key=lambda item: item[1][1])
     for number, (name, (function, name_index)) in enumerate(in_order):
-        forward = tramp_symbol(function.qualname)
+        forward = export_symbol(function.qualname)
         self_call = {
             "slot": slot_symbol(function.qualname), "impl": f"psu_impl_{name}", "name": name,
             "forward": forward, "forward_declaration": function.head.replace("@NAME@", forward),

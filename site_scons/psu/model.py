@@ -45,7 +45,7 @@ class Function:
     size: int            # AST nodes of its body
     address_taken: bool  # named other than as the callee of a call
     signature: str       # prototype text with the placeholder @NAME@ for the declarator name
-    head: str            # prototype with parameters named psu_a0.. (for trampolines)
+    head: str            # prototype with parameters named psu_a0.. (for generated calls)
     va_head: str         # variadic: `head` with a `__builtin_va_list` for `...`; else ""
     arity: int
     returns_void: bool

@@ -480,7 +480,7 @@ class Source:
     obj: str
     flags: list
     extra: list
-    role: str             # "code" or "state": which shared object it goes into
+    role: codegen.Role    # CODE or STATE: which shared object it goes into
 
 
 # Constant data and functions each in a section of its own, so the link keeps
@@ -500,7 +500,7 @@ def generate(config, comparison, plan, work, label, lingering):
     units = {u.path: u for u in comparison.new_units}
     dsu_by_path = {path: config.policy.dsu_names(units[path])
                    for path, u in new["units"].items() if u["dsu"]}
-    # external DSU functions, reached through their psu_tramp_ aliases: the
+    # external DSU functions, reached through their psu_export_ aliases: the
     # running program's, and (from its state object) those this patch adds
     program_functions = {f.name for path, dsu in dsu_by_path.items() for f in units[path].functions
                          if f.name in dsu and not f.static}
@@ -508,7 +508,7 @@ def generate(config, comparison, plan, work, label, lingering):
     constants = {v.name for path in dsu_by_path for v in units[path].variables
                  if v.const and not v.static and v.definition and not v.thread_local}
     sources = []
-    for role, unit_plans in (("code", plan.code_units), ("state", plan.state_units)):
+    for role, unit_plans in ((codegen.Role.CODE, plan.code_units), (codegen.Role.STATE, plan.state_units)):
         for path, unit_plan in sorted(unit_plans.items()):
             with open(os.path.join(root, path), encoding="utf-8", errors="surrogateescape") as f:
                 text = f.read()
@@ -524,12 +524,12 @@ def generate(config, comparison, plan, work, label, lingering):
     with open(main, "w") as f:
         f.write(codegen.bundle_main(label, comparison.old["build_id"], new["build_id"],
                                     plan.switched, change_set.transformed, plan.carried, lingering))
-    sources.append(Source(main, main + ".o", config.flags, include, "code"))
+    sources.append(Source(main, main + ".o", config.flags, include, codegen.Role.CODE))
     if plan.state_units:
         state_c = os.path.join(work, "state_main.c")
         with open(state_c, "w") as f:
             f.write(codegen.state_main(label, set(change_set.added)))
-        sources.append(Source(state_c, state_c + ".o", config.flags, include, "state"))
+        sources.append(Source(state_c, state_c + ".o", config.flags, include, codegen.Role.STATE))
     return sources
 
 
@@ -538,7 +538,7 @@ def compile_sources(config, root, sources):
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=2) as pool:
         list(pool.map(lambda s: _compile(config, root, s.path, s.obj, s.extra, s.flags), sources))
-    objects = {"code": [], "state": []}
+    objects = {codegen.Role.CODE: [], codegen.Role.STATE: []}
     for s in sources:
         objects[s.role].append(s.obj)
     return objects
@@ -549,14 +549,14 @@ def link(config, root, objects, work):
     their bytes."""
     libraries = [f"-l{name}" for name in config.libraries]
     code_so = os.path.join(work, "code.so")
-    _link(config, root, objects["code"], code_so,
+    _link(config, root, objects[codegen.Role.CODE], code_so,
           ["-Wl,-Bsymbolic-functions", "-Wl,--gc-sections", *libraries])
     with open(code_so, "rb") as f:
         code_bytes = f.read()
-    if not objects["state"]:
+    if not objects[codegen.Role.STATE]:
         return code_bytes, None
     state_so = os.path.join(work, "state.so")
-    _link(config, root, objects["state"], state_so, ["-Wl,--gc-sections", *libraries])
+    _link(config, root, objects[codegen.Role.STATE], state_so, ["-Wl,--gc-sections", *libraries])
     with open(state_so, "rb") as f:
         return code_bytes, f.read()
 

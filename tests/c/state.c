@@ -1,5 +1,5 @@
 /* state.c - the state object of a test bundle: a variable the bundle adds
- * and the slot and trampoline of a function it adds (app.c:added), as the
+ * and the slot and general path of a function it adds (app.c:added), as the
  * generator would write them.  Never unloaded. */
 #include "psu_fast.h"
 #include "psu_bundle_abi.h"
