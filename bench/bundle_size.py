@@ -219,12 +219,11 @@ def _remembered(analyse_tree):
     return analyse
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--targets", default="lua,sqlite")
-    parser.add_argument("--chain", type=int, default=200, help="Lua chain length (0: none)")
-    parser.add_argument("--old-ref", default=OLD_REF)
-    arguments = parser.parse_args()
+def main(quick=False, arguments=None):
+    """bench/run.py's entry (`quick`: a chain of 20); the command line's below."""
+    if arguments is None:
+        arguments = argparse.Namespace(targets="lua,sqlite", chain=20 if quick else 200,
+                                       old_ref=OLD_REF)
     # a run of some targets keeps the other targets' figures of an earlier run
     previous = common.RESULTS / "bundle_size.json"
     results = json.loads(previous.read_text()) if previous.exists() else {}
@@ -250,8 +249,12 @@ def main():
                 "rss_kib_first_last": [samples[0]["rss_kib"], samples[-1]["rss_kib"]],
             }
         common.write_result("bundle_size", results)
-    return 0
+    return {name: results.get(name) for name in arguments.targets.split(",")}
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--targets", default="lua,sqlite")
+    parser.add_argument("--chain", type=int, default=200, help="Lua chain length (0: none)")
+    parser.add_argument("--old-ref", default=OLD_REF)
+    main(arguments=parser.parse_args())

@@ -113,16 +113,17 @@ def patch():
             "bundle_bytes": bundles[0].stat().st_size if bundles else None}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patch", action="store_true", help="also time `scons patch` (minutes)")
-    options = parser.parse_args()
+def main(quick=False, with_patch=None):
+    """bench/run.py's entry: `scons patch` is timed too unless `quick`."""
     result = analysis()
-    if options.patch:
+    if with_patch if with_patch is not None else not quick:
         result["patch"] = patch()
     print(json.dumps(result, indent=1))
     common.write_result("incremental_analysis", result)
+    return result
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patch", action="store_true", help="also time `scons patch` (minutes)")
+    main(with_patch=parser.parse_args().patch)

@@ -25,11 +25,13 @@ BENCHMARKS = {                       # name -> module
     "example_throughput": "example_throughput",
     "sqlite": "sqlite_bench",
     "sqlite_patched": "sqlite_patched",
+    "bundle_size": "bundle_size",
+    "incremental_analysis": "incremental_analysis",
     "release_stream": "release_stream",
     "patch_coverage": "patch_coverage",
 }
 # Long (they build whole releases of Lua and SQLite): run only when named with --only.
-ON_REQUEST = {"release_stream", "patch_coverage"}
+ON_REQUEST = {"release_stream", "patch_coverage", "bundle_size", "incremental_analysis"}
 
 
 def main():
