@@ -11,6 +11,7 @@ import json
 import os
 import threading
 
+from . import jsonfile
 from .model import Unit
 
 # Bump when the model or its hashing changes without a front-end module's text
@@ -54,7 +55,7 @@ def load_unit(cache_dir, key):
 
 
 def store_unit(cache_dir, key, unit):
-    write_atomically(_file_of(cache_dir, key, ".json"), json.dumps(unit.to_json(), sort_keys=True))
+    write_atomically(_file_of(cache_dir, key, ".json"), jsonfile.dumps(unit.to_json(), compact=True))
 
 
 def write_atomically(path, text):

@@ -125,9 +125,31 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     role = Role(role)
     plan = plan or UnitPlan()
     source = SourceText(unit.path, text, unit.storage_macros)
-    entries = []
     cut = _cut_definitions(source, unit, dsu_names, plan.cut) if role is not Role.PROGRAM else _CutSpans()
+    entries = _edit_functions(source, unit, role, dsu_names, plan, cut)
+    _edit_variables(source, unit, role, plan, cut, constants)
+    if role is Role.CODE:
+        _bundle_self_calls(source, unit, dsu_names, plan, cut.functions)
+    redirected = [] if role is Role.PROGRAM else \
+        _redirect_program_calls(source, unit, role, plan, program_functions, cut)
+    body = source.edited()
+    if not body.endswith("\n"):
+        body += "\n"
+    if role is Role.CODE:
+        body += _own_constant_declarations(unit, constants)
+    first_line = body.count("\n") + 3
+    trailer = render("unit_trailer.c.j2", unit=unit.path, role=role, functions=entries,
+                     hoisted=_hoisted_locals(unit, role, plan), first_line=first_line,
+                     redirected=redirected, output_path=output_path.replace("\\", "/"))
+    return f'#line 1 "{unit.path}"\n' + body + trailer
 
+
+def _edit_functions(source, unit, role, dsu_names, plan, cut):
+    """Each DSU function's definition edited for `role`, and what the trailer
+    needs of it (a list of `_function_entry`).  In the program its body begins
+    with the entry check; in a bundle it is renamed `psu_impl_f` (hidden: only
+    the table names it), the function's own name staying declared."""
+    entries = []
     for function in unit.functions:
         if function.qualname in cut.functions:
             entries.append(_function_entry(function, role, plan))
@@ -151,8 +173,6 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
             _check_on_entry(source, function, name_index, entry, first=len(entries) == 1)
             continue
         source.replace(name_index, entry["impl"])
-        # a bundle exports some implementations by alias and compiles the rest
-        # unused: hidden, so only the table names them
         # (the function's own name stays declared for calls above its
         # definition: a redeclaration of the header's, by psu, not the user)
         prototype = "#pragma GCC diagnostic push\n" \
@@ -163,18 +183,22 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
             ("static " if function.static else "__attribute__((visibility(\"hidden\"))) ") + \
             (function.va_head or function.signature).replace("@NAME@", entry["impl"])
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
+    return entries
 
-    own_constants = set()
+
+def _edit_variables(source, unit, role, plan, cut, constants):
+    """File-scope state bound by global names: in the program a static gets one
+    (patches bind to it); in a bundle existing state becomes `extern`, what the
+    patch adds is defined in the state object, and the code object labels its
+    own copies of constants with external linkage."""
     for variable in unit.variables:
         locations = [l for l in variable.locations if not cut.holds(l)]
         if role is Role.CODE and variable.name in constants and variable.const and not variable.static:
-            own_constants.add(variable.name)
             for location in locations:
                 _label_constant(source, variable, location)
         if variable.const or not variable.definition or variable.unbound:
             continue
         if role is Role.PROGRAM:
-            # a static gets a global name patches bind to; a global has one already
             if variable.static:
                 for location in locations:
                     _bind_file_variable(source, variable, location, define=True)
@@ -183,6 +207,10 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
         for location in locations:
             _bind_file_variable(source, variable, location, define)
 
+
+def _hoisted_locals(unit, role, plan):
+    """Function-local statics defined at file scope under their global names:
+    all of them in the program, those a patch adds in its state object."""
     hoisted = []
     for function in unit.functions:
         for local in function.locals:
@@ -191,41 +219,36 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
             if role is Role.PROGRAM or (role is Role.STATE and local.qualname in plan.added_variables):
                 hoisted.append({"qualname": local.qualname,
                                 "definition": local.decl.replace("@NAME@", var_symbol(local.qualname, local.type_hash))})
+    return hoisted
 
-    if role is Role.CODE:
-        _bundle_self_calls(source, unit, dsu_names, plan, cut.functions)
 
-    redirected = []
-    if role is not Role.PROGRAM:
-        # The state object defines the slots and general paths of the functions it adds
-        # (under their own names): those are not redirected there.
-        defined_here = {f.name for f in unit.functions if f.qualname in plan.added_functions} \
-            if role is Role.STATE else set()
-        called = set().union(*(f.callees for f in unit.functions))
-        redirected = [{"name": name, "symbol": export_symbol(name)}
-                      for name in sorted((called & set(program_functions)) - defined_here)]
-        _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected},
-                                              cut.functions)
+def _redirect_program_calls(source, unit, role, plan, program_functions, cut):
+    """Bundle roles: the external DSU functions the unit calls, reached by their
+    exported aliases (the trailer's redirects; names in bodies by
+    `_name_in_bodies_by_default_visibility`).  The state object defines the
+    slots and general paths of the functions it adds (under their own names):
+    those are not redirected there."""
+    defined_here = {f.name for f in unit.functions if f.qualname in plan.added_functions} \
+        if role is Role.STATE else set()
+    called = set().union(*(f.callees for f in unit.functions))
+    redirected = [{"name": name, "symbol": export_symbol(name)}
+                  for name in sorted((called & set(program_functions)) - defined_here)]
+    _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected},
+                                          cut.functions)
+    return redirected
 
-    body = source.edited()
-    if not body.endswith("\n"):
-        body += "\n"
-    if role is Role.CODE:
-        # Constant data is private to each version: the executable's copy would
-        # interpose on a same-named one here, so the bundle's copy and every use
-        # of it get a name of the bundle's own (gcc renames earlier uses too),
-        # hidden so that uses bind to it when the bundle links.
-        # (a unit that defines or declares one labels its own declarations above)
-        used = {n for f in unit.functions for n in f.reads} | {n for v in unit.variables for n in v.reads}
-        used -= {v.name for v in unit.variables}
-        for name in sorted(used & set(constants)):
-            body += (f'extern __typeof__({name}) {name} __asm__("{const_symbol(name)}") '
-                     '__attribute__((visibility("hidden")));\n')
-    first_line = body.count("\n") + 3
-    trailer = render("unit_trailer.c.j2", unit=unit.path, role=role, functions=entries,
-                     hoisted=hoisted, first_line=first_line, redirected=redirected,
-                     output_path=output_path.replace("\\", "/"))
-    return f'#line 1 "{unit.path}"\n' + body + trailer
+
+def _own_constant_declarations(unit, constants):
+    """Code role: constant data is private to each version.  The executable's
+    copy would interpose on a same-named one here, so the bundle's copy and
+    every use of it get a name of the bundle's own (gcc renames earlier uses
+    too), hidden so that uses bind to it when the bundle links.  (A unit that
+    defines or declares one labels its own declarations: `_edit_variables`.)"""
+    used = {n for f in unit.functions for n in f.reads} | {n for v in unit.variables for n in v.reads}
+    used -= {v.name for v in unit.variables}
+    return "".join(f'extern __typeof__({name}) {name} __asm__("{const_symbol(name)}") '
+                   '__attribute__((visibility("hidden")));\n'
+                   for name in sorted(used & set(constants)))
 
 
 def _unreadable(function):

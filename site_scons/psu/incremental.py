@@ -38,7 +38,7 @@ from pycparser import c_ast
 from pycparser.c_parser import Coord
 from pycparser.c_parser import _TokenStream
 
-from . import analysis_cache
+from . import analysis_cache, jsonfile
 from .describe import FunctionRecord, describe_reusing
 from .gnuc import GnuCParser, OpaqueFunction
 from .model import Unit
@@ -395,4 +395,4 @@ def _store_record(cache_dir, key, record, line):
             "head_defines_type": record.head_defines_type, "probes": record.probes,
             "answers": record.answers}
     analysis_cache.write_atomically(os.path.join(cache_dir, "functions", key[:2], key + ".record"),
-                                    json.dumps(data, sort_keys=True))
+                                    jsonfile.dumps(data, compact=True))

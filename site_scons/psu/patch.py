@@ -12,7 +12,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
 
-from . import bundle, bundleplan, changes, codegen, frontend, manifest, resources
+from . import bundle, bundleplan, changes, codegen, frontend, jsonfile, manifest, resources
 from .policy import DEFAULT_DIRECT_STATICS, DsuPolicy
 from .errors import RefusedChanges, ToolError, UsageError
 
@@ -576,11 +576,9 @@ def pack(config, output, bundle_manifest, code_bytes, state_bytes):
             in_bundles |= set(json.load(f).get("in_bundles") or ())
     except (OSError, ValueError):
         pass
-    with open(record, "w") as f:
-        json.dump({"bundle": os.path.abspath(output), "label": bundle_manifest["label"],
-                   "base_build_id": bundle_manifest["base_build_id"],
-                   "in_bundles": sorted(in_bundles)}, f, indent=1, sort_keys=True)
-        f.write("\n")
+    jsonfile.write(record, {"bundle": os.path.abspath(output), "label": bundle_manifest["label"],
+                            "base_build_id": bundle_manifest["base_build_id"],
+                            "in_bundles": sorted(in_bundles)})
 
 
 def bundle_name(program, from_ref, to_ref):

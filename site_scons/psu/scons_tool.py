@@ -312,7 +312,7 @@ def _patch_target(env, config, config_json):
         # the bundle that produced FROM, built elsewhere: what it holds is carried
         described = json.loads(config_json)
         described["previous_bundle"] = os.path.abspath(arguments["PREVIOUS"])
-        config_json = json.dumps(described, sort_keys=True, indent=1) + "\n"
+        config_json = jsonfile.dumps(described)
     outputs = [os.path.relpath(env.Dir(d).abspath, top) for d in ("$PSU_BUILD_DIR", "$PSU_PATCH_DIR")]
     to_key = patch.worktree_key(top, outputs) if to_sha == "WORKTREE" else to_sha
     settings = dict(PSU_PATCH_CONFIG=config_json, PSU_FROM=from_ref, PSU_TO=to_ref,
