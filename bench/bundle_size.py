@@ -27,7 +27,7 @@ import common  # noqa: E402
 import targets  # noqa: E402
 
 sys.path.insert(0, str(common.REPO / "site_scons"))
-from psu import patch  # noqa: E402
+from psu import buildconfig, patch  # noqa: E402
 
 # The last commit before bundles were cut to what they need.
 OLD_REF = "cc56360"
@@ -83,7 +83,7 @@ def repository(target, chain):
 
 def build_config(root):
     found = list((root / ".psu-build").rglob("build.json"))
-    return patch.BuildConfig(**json.loads(found[0].read_text()))
+    return buildconfig.read(str(found[0]))
 
 
 def code_size(bundle_path):

@@ -226,7 +226,7 @@ def test_a_compiler_that_is_not_gcc_compatible_is_named(tmp_path):
 def test_recorded_flags_move_into_an_exported_revision(tmp_path):
     """Project folders are searched in the revision first, then in the build tree
     (for the headers the build generated); folders outside stay as they are."""
-    from psu.patch import map_flags
+    from psu.buildconfig import map_flags
     top, revision = "/p", "/p/.psu-build/revisions/abc"
     flags = ["-O2", "-I/p/src", "-I/usr/include/x", "-iquote", "/p/build", "-DX=1",
              "-include", "/p/config.h"]

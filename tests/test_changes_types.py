@@ -167,14 +167,14 @@ def test_many_changes_outside_the_dsu_units_are_one_line_accepted_by_unit_or_by_
 
 def test_sizes_and_offsets_come_from_the_compiler(tmp_path):
     """The packed attribute is invisible to the parse, not to the compiler's answer."""
-    from psu import patch
+    from psu import buildconfig, typelayout
     (tmp_path / "t.c").write_text(
         "struct wide { char tag; long value; };\n"
         "struct packed { char tag; long value; } __attribute__((packed));\n"
         "typedef struct { int a : 3; int b; } bits;\n")
-    config = patch.BuildConfig(program="t", top=str(tmp_path), sources=["t.c"], dsu_units=["t.c"],
+    config = buildconfig.BuildConfig(program="t", top=str(tmp_path), sources=["t.c"], dsu_units=["t.c"],
                                flags=["-O2"], work_dir=str(tmp_path / "work"))
-    layouts = patch.measure_types(config, str(tmp_path), "t.c", {
+    layouts = typelayout.measure_types(config, str(tmp_path), "t.c", {
         "struct wide": ["tag", "value"], "struct packed": ["tag", "value"], "bits": ["a", "b"]})
     assert layouts == {"struct wide": {"size": 16, "offsets": {"tag": 0, "value": 8}},
                        "struct packed": {"size": 9, "offsets": {"tag": 0, "value": 1}},

@@ -6,7 +6,6 @@ initializer, a body with a `#pragma`, a body a macro writes and constant data
 another unit reads; a thread calls all of them without pause while bundles
 are applied.  Revisions change one function's return value each.
 """
-import json
 import shutil
 import subprocess
 
@@ -14,7 +13,7 @@ import pytest
 
 from projects import CommandProgram, Project, REPO, wait_until
 
-from psu import bundle, patch
+from psu import buildconfig, bundle, patch
 from psu.errors import UsageError
 
 CORPUS = REPO / "tests" / "corpus" / "manyunits"
@@ -72,7 +71,7 @@ def manyunits(tmp_path_factory):
 def build_config(project):
     found = list((project.root / ".psu-build").rglob("build.json"))
     assert len(found) == 1, found
-    return patch.BuildConfig(**json.loads(found[0].read_text()))
+    return buildconfig.read(str(found[0]))
 
 
 def make(project, from_ref, to_ref):

@@ -514,15 +514,15 @@ def _identity_object(config, cc, flags, result):
 
 def _write_build_description(config, command, name, units, flags_by_unit, shared, flags):
     """`<build_dir>/<program>/build.json`: what `psu patch` and `psu diff` analyse with."""
-    from . import patch
+    from . import buildconfig
     libraries = [a[2:] for a in command.args if a.startswith("-l") and len(a) > 2]
-    description = patch.BuildConfig(
+    description = buildconfig.BuildConfig(
         program=name, top=config.root, sources=sorted(flags_by_unit),
         dsu_units=sorted(u.path for u in units if u.dsu), cc=command.cc, flags=shared,
         exclude=list(config.exclude), accept=list(config.accept), direct_statics=config.direct_statics,
         libraries=libraries, work_dir=config.build_dir, unit_flags=flags_by_unit,
         manifest_flags=flags)
-    jsonfile.write(config.build_path(name, "build.json"), description.__dict__)
+    buildconfig.write(config.build_path(name, "build.json"), description)
 
 
 def _compile_then_link(config, command):

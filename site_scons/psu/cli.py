@@ -5,7 +5,6 @@ the SCons adapter do) and chooses exit codes; the library raises typed
 exceptions.  Exit codes: docs/operations.md.
 """
 import argparse
-import json
 import os
 import sys
 
@@ -271,7 +270,7 @@ def _inspect_program(arguments, manifest_path):
 
 
 def _config(arguments):
-    from .patch import BuildConfig
+    from . import buildconfig
     # `psu patch FROM=v1 TO=v2`, as `scons patch` spells it, means `psu patch v1 v2`
     for name, prefix in (("from_ref", "FROM="), ("to_ref", "TO=")):
         value = getattr(arguments, name, None)
@@ -279,11 +278,7 @@ def _config(arguments):
             setattr(arguments, name, value[len(prefix):])
     if not arguments.config:
         arguments.config = _recorded_config(arguments)
-    try:
-        with open(arguments.config) as f:
-            return BuildConfig(**json.load(f))
-    except (OSError, ValueError, TypeError) as error:
-        raise UsageError(f"{arguments.config}: not a psu build description ({error})")
+    return buildconfig.read(arguments.config)
 
 
 def command_diff(arguments):
@@ -320,13 +315,13 @@ def _recorded_config(arguments):
 
 def command_release_patches(arguments):
     """`psu patch --release`: a bundle from each of psu.toml's patch_from to this build."""
-    from . import config as configuration, patch
+    from . import config as configuration, patch, revisions
     config = _config(arguments)
     found = configuration.find(os.getcwd())
     if found is None or not found.patch_from:
         raise UsageError("patch --release needs patch_from = [...] in psu.toml")
     label = found.label()
-    to_ref = label if patch.git(config.top, "rev-parse", "--verify", "--quiet",
+    to_ref = label if revisions.git(config.top, "rev-parse", "--verify", "--quiet",
                                 f"{label}^{{commit}}").returncode == 0 else "WORKTREE"
     for from_ref in found.patch_from:
         output = os.path.join(found.root, found.patch_dir, patch.bundle_name(config.program, from_ref, label))
@@ -373,7 +368,7 @@ def command_unit(arguments):
 
 def command_program(arguments):
     """The manifest, the identity C file and the build description of a program."""
-    from . import build, patch
+    from . import build, buildconfig
     from .policy import DsuPolicy
     root = os.path.abspath(arguments.root)
     label = arguments.label or build.git_label(root)
@@ -381,13 +376,13 @@ def command_program(arguments):
                                     arguments.flags, DsuPolicy(arguments.exclude, arguments.direct_statics),
                                     arguments.manifest, arguments.info)
     if arguments.config:
-        config = patch.BuildConfig(
+        config = buildconfig.BuildConfig(
             program=arguments.name, top=root, sources=sorted(arguments.sources),
             dsu_units=sorted(arguments.dsu), cc=arguments.cc, flags=list(arguments.flags),
             exclude=list(arguments.exclude), direct_statics=arguments.direct_statics,
             libraries=list(arguments.library), accept=list(arguments.accept),
             work_dir=arguments.work_dir)
-        jsonfile.write(arguments.config, config.__dict__)
+        buildconfig.write(arguments.config, config)
     if not arguments.quiet:
         print(f"psu: {result['program']} {result['label']} {result['build_id'][:12]}")
     return EXIT_OK

@@ -2,7 +2,8 @@
 compare, learn what older bundles hold, plan what to compile (bundleplan.py),
 generate the patch units, compile and link them, pack the bundle.
 
-Knows nothing of SCons: the build adapters hand it a `BuildConfig`.
+Knows nothing of SCons: the build adapters hand it a `buildconfig.BuildConfig`;
+revisions come from `revisions`, changed types' layouts from `typelayout`.
 """
 import hashlib
 import json
@@ -12,159 +13,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field, replace
 
-from . import bundle, bundleplan, changes, codegen, frontend, jsonfile, manifest, resources
-from .policy import DEFAULT_DIRECT_STATICS, DsuPolicy
+from . import bundle, bundleplan, changes, codegen, frontend, jsonfile, manifest, resources, revisions, typelayout
 from .errors import RefusedChanges, ToolError, UsageError
-
-WORKTREE = ("WORKTREE", ".")
-
-
-@dataclass
-class BuildConfig:
-    """How one program is built; paths relative to `top` unless said otherwise."""
-
-    program: str
-    top: str                                     # absolute project root
-    sources: list                                # every unit of the program
-    dsu_units: list
-    cc: str = "cc"
-    flags: list = field(default_factory=list)    # flags that change code, as on the command line
-    exclude: list = field(default_factory=list)          # PSU_EXCLUDE, and
-    direct_statics: str = DEFAULT_DIRECT_STATICS         # PSU_DIRECT_STATICS: see `policy`
-    libraries: list = field(default_factory=list)  # what the program links: a bundle may need them too
-    accept: list = field(default_factory=list)   # refusals the user vouches for (PSU_ACCEPT)
-    work_dir: str = ".psu-build"                 # absolute or relative to top
-    # The wrapper route (cc.py): each unit's own flags, include paths absolute in
-    # the build it was recorded from, and the program's flags in its manifest.
-    unit_flags: dict = field(default_factory=dict)
-    manifest_flags: list = None
-    # The flags of the deployed FROM build (its manifest's), where the build
-    # files changed them since (a define): FROM is analysed as it was built.
-    from_flags: list = None
-    # The bundle that updated the running process to FROM (a .psu file), where
-    # this work folder did not build it: its record says what older bundles
-    # provide, which this bundle carries so they unload (see docs/bundle-format.md).
-    previous_bundle: str = None
-
-    @property
-    def policy(self):
-        """The DSU policy this program is built with (its two settings stay
-        fields of their own: they are the build description's JSON)."""
-        return DsuPolicy(self.exclude, self.direct_statics)
-
-    def path(self, *parts):
-        return os.path.join(self.top, self.work_dir, *parts)
-
-    def flags_of(self, unit, root):
-        """The flags unit `unit` is analysed and compiled with in the tree at `root`."""
-        if unit not in self.unit_flags:
-            return self.flags
-        return map_flags(self.unit_flags[unit], self.top, root)
-
-
-_PATH_VALUED = ("-I", "-iquote", "-isystem", "-idirafter")
-
-
-def map_flags(flags, top, root):
-    """Recorded flags moved into the revision exported at `root`: a folder of the
-    project is searched in the revision first, then where the build had it, so
-    generated headers (autotools' config.h, a build folder's) are still found."""
-    if os.path.abspath(root) == os.path.abspath(top):
-        return list(flags)
-
-    def inside(path):
-        relative = os.path.relpath(path, top)
-        return None if relative == ".." or relative.startswith(".." + os.sep) else relative
-    mapped, index = [], 0
-    while index < len(flags):
-        flag = flags[index]
-        option = next((o for o in _PATH_VALUED[::-1] if flag.startswith(o)), None)
-        if option is None and flag in ("-include", "-imacros") and index + 1 < len(flags):
-            relative = inside(flags[index + 1])
-            moved = os.path.join(root, relative) if relative is not None else None
-            mapped += [flag, moved if moved and os.path.exists(moved) else flags[index + 1]]
-            index += 2
-            continue
-        if option is None:
-            mapped.append(flag)
-            index += 1
-            continue
-        if flag == option and index + 1 < len(flags):
-            value, index = flags[index + 1], index + 2
-        else:
-            value, index = flag[len(option):], index + 1
-        relative = inside(value)
-        if relative is not None:
-            mapped += [option, os.path.normpath(os.path.join(root, relative))]
-        mapped += [option, value]
-    return mapped
-
-
-# -- revisions ---------------------------------------------------------------------
-
-def git(top, *args):
-    try:
-        done = subprocess.run(["git", *args], cwd=top, capture_output=True, text=True)
-    except FileNotFoundError:
-        raise ToolError("git not found", hint="scons patch needs git")
-    return done
-
-
-def resolve(top, ref, what):
-    """Commit hash of `ref`, or WORKTREE for the working tree."""
-    if not ref:
-        raise UsageError(f"{what}=<revision> is required (a tag, branch or commit"
-                         + (", or WORKTREE)" if what == "TO" else ")"))
-    if what == "TO" and ref in WORKTREE:
-        return "WORKTREE"
-    done = git(top, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
-    if done.returncode != 0:
-        raise UsageError(f"{what}={ref}: not a revision of the repository at {top}")
-    return done.stdout.strip()
-
-
-def worktree_key(top, outputs=()):
-    """Changes whenever the working tree's content does: its tracked files (the
-    tree `git stash create` would commit) and the untracked files git does not
-    ignore, by path, size and modification time (a source not yet added is part
-    of the build).  `outputs`: folders under `top` the build itself writes."""
-    # the tree, not the commit: a stash commit carries the time it was made
-    stash = git(top, "stash", "create").stdout.strip() or "HEAD"
-    tree = git(top, "rev-parse", "--verify", "--quiet", f"{stash}^{{tree}}").stdout.strip()
-    key = tree or "no-commit"
-    listed = git(top, "ls-files", "--others", "--exclude-standard", "-z").stdout.split("\0")
-    skipped = tuple(os.path.normpath(d) + os.sep for d in outputs) + (".sconsign",)
-    untracked = hashlib.sha256()
-    for name in sorted(filter(None, listed)):
-        if os.path.normpath(name).startswith(skipped):
-            continue
-        try:
-            status = os.stat(os.path.join(top, name))
-        except OSError:
-            continue
-        untracked.update(f"{name}\0{status.st_size}\0{status.st_mtime_ns}\0".encode())
-    return f"{key}+{untracked.hexdigest()[:16]}"
-
-
-def export(config, sha):
-    """The tree of commit `sha`, exported (once) under the work folder."""
-    destination = config.path("revisions", sha)
-    if os.path.isdir(destination):
-        return destination
-    temporary = destination + f".tmp{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    os.makedirs(temporary)
-    # the project's own folder of the repository, exported at the root
-    prefix = git(config.top, "rev-parse", "--show-prefix").stdout.strip().rstrip("/")
-    tree = f"{sha}:{prefix}" if prefix else sha
-    archive = subprocess.run(["git", "archive", "--format=tar", tree],
-                             cwd=config.top, capture_output=True)
-    if archive.returncode != 0:
-        raise ToolError(f"git archive {sha} failed: {archive.stderr.decode().strip()}")
-    subprocess.run(["tar", "-x", "-C", temporary], input=archive.stdout, check=True)
-    os.rename(temporary, destination)
-    return destination
-
 
 # -- analysis ----------------------------------------------------------------------
 
@@ -200,10 +50,10 @@ class Comparison:
 def compare(config, from_ref, to_ref, from_sha=None, to_sha=None, to_label=None):
     """Analyse FROM and TO like the release build and compare them (raises
     RefusedChanges or NoChanges)."""
-    from_sha = from_sha or resolve(config.top, from_ref, "FROM")
-    to_sha = to_sha or resolve(config.top, to_ref, "TO")
-    old_root = export(config, from_sha)
-    new_root = config.top if to_sha == "WORKTREE" else export(config, to_sha)
+    from_sha = from_sha or revisions.resolve(config.top, from_ref, "FROM")
+    to_sha = to_sha or revisions.resolve(config.top, to_ref, "TO")
+    old_root = revisions.export(config, from_sha)
+    new_root = config.top if to_sha == "WORKTREE" else revisions.export(config, to_sha)
     old_config = config
     if config.from_flags is not None:
         old_config = replace(config, flags=list(config.from_flags), unit_flags={}, manifest_flags=None)
@@ -212,7 +62,7 @@ def compare(config, from_ref, to_ref, from_sha=None, to_sha=None, to_label=None)
     try:
         change_set = changes.compare(old, new, accept=config.accept)
     except RefusedChanges as refused:
-        raise _with_layouts(config, refused, old_root, new_root, old, new) from None
+        raise typelayout.with_layouts(config, refused, old_root, new_root, old, new) from None
     return Comparison(old, new, new_units, new_root, to_sha, change_set, old_units)
 
 
@@ -247,72 +97,6 @@ def may_not_return(units):
                 reasons[qualname] = f"calls {reached.rsplit(':', 1)[-1]}, which may not return"
                 changed = True
     return {**routines, **reasons}
-
-
-# -- sizes and offsets of changed types, as the compiler lays them out --------------
-
-# A probe line `int psu_probe_N = ((char (*)[EXPR])0) + (char *)0;` is an error in
-# every gcc (and clang), and the message spells the type, EXPR's value included.
-_PROBE_ANSWER = re.compile(r"psu_probe\.c:(\d+):\d+: error: invalid operands to binary \+ "
-                           r"\(have .char \(\*\)\[(\d+)\]")
-
-
-def measure_types(config, root, unit, types):
-    """{type: {"size": n, "offsets": {member: n}}} for `types` (name -> member
-    names) of `unit` under `root`, from a probe compiled with -fsyntax-only
-    that includes the unit; what the compiler could not answer is left out."""
-    lines = [f'#include "{os.path.join(root, unit)}"', "#include <stddef.h>"]
-    asks = {}
-    for name, members in types.items():
-        for member in [None, *members]:
-            expression = f"sizeof({name})" if member is None else f"offsetof({name}, {member})"
-            lines.append(f"int psu_probe_{len(lines)} = ((char (*)[{expression}])0) + (char *)0;")
-            asks[len(lines)] = (name, member)
-    folder = config.path("probes")
-    os.makedirs(folder, exist_ok=True)
-    probe = os.path.join(folder, "psu_probe.c")
-    with open(probe, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    command = [config.cc, "-fsyntax-only", *config.flags, "-iquote", os.path.join(root, os.path.dirname(unit)),
-               "-idirafter", resources.runtime_sources_dir(), probe]
-    try:
-        done = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=600,
-                              env=dict(os.environ, LC_ALL="C"))
-    except (OSError, subprocess.TimeoutExpired):
-        return {}
-    found = {}
-    for match in _PROBE_ANSWER.finditer(done.stderr):
-        line, value = int(match.group(1)), int(match.group(2))
-        if line in asks:
-            name, member = asks[line]
-            layout = found.setdefault(name, {"offsets": {}})
-            if member is None:
-                layout["size"] = value
-            else:
-                layout["offsets"][member] = value
-    return found
-
-
-def _with_layouts(config, refused, old_root, new_root, old, new):
-    """The refusals of changed types with their sizes and offsets, where the
-    compiler can tell (a report a person can act on: what moved, by how much)."""
-    subjects = [r.subject for r in refused.refusals if r.subject and r.subject["now"]["kind"] != "enum"]
-    if not subjects or refused.change_set is None:
-        return refused
-    layouts = {}
-    for side, root in (("was", old_root), ("now", new_root)):
-        by_unit = {}
-        for subject in subjects:
-            members = [m for m, _ in subject[side]["members"] if m]
-            by_unit.setdefault(subject["unit"], {})[subject["type"]] = members
-        for unit, types in by_unit.items():
-            for name, layout in measure_types(config, root, unit, types).items():
-                layouts[(side, name)] = layout
-    refusals = [changes.measured(r, layouts.get(("was", r.subject["type"])), layouts.get(("now", r.subject["type"])))
-                if r.subject else r for r in refused.refusals]
-    refused.change_set.refusals = refusals
-    return RefusedChanges(refusals, report=changes.report(refused.change_set, old, new),
-                          change_set=refused.change_set)
 
 
 # -- building the bundle -----------------------------------------------------------

@@ -20,6 +20,7 @@ Construction variables (defaults in `generate`):
 
 psu.toml is for the compiler-wrapper route (`psu cc`); this tool does not read it.
 """
+import dataclasses
 import json
 import os
 import shlex
@@ -31,7 +32,7 @@ import SCons.Scanner.C
 import SCons.Subst
 import SCons.Script
 
-from . import build, console, jsonfile, patch, policy, resources
+from . import build, buildconfig, console, patch, policy, resources, revisions
 from .errors import NoChanges, PsuError
 
 _FLAGS = "$CCFLAGS $CFLAGS $_CCCOMCOM"
@@ -117,7 +118,7 @@ def _manifest(target, source, env):
 
 
 def _bundle(target, source, env):
-    config = patch.BuildConfig(**json.loads(env["PSU_PATCH_CONFIG"]))
+    config = buildconfig.from_json(env["PSU_PATCH_CONFIG"])
     to_label = env.get("PSU_TO_LABEL")
     try:
         _, text = patch.make_bundle(config, env["PSU_FROM"], env["PSU_TO"], target[0].abspath,
@@ -134,7 +135,7 @@ def _bundle(target, source, env):
 
 def _explain(target, source, env):
     from . import changes
-    config = patch.BuildConfig(**json.loads(env["PSU_PATCH_CONFIG"]))
+    config = buildconfig.from_json(env["PSU_PATCH_CONFIG"])
     comparison = patch.compare(config, env["PSU_FROM"], env["PSU_TO"],
                                from_sha=env["PSU_FROM_SHA"], to_sha=env["PSU_TO_SHA"])
     sys.stdout.write(changes.report(comparison.changes, comparison.old, comparison.new,
@@ -255,21 +256,21 @@ def _runtime_objects(env, work):
 def _build_description(env, name, sources, units):
     """What `scons patch`, `psu diff` and `psu patch` analyse with: (BuildConfig, its JSON)."""
     top = env.Dir("#").abspath
-    config = patch.BuildConfig(
+    config = buildconfig.BuildConfig(
         program=name, top=top, sources=sorted({_relative(s) for s in sources}),
         dsu_units=sorted(units), cc=env.subst("$CC"), flags=code_flags(env),
         exclude=list(env["PSU_EXCLUDE"]), direct_statics=str(env["PSU_DIRECT_STATICS"]),
         accept=[str(item) for item in env.Flatten([env["PSU_ACCEPT"]])],
         libraries=[str(lib) for lib in env.Flatten([env.get("LIBS", [])]) if str(lib)],
         work_dir=os.path.relpath(env.Dir("$PSU_BUILD_DIR").abspath, top))
-    return config, jsonfile.dumps(config.__dict__)
+    return config, buildconfig.to_json(config)
 
 
 def _release_bundle(env, config, config_json, from_ref, manifest_json, built):
     """The bundle from deployed version `from_ref` to the version being built: a
     build output, rebuilt when FROM's commit or the program's manifest changes."""
     try:
-        from_sha = patch.resolve(config.top, from_ref, "FROM")
+        from_sha = revisions.resolve(config.top, from_ref, "FROM")
     except PsuError as error:
         error.message = f"PSU_PATCH_FROM of {config.program}: {error.text}"
         _exit(error)
@@ -283,7 +284,7 @@ def _release_bundle(env, config, config_json, from_ref, manifest_json, built):
     env.Clean(built, bundle_node)
 
 
-def _with_deployed_flags(config, config_json, manifest_path):
+def _with_deployed_flags(config, manifest_path):
     """The build description with FROM analysed under the flags of the deployed
     build (FROM_MANIFEST=its .psu.json), for when the build files changed them."""
     try:
@@ -294,7 +295,7 @@ def _with_deployed_flags(config, config_json, manifest_path):
         _exit(PsuError(f"FROM_MANIFEST={manifest_path}: not a psu manifest ({error})"))
     if program != config.program:
         _exit(PsuError(f"FROM_MANIFEST={manifest_path} describes {program}, not {config.program}"))
-    return jsonfile.dumps(dict(json.loads(config_json), from_flags=flags))
+    return dataclasses.replace(config, from_flags=flags)
 
 
 def _patch_target(env, config, config_json):
@@ -302,19 +303,18 @@ def _patch_target(env, config, config_json):
     arguments = SCons.Script.ARGUMENTS
     from_ref, to_ref = arguments.get("FROM"), arguments.get("TO")
     try:
-        from_sha = patch.resolve(top, from_ref, "FROM")
-        to_sha = patch.resolve(top, to_ref, "TO")
+        from_sha = revisions.resolve(top, from_ref, "FROM")
+        to_sha = revisions.resolve(top, to_ref, "TO")
     except PsuError as error:
         _exit(error)
     if arguments.get("FROM_MANIFEST"):
-        config_json = _with_deployed_flags(config, config_json, arguments["FROM_MANIFEST"])
+        config = _with_deployed_flags(config, arguments["FROM_MANIFEST"])
     if arguments.get("PREVIOUS"):
         # the bundle that produced FROM, built elsewhere: what it holds is carried
-        described = json.loads(config_json)
-        described["previous_bundle"] = os.path.abspath(arguments["PREVIOUS"])
-        config_json = jsonfile.dumps(described)
+        config = dataclasses.replace(config, previous_bundle=os.path.abspath(arguments["PREVIOUS"]))
+    config_json = buildconfig.to_json(config)
     outputs = [os.path.relpath(env.Dir(d).abspath, top) for d in ("$PSU_BUILD_DIR", "$PSU_PATCH_DIR")]
-    to_key = patch.worktree_key(top, outputs) if to_sha == "WORKTREE" else to_sha
+    to_key = revisions.worktree_key(top, outputs) if to_sha == "WORKTREE" else to_sha
     settings = dict(PSU_PATCH_CONFIG=config_json, PSU_FROM=from_ref, PSU_TO=to_ref,
                     PSU_FROM_SHA=from_sha, PSU_TO_SHA=to_sha)
     if arguments.get("PSU_EXPLAIN", "0") not in ("0", ""):
