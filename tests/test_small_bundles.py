@@ -195,3 +195,29 @@ def test_a_long_chain_keeps_modules_and_mappings_flat(manyunits, program):
     # after the first few, the number of mappings no longer grows
     assert max(mappings[5:]) <= mappings[4] + 2, mappings
     assert program("checks").split()[1] == "0"
+
+
+def test_data_a_header_defines_in_an_unchanged_unit_comes_with_the_bundle(tmp_path):
+    """The analysis reads a unit's own definitions, not data a header defines in
+    it (zlib's trees.h): a bundle whose code reads such data, hidden, still
+    links -- every DSU unit is compiled (their DSU definitions cut), the
+    report says why -- and applies live."""
+    project = Project(tmp_path / "repo")
+    shutil.copytree(REPO / "tests" / "corpus" / "headerdata", project.root, dirs_exist_ok=True)
+    with open(project.root / ".gitignore", "a") as f:
+        f.write("/headerdata\n")
+    project.commit("v1")
+    project.edit("src/user.c", ("pick(index) + 0;", "pick(index) + 10;"))
+    project.commit("v2")
+    project.checkout("v1")
+    project.build()
+    done = project.patch("v1", "v2")
+    assert "compiled every DSU unit" in done.stdout and "lookup_table" in done.stdout, done.stdout
+    running = CommandProgram(project.root / "headerdata", project.root, tmp_path / "run")
+    try:
+        assert running.first == "ready"
+        assert running("value") == "6 7"
+        running.apply(project.bundle("headerdata", "v1", "v2"))
+        assert running("value") == "16 17"
+    finally:
+        running.stop()

@@ -23,6 +23,10 @@ class BundlePlan:
     # applied (the next bundle carries those it does not change)
     in_bundles: list = field(default_factory=list)
     stranded: list = field(default_factory=list)     # in an older bundle, no longer DSU functions here
+    # planned with every DSU unit compiled: True when that added units the
+    # analysis alone would have left out
+    every_unit_added: bool = False
+    fallback: list = field(default_factory=list)     # the symbols that made the plan take every unit
 
 
 def carried_functions(in_older_bundles, switched, dsu_functions):
@@ -64,13 +68,15 @@ def _references(unit, dsu, kept):
     return names - own
 
 
-def units_to_compile(needed, units, dsu_by_path):
+def units_to_compile(needed, units, dsu_by_path, every_unit=False):
     """{path: qualnames kept} of every DSU unit the code object compiles: the
     units of the `needed` functions ({path: qualnames}), then, to a fixed
     point, the units defining what the compiled text refers to (`_providers`),
     with no DSU function kept."""
     provided = _providers(units, dsu_by_path)
     compiled = {path: set(kept) for path, kept in needed.items() if kept}
+    if every_unit:
+        compiled.update({path: set() for path in dsu_by_path if path not in compiled})
     pending = sorted(compiled)
     while pending:
         path = pending.pop()
@@ -82,12 +88,14 @@ def units_to_compile(needed, units, dsu_by_path):
     return compiled
 
 
-def plan_bundle(change_set, units, dsu_by_path, in_older_bundles=()):
+def plan_bundle(change_set, units, dsu_by_path, in_older_bundles=(), every_unit=False):
     """The plan of a bundle for `change_set` (changes.ChangeSet) over the TO
     revision's `units` ({path: model.Unit}); `dsu_by_path`: each DSU unit's
     DSU function names; `in_older_bundles`: functions whose current version
     the process may hold in an older bundle (the record of the bundle that
-    produced FROM)."""
+    produced FROM); `every_unit`: compile every DSU unit (their DSU
+    definitions still cut but for those `needed`), for what the analysis does
+    not see (data a header defines in a unit)."""
     switched = set(change_set.switched)
     where = {f.qualname: path for path, dsu in dsu_by_path.items()
              for f in units[path].functions if f.name in dsu}
@@ -97,7 +105,10 @@ def plan_bundle(change_set, units, dsu_by_path, in_older_bundles=()):
         needed.setdefault(where.get(qualname) or _unit_of(change_set, qualname), set()).add(qualname)
     plan = BundlePlan(switched=sorted(switched), carried=carried, stranded=stranded,
                       in_bundles=sorted(switched | set(carried)))
-    for path, kept in sorted(units_to_compile(needed, units, dsu_by_path).items()):
+    chosen = units_to_compile(needed, units, dsu_by_path)
+    compiled = units_to_compile(needed, units, dsu_by_path, every_unit) if every_unit else chosen
+    plan.every_unit_added = set(compiled) != set(chosen)
+    for path, kept in sorted(compiled.items()):
         dsu_here = {f.qualname for f in units[path].functions if f.name in dsu_by_path[path]}
         plan.code_units[path] = UnitPlan(
             patched=kept & switched, carried=kept & set(carried),

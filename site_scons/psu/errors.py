@@ -39,6 +39,15 @@ class ToolError(PsuError):
     exit_code = 4
 
 
+class UnresolvedSymbols(ToolError):
+    """The linker found no definition a bundle may use for `symbols` (hidden or
+    internal ones: the running program does not export them)."""
+
+    def __init__(self, message, symbols, hint=None):
+        super().__init__(message, hint=hint)
+        self.symbols = list(symbols)
+
+
 class CSourceError(PsuError):
     """User C that psu cannot read or transform; carries `file:line:col`.
 

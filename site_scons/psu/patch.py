@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass, field, replace
 
 from . import bundle, bundleplan, changes, codegen, frontend, jsonfile, manifest, resources, revisions, typelayout
-from .errors import RefusedChanges, ToolError, UsageError
+from .errors import RefusedChanges, ToolError, UnresolvedSymbols, UsageError
 
 # -- analysis ----------------------------------------------------------------------
 
@@ -123,14 +123,15 @@ def _link(config, root, objects, output, extra=()):
     unreachable = sorted({next(filter(None, names)) for names in _HIDDEN_REFERENCE.findall(done.stderr)})
     if unreachable:
         shown = ", ".join(unreachable[:8]) + (f" and {len(unreachable) - 8} more" if len(unreachable) > 8 else "")
-        raise ToolError(
+        raise UnresolvedSymbols(
             f"the patch's code refers to {len(unreachable)} symbol(s) the running program "
             f"does not export: {shown}",
             hint="they are declared with hidden or internal visibility (an attribute, often behind "
                  "a macro, or -fvisibility=hidden): a bundle reaches DSU functions through aliases "
                  "the program exports, but variables and functions of units outside PSU_UNITS only "
                  "if the program exports them; give those default visibility. "
-                 "The linker's last words:\n" + "\n".join(done.stderr.strip().splitlines()[-6:]))
+                 "The linker's last words:\n" + "\n".join(done.stderr.strip().splitlines()[-6:]),
+            symbols=unreachable)
     raise ToolError(f"linking the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
 
 
@@ -147,9 +148,17 @@ def make_bundle(config, from_ref, to_ref, output, from_sha=None, to_sha=None, to
     work = work_folder(config, comparison)
     label = to_label or (to_ref if comparison.to_sha != "WORKTREE" else comparison.new["label"])
     lingering = replaced_may_not_return(comparison)
-    sources = generate(config, comparison, contents, work, label, lingering)
-    objects = compile_sources(config, comparison.new_root, sources)
-    code_bytes, state_bytes = link(config, comparison.new_root, objects, work)
+    try:
+        code_bytes, state_bytes = build_objects(config, comparison, contents, work, label, lingering)
+    except UnresolvedSymbols as unresolved:
+        # What the plan left out defines them: data a header defines in a unit
+        # (the analysis reads a unit's own definitions only).  Every DSU unit
+        # compiled, their DSU definitions still cut, provides it as before.
+        contents = plan_bundle(config, comparison, previous, every_unit=True)
+        if not contents.every_unit_added:
+            raise
+        contents.fallback = unresolved.symbols
+        code_bytes, state_bytes = build_objects(config, comparison, contents, work, label, lingering)
     text_report, full_report = _reports(comparison, contents, previous, lingering)
     bundle_manifest = manifest_of(config, comparison, contents, from_ref, label, full_report,
                                   lingering)
@@ -208,13 +217,22 @@ def _record_path(config, build_id):
     return config.path("bundles", f"{config.program}-{build_id}.json")
 
 
-def plan_bundle(config, comparison, previous):
-    """What the bundle compiles (bundleplan.plan_bundle over TO's analysis)."""
+def build_objects(config, comparison, contents, work, label, lingering):
+    """Generate, compile and link the planned units: the bytes of the code
+    object and of the state object (None when the bundle adds no state)."""
+    sources = generate(config, comparison, contents, work, label, lingering)
+    objects = compile_sources(config, comparison.new_root, sources)
+    return link(config, comparison.new_root, objects, work)
+
+
+def plan_bundle(config, comparison, previous, every_unit=False):
+    """What the bundle compiles (bundleplan.plan_bundle over TO's analysis);
+    `every_unit`: every DSU unit, when what the plan chose left a symbol out."""
     units = {u.path: u for u in comparison.new_units}
     dsu_by_path = {path: config.policy.dsu_names(units[path])
                    for path, u in comparison.new["units"].items() if u["dsu"]}
     return bundleplan.plan_bundle(comparison.changes, units, dsu_by_path,
-                                  previous.in_bundles if previous else ())
+                                  previous.in_bundles if previous else (), every_unit)
 
 
 def work_folder(config, comparison):
@@ -251,6 +269,10 @@ def _reports(comparison, plan, previous, lingering):
         if plan.stranded:
             notes.append("  stay in an older bundle (no longer DSU functions): " +
                          ", ".join(plan.stranded))
+    if plan.fallback:
+        notes.append("  compiled every DSU unit: the units psu chose left "
+                     + ", ".join(plan.fallback[:8]) + " undefined (defined by a header a "
+                     "unit includes?)")
     note = "".join("\n" + n for n in notes)
     return (changes.report(change_set, old, new) + note,
             changes.report(change_set, old, new, verbose=True) + note)
