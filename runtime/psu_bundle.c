@@ -138,8 +138,8 @@ void psu_history_entry(size_t i, const char **build_id, const char **label)
 /* Which bundle provides the code a slot word names (NULL: the executable). */
 static struct psu_bundle *provider_of(uintptr_t word)
 {
-    unsigned index = (unsigned)(word >> PSU_MODULE_SHIFT);
-    if (word == 0 || index == 0)
+    unsigned index = psu_word_module(word);
+    if (index == 0)
         return NULL;
     psu_lock(&psu_module_lock);
     struct psu_bundle *b = psu_modules[index].bundle;
@@ -670,7 +670,23 @@ static bool load_code_module(struct apply *a, struct psu_error *err)
 /* The slot word naming `code` in module `index`. */
 static uintptr_t slot_word(int index, void *code)
 {
-    return ((uintptr_t)index << PSU_MODULE_SHIFT) | (uintptr_t)code;
+    return psu_word((unsigned)index, code);
+}
+
+/* A version's code must leave the slot word's low byte to the module index
+ * (psu_fast.h): codegen aligns every version it compiles into a bundle. */
+static bool version_code_usable(const char *name, const void *code, struct psu_error *err)
+{
+    if (!code) {
+        psu_error_set(err, "link", "function '%s' has no code in the bundle", name);
+        return false;
+    }
+    if ((uintptr_t)code % PSU_CODE_ALIGN != 0) {
+        psu_error_set(err, "link", "the code of '%s' is not aligned to %d bytes: the bundle was "
+                      "made by an older psu; make it again with this one", name, PSU_CODE_ALIGN);
+        return false;
+    }
+    return true;
 }
 
 static size_t table_length(const struct psu_bundle_function *table)
@@ -712,10 +728,8 @@ static bool resolve_functions(struct apply *a, struct psu_error *err)
                           "process nor added by the bundle's state", t->name);
             return false;
         }
-        if (!t->code) {
-            psu_error_set(err, "link", "function '%s' has no code in the bundle", t->name);
+        if (!version_code_usable(t->name, t->code, err))
             return false;
-        }
         a->items[a->n++] = (struct psu_switch_item){ .fn = fn, .new_word = slot_word(a->index, t->code) };
     }
     a->nreplaced = a->n;
@@ -732,14 +746,16 @@ static bool add_carried_functions(struct apply *a, struct psu_error *err)
     batch_reserve(a, a->n + table_length(carried) + 1);
     for (size_t i = 0; carried && carried[i].name; i++) {
         struct psu_function *fn = psu_function_lookup(carried[i].name);
-        if (!fn || !carried[i].code) {
+        if (!fn) {
             psu_error_set(err, "link", "carried function '%s' is not a DSU function of this "
                           "process", carried[i].name);
             return false;
         }
+        if (!version_code_usable(carried[i].name, carried[i].code, err))
+            return false;
         /* relaxed: the slot is written only by the update thread, which we are */
         uintptr_t word = atomic_load_explicit(&fn->current, memory_order_relaxed);
-        if (word >> PSU_MODULE_SHIFT == 0)
+        if (psu_word_module(word) == 0)
             continue;
         a->items[a->n++] = (struct psu_switch_item){ .fn = fn,
                                                      .new_word = slot_word(a->index, carried[i].code) };
@@ -798,7 +814,8 @@ static void record_previous(struct apply *a)
         /* relaxed: the slot is written only by the update thread, which we are */
         uintptr_t word = atomic_load_explicit(&a->items[i].fn->current, memory_order_relaxed);
         a->previous[i] = (struct previous_provider){
-            .fn = a->items[i].fn, .word = word, .bundle = provider_of(word), .added = word == 0,
+            .fn = a->items[i].fn, .word = word, .bundle = provider_of(word),
+            .added = word == PSU_NO_VERSION,
         };
         if (a->previous[i].bundle)
             bundle_ref(a->previous[i].bundle);
@@ -990,7 +1007,7 @@ static void rollback_commit(struct history_entry *e, struct psu_switch_item *ite
     snprintf(res->to, sizeof res->to, "%s", e->build_id);
     snprintf(res->label, sizeof res->label, "%s", e->label);
     res->functions = n;
-    res->module = n ? (int)(items[0].new_word >> PSU_MODULE_SHIFT) : 0;
+    res->module = n ? (int)psu_word_module(items[0].new_word) : 0;
     snprintf(current_build_id, sizeof current_build_id, "%s", e->build_id);
     free(current_label);
     current_label = strdup(e->label);

@@ -9,7 +9,12 @@
 
 /* One function a code object provides: its qualified name ("unit.c:name")
  * and the address of its code (a function's address as void *, the dlsym
- * convention).  Tables end with { NULL, NULL }. */
+ * convention), aligned to PSU_CODE_ALIGN (psu_fast.h: 256 bytes; the slot
+ * word keeps the module index in the low byte).  Tables end with
+ * { NULL, NULL }. */
+#ifndef PSU_CODE_ALIGN
+#define PSU_CODE_ALIGN 256
+#endif
 struct psu_bundle_function {
     const char *name;
     void *code;

@@ -1,12 +1,14 @@
 /* psu_fast.h - the DSU call path: the entry check of each DSU function of
  * the program, and the general path generated beside it.
  *
- * A DSU function's slot holds one word: the module index in the top
- * PSU_MODULE_SHIFT..63 bits and the address of the current version's code in
- * the rest.  User-space code addresses on x86-64 and AArch64 are below 2^56,
- * so the packing is lossless.  Because the word carries the module index,
+ * A DSU function's slot holds one word: the address of the current version's
+ * code with the module index in its low byte.  Versions compiled into a
+ * bundle are aligned to PSU_CODE_ALIGN (256) bytes (codegen.py), so the byte
+ * is free; the executable's own version is the word 0 (module 0, no address:
+ * it is the function's own body).  Because the word carries the module index,
  * there is no version descriptor to read (or free) between loading the slot
- * and publishing the reference.
+ * and publishing the reference; and because it sits in the low byte, one
+ * byte move gives the index and one `and` the address.
  *
  * Protocol (the argument is written out in docs/memory-ordering.md):
  *   caller:  w = slot; count[module(w)] = 1; compiler barrier (A);
@@ -51,9 +53,14 @@
 #error "psu needs a 64-bit target: the module index is packed into the slot word"
 #endif
 
-#define PSU_MODULE_SHIFT 56
+/* The alignment of every version a bundle provides: its low byte is the
+ * module index in a slot word.  (Part of the bundle ABI: the runtime refuses
+ * a version that is not so aligned.) */
+#ifndef PSU_CODE_ALIGN
+#define PSU_CODE_ALIGN 256
+#endif
 /* Module indices, the executable's (0) included: at most 256, the indices the
- * slot word's top byte can hold.  Only the runtime's tests build with fewer,
+ * slot word's low byte can hold.  Only the runtime's tests build with fewer,
  * to reach the limit quickly. */
 #ifndef PSU_MAX_MODULES
 #define PSU_MAX_MODULES 256
@@ -61,7 +68,6 @@
 #if PSU_MAX_MODULES > 256 || PSU_MAX_MODULES < 2
 #error "PSU_MAX_MODULES must be between 2 and 256"
 #endif
-#define PSU_CODE_MASK ((UINT64_C(1) << PSU_MODULE_SHIFT) - 1)
 
 /* Initial-exec TLS: one %fs-relative access.  Only a runtime built into a
  * shared object (the in-process tests) overrides it with -DPSU_TLS= . */
@@ -107,7 +113,12 @@ struct psu_function {
  *   calls[m]  written by the owner only (relaxed stores, release when going
  *             down), and by the runtime on behalf of an owner known dead; read
  *             by the update thread (acquire).  0 or 1: nested calls into a
- *             module the thread holds count nothing.
+ *             module the thread holds count nothing.  calls[0], the
+ *             executable's, is 1 from registration on and never changes: the
+ *             executable is always held (it is never unloaded), so a general
+ *             path that finds its slot back at the executable's version takes
+ *             the nested branch, where a NULL code sends it to the function
+ *             again, without a test of its own on the counted path.
  *   sp[m]     written and read by the owner only (and its signal handlers):
  *             valid while calls[m] != 0.
  *   owner     kernel thread id; 0 = free, -1 = being reclaimed (CAS). */
@@ -121,11 +132,17 @@ struct psu_thread_record {
 extern _Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
 /* The same record for the general paths' straight-line counted call
  * (psu_enter_fast), set by psu_thread_register only where membarrier is
- * registered: NULL sends a call to the general path's slow twin
- * (unit_trailer.c.j2), which registers the thread through psu_enter and
- * takes the fallback (a locked add) where membarrier is missing.
- * So the fast path needs no test of psu_membarrier_ready. */
+ * registered.  Until then it is psu_unregistered_record (never NULL, so the
+ * fast path tests nothing before indexing it): every count of that record is
+ * PSU_UNREGISTERED, which neither the counted branch (0) nor the nested one
+ * (1) takes, and sends the call to the general path's slow twin
+ * (unit_trailer.c.j2), which registers the thread through psu_enter and takes
+ * the fallback (a locked add) where membarrier is missing.  So the fast path
+ * needs no test of psu_membarrier_ready either.  The record is read-only: no
+ * path writes a record whose count it did not find 0. */
 extern _Thread_local struct psu_thread_record *psu_fast_record PSU_TLS;
+#define PSU_UNREGISTERED 2
+extern const struct psu_thread_record psu_unregistered_record;
 /* Non-zero once membarrier(PRIVATE_EXPEDITED) is registered; written once,
  * before any update can run, by the runtime's constructor. */
 extern int psu_membarrier_ready;
@@ -179,7 +196,23 @@ psu_current(struct psu_function *fn)
  * function's own body, so comparing the slot with this constant at its entry
  * is the whole fast path (docs/memory-ordering.md, "Calls that count
  * nothing"). */
-#define PSU_EXECUTABLE_VERSION ((uintptr_t)1)
+#define PSU_EXECUTABLE_VERSION ((uintptr_t)0)
+
+/* The slot word of a function a bundle adds, until its first switch: current
+ * nowhere (module 0 with an address no code has). */
+#define PSU_NO_VERSION ((uintptr_t)PSU_CODE_ALIGN)
+
+static __inline__ __attribute__((always_inline)) uintptr_t
+psu_word(unsigned module, const void *code)
+{
+    return (uintptr_t)code | module;
+}
+
+static __inline__ __attribute__((always_inline)) unsigned
+psu_word_module(uintptr_t word)
+{
+    return (unsigned)(word & (PSU_CODE_ALIGN - 1));
+}
 
 /* The entry check of each DSU function of the program: is the executable's
  * own version (the function's body) current?  A macro rather than a call of
@@ -204,7 +237,7 @@ psu_current(struct psu_function *fn)
 #else
 #define psu_version_is_current(fn, self)                                      \
     (PSU_TEST_SLOT_READ(fn),                                                  \
-     ((psu_slot_acquire(fn) ^ (uintptr_t)(self)) << (64 - PSU_MODULE_SHIFT)) == 0)
+     (psu_slot_acquire(fn) & ~(uintptr_t)(PSU_CODE_ALIGN - 1)) == (uintptr_t)(self))
 #endif
 
 /* After the general path of a void DSU function.  In a function declared
@@ -236,10 +269,11 @@ psu_current(struct psu_function *fn)
 #define psu_opaque(f) (&(f))
 #endif
 
+/* The code a slot word names; NULL for the executable's version. */
 static __inline__ __attribute__((always_inline)) void *
 psu_code(uintptr_t word)
 {
-    return (void *)(word & PSU_CODE_MASK);
+    return (void *)(word & ~(uintptr_t)(PSU_CODE_ALIGN - 1));
 }
 
 /* What psu_enter_from decided for one call:
@@ -265,7 +299,7 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
     for (;;) {
         if (word == PSU_EXECUTABLE_VERSION)
             return (struct psu_call){ NULL, NULL };
-        unsigned module = (unsigned)(word >> PSU_MODULE_SHIFT);
+        unsigned module = psu_word_module(word);
         _Atomic(unsigned long) *calls = &self->calls[module];
         /* Own counter, so exact (a fresh record's are all zero). */
         unsigned long held = atomic_load_explicit(calls, memory_order_relaxed);
@@ -312,30 +346,56 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
     }
 }
 
-/* psu_enter_from for the general path of a DSU function of the program, for
- * a thread whose psu_fast_record is set (`self`: membarrier is registered):
- * the same protocol, in straight line, so that the general path keeps only
- * the counter across the call.
- * What it does not decide -- the executable's version is current again, or
- * the slot moved under a published count (withdrawn here) -- it leaves to
- * the caller with code == NULL, which then calls the function again: its
- * entry check and this path read the slot anew, as psu_enter_from's loop
- * would. */
-static __inline__ __attribute__((always_inline)) struct psu_call
-psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record *self)
-{
-    if (__builtin_expect(word == PSU_EXECUTABLE_VERSION, 0))
-        return (struct psu_call){ NULL, NULL };
-    unsigned module = (unsigned)(word >> PSU_MODULE_SHIFT);
-    _Atomic(unsigned long) *calls = &self->calls[module];
-    unsigned long held = atomic_load_explicit(calls, memory_order_relaxed);
-#ifdef PSU_TEST_BROKEN_NESTED
-    held = 1;
+/* The two tests of psu_enter_fast, each a compare with memory and a branch
+ * on x86-64 (the compiler will not fold an atomic load into a compare):
+ *   psu_goto_unless_zero: this thread's own count (relaxed: exact);
+ *   psu_goto_if_moved:    the re-check, a seq_cst load (a plain load on
+ *                         x86-64), after the count's store and barrier (A):
+ *                         the "memory" clobber keeps it there.
+ * Elsewhere, and under ThreadSanitizer (which must see the loads), C. */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(PSU_PARSE_ONLY)
+#define psu_goto_unless_zero(counter, label)                                  \
+    __asm__ goto("cmpq $0, %0\n\tjne %l1" : : "m"(*(counter)) : "cc" : label)
+#define psu_goto_if_moved(fn, word, label)                                    \
+    __asm__ goto("cmp %0, %1\n\tjne %l2" : : "r"(word), "m"((fn)->current) : "cc", "memory" : label)
+#else
+#define psu_goto_unless_zero(counter, label)                                  \
+    do { if (atomic_load_explicit((counter), memory_order_relaxed) != 0) goto label; } while (0)
+#define psu_goto_if_moved(fn, word, label)                                    \
+    do {                                                                      \
+        if (atomic_load_explicit(&(fn)->current, memory_order_seq_cst) != (word)) \
+            goto label;                                                       \
+    } while (0)
 #endif
-    if (held != 0) {
-        PSU_TEST_RACE_WINDOW();     /* window 0, as in psu_enter_from */
-        return (struct psu_call){ psu_code(word), NULL };
-    }
+
+/* Where psu_enter_fast sends a call. */
+enum psu_route {
+    PSU_COUNTED,    /* a reference published on call->calls: call, psu_leave */
+    PSU_NESTED,     /* this thread holds the module: call call->code, count nothing */
+    PSU_SLOW        /* anything else: the general path's slow twin decides */
+};
+
+/* psu_enter_from for the general path of a DSU function of the program:
+ * the same protocol, in straight line, so that the general path keeps only
+ * the counter across the call.  `self` is psu_fast_record: this thread's
+ * record where membarrier is registered, else psu_unregistered_record.
+ * What it does not decide -- a thread not registered, the executable's
+ * version current again (module 0, always held, no code), or the slot moved
+ * under a published count (withdrawn here) -- it leaves to the slow twin:
+ * psu_enter there registers the thread and reads the slot anew, as
+ * psu_enter_from's loop would.  (A route rather than a NULL test of the
+ * result: each return's route is a constant the compiler branches on.) */
+static __inline__ __attribute__((always_inline)) enum psu_route
+psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record *self,
+               struct psu_call *call)
+{
+    unsigned module = psu_word_module(word);
+    _Atomic(unsigned long) *calls = &self->calls[module];
+    call->code = psu_code(word);
+#ifdef PSU_TEST_BROKEN_NESTED
+    goto held;      /* the bug the stress test must catch: a hold not checked */
+#endif
+    psu_goto_unless_zero(calls, held);
     PSU_TEST_RACE_WINDOW();         /* window 1 */
     psu_save_stack_pointer(self->sp[module]);
     atomic_signal_fence(memory_order_seq_cst);
@@ -345,15 +405,30 @@ psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record
     PSU_TEST_RACE_WINDOW();         /* window 2 */
 #ifdef PSU_TEST_BROKEN_NO_RECHECK
     (void)fn;
-    uintptr_t again = word;
 #else
-    uintptr_t again = atomic_load_explicit(&fn->current, memory_order_seq_cst);
+    psu_goto_if_moved(fn, word, moved);
 #endif
-    if (__builtin_expect(again == word, 1))
-        return (struct psu_call){ psu_code(word), calls };
+    if (calls == NULL)
+        __builtin_unreachable();    /* so psu_leave's test of it goes */
+    call->calls = calls;
+    return PSU_COUNTED;
+held:
+    PSU_TEST_RACE_WINDOW();         /* window 0, as in psu_enter_from */
+#ifdef PSU_TEST_BROKEN_NESTED
+    if (call->code != NULL)
+        return PSU_NESTED;
+#endif
+    /* Own counter: exact.  (Not 1: PSU_UNREGISTERED.  No code: module 0.) */
+    if (__builtin_expect(atomic_load_explicit(calls, memory_order_relaxed) == 1 &&
+                         call->code != NULL, 1))
+        return PSU_NESTED;
+    return PSU_SLOW;
+#ifndef PSU_TEST_BROKEN_NO_RECHECK
+moved:
     /* Switched under our feet: withdraw (release, as psu_leave). */
     atomic_store_explicit(calls, 0, memory_order_release);
-    return (struct psu_call){ NULL, NULL };
+    return PSU_SLOW;
+#endif
 }
 
 static __inline__ __attribute__((always_inline)) struct psu_call

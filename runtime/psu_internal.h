@@ -125,7 +125,7 @@ PSU_HIDDEN void psu_module_release_unused(int index);
 /* One slot exchange of a switch. */
 struct psu_switch_item {
     struct psu_function *fn;
-    uintptr_t new_word;     /* (index << PSU_MODULE_SHIFT) | code */
+    uintptr_t new_word;     /* psu_word(index, code) */
     uintptr_t old_word;     /* filled in by psu_switch */
 };
 

@@ -225,7 +225,15 @@ static struct psu_thread_record *claim_record(long tid)
 }
 
 _Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
-_Thread_local struct psu_thread_record *psu_fast_record PSU_TLS;
+
+/* What psu_fast_record names until the thread registers (psu_fast.h): every
+ * count PSU_UNREGISTERED.  Const, so in read-only memory: a path that wrote
+ * it would fault at once rather than share a counter between threads. */
+__extension__ const struct psu_thread_record psu_unregistered_record = {
+    .calls = { [0 ... PSU_MAX_MODULES - 1] = PSU_UNREGISTERED },
+};
+_Thread_local struct psu_thread_record *psu_fast_record PSU_TLS =
+    (struct psu_thread_record *)&psu_unregistered_record;
 
 /* Test hook: the fault suite raises a signal in the middle of registration. */
 #ifndef PSU_TEST_REGISTER_HOOK
@@ -244,6 +252,9 @@ struct psu_thread_record *psu_thread_register(void)
     int saved_errno = errno;
     struct psu_thread_record *r = claim_record(current_tid());
     PSU_TEST_REGISTER_HOOK();
+    /* The executable is always held (psu_fast.h): set before the record is
+     * published, so our handlers see it set too.  Relaxed: own count. */
+    atomic_store_explicit(&r->calls[0], 1, memory_order_relaxed);
     /* A handler that ran since our first load may have registered us: the
      * CAS on our own TLS word keeps exactly one record (a CAS is atomic with
      * respect to a signal handler of the same thread). */
@@ -251,7 +262,8 @@ struct psu_thread_record *psu_thread_register(void)
     /* Relaxed: only this thread (and its handlers) read the TLS word. */
     if (!__atomic_compare_exchange_n(&psu_thread_record, &expected, r, false,
                                      __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        /* Release: gives the unused record back (its counts are all 0). */
+        /* Release: gives the unused record back, its counts all 0 again. */
+        atomic_store_explicit(&r->calls[0], 0, memory_order_relaxed);
         atomic_store_explicit(&r->owner, 0, memory_order_release);
         r = expected;
     }
@@ -271,6 +283,10 @@ struct psu_thread_record *psu_thread_register(void)
  * prove). */
 unsigned long psu_active_calls(unsigned index)
 {
+    /* The executable's calls are not counted: its calls[0] only says that
+     * it is always held (psu_fast.h). */
+    if (index == 0)
+        return 0;
     unsigned long sum = 0;
     for (struct record_chunk *c = atomic_load_explicit(&record_chunks, memory_order_acquire);
          c; c = c->next) {
@@ -580,7 +596,7 @@ void psu_functions_in_module(unsigned module, void (*visit)(const char *name, vo
         /* Relaxed: slots are written only by switches, under psu_update_lock,
          * which our caller holds; no ordering with the code is needed to read
          * which module a slot names. */
-        if (fn && atomic_load_explicit(&fn->current, memory_order_relaxed) >> PSU_MODULE_SHIFT == module)
+        if (fn && psu_word_module(atomic_load_explicit(&fn->current, memory_order_relaxed)) == module)
             visit(fn->name, arg);
     }
 }
@@ -715,14 +731,14 @@ void psu_switch(struct psu_switch_item *items, size_t n)
 
     psu_lock(&psu_module_lock);
     for (size_t i = 0; i < n; i++) {
-        unsigned to = (unsigned)(items[i].new_word >> PSU_MODULE_SHIFT);
+        unsigned to = psu_word_module(items[i].new_word);
         psu_modules[to].functions_current++;
         module_update_state(&psu_modules[to]);
-        /* A slot of a function added by a bundle holds 0 until its first
-         * switch: it was current nowhere. */
-        if (items[i].old_word == 0)
+        /* A slot of a function added by a bundle holds PSU_NO_VERSION until
+         * its first switch: it was current nowhere. */
+        if (items[i].old_word == PSU_NO_VERSION)
             continue;
-        unsigned from = (unsigned)(items[i].old_word >> PSU_MODULE_SHIFT);
+        unsigned from = psu_word_module(items[i].old_word);
         psu_modules[from].functions_current--;
         module_update_state(&psu_modules[from]);
     }

@@ -53,7 +53,7 @@ def runtime(tmp_path_factory):
         {{
             static struct psu_function fn = {{ 0, "cffi:fn" }};
             uintptr_t word = slot_module == 256 ? PSU_EXECUTABLE_VERSION
-                : ((uintptr_t)slot_module << PSU_MODULE_SHIFT) | 0x401000;
+                : psu_word(slot_module, (const void *)0x401000);
             atomic_store(&fn.current, word);
             struct psu_thread_record *self = psu_thread_register();
             atomic_fetch_add(&self->calls[held_module], held);

@@ -25,8 +25,9 @@ const char psu_build_id[] = "ccccccccccccccccccccccccccccccccccccccccccccccccccc
 const char psu_program_name[] = "switch_bench";
 const char psu_version_label[] = "v1";
 
-__attribute__((noinline)) int impl_a(int x) { return x + 1; }
-__attribute__((noinline)) int impl_b(int x) { return x + 2; }
+/* aligned as a bundle's versions are: the slot word's low byte is the module */
+__attribute__((noinline, aligned(PSU_CODE_ALIGN))) int impl_a(int x) { return x + 1; }
+__attribute__((noinline, aligned(PSU_CODE_ALIGN))) int impl_b(int x) { return x + 2; }
 
 static struct psu_function recs[MAXF] = { [0] = { (uintptr_t)impl_a, "bench.c:f0" } };
 static struct psu_function *section_recs[] __attribute__((used, section("psu_functions"))) = { &recs[0] };

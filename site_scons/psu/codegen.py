@@ -46,6 +46,12 @@ class EntryKind(str, enum.Enum):
         return self.value
 
 
+# Every version a bundle compiles is aligned so that its address leaves the
+# slot word's low byte to the module index (PSU_CODE_ALIGN, runtime/psu_fast.h;
+# the runtime refuses a version that is not).
+VERSION_ALIGNMENT = "__attribute__((aligned(256))) "
+
+
 def mangle(qualname, *distinguishing):
     """A readable, unique C identifier fragment for a qualified name (and anything
     else that must tell two symbols of the same name apart)."""
@@ -181,7 +187,7 @@ def _edit_functions(source, unit, role, dsu_names, plan, cut):
             function.signature.replace("@NAME@", function.name) + ";\n" + \
             "#pragma GCC diagnostic pop\n" + \
             ("static " if function.static else "__attribute__((visibility(\"hidden\"))) ") + \
-            (function.va_head or function.signature).replace("@NAME@", entry["impl"])
+            VERSION_ALIGNMENT + (function.va_head or function.signature).replace("@NAME@", entry["impl"])
         source.insert_lines_before(source.declaration_start(name_index), prototype + ";")
     return entries
 
@@ -294,7 +300,7 @@ def _function_entry(function, role, plan):
                      slow_name=f"psu_slow_{name}", slow_head=head.replace("@NAME@", f"psu_slow_{name}"))
     elif role is Role.STATE and added:
         entry.update(kind=EntryKind.SLOT, record=record_symbol(function.qualname),
-                     record_static=False, initial="0", general_head=entry["head"],
+                     record_static=False, initial="PSU_NO_VERSION", general_head=entry["head"],
                      general_static=function.static or variadic)
     elif function.static:
         entry["kind"] = EntryKind.FORWARDER

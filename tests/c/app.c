@@ -34,12 +34,14 @@ const char psu_version_label[] = "v1";
 /* State the patches share (exported by -rdynamic). */
 _Atomic int app_release;
 
-static int answer_impl(int x)
+/* Versions named by address in a slot word leave its low byte to the module
+ * index (psu_fast.h), so they are aligned. */
+__attribute__((aligned(PSU_CODE_ALIGN))) static int answer_impl(int x)
 {
     return 1000 + x;
 }
 
-static int park_impl(int ticket)
+__attribute__((aligned(PSU_CODE_ALIGN))) static int park_impl(int ticket)
 {
     printf("parked v1 %d\n", ticket);
     while (atomic_load(&app_release) < ticket)
@@ -100,7 +102,7 @@ int main(void)
              * at "pin" time, as a program keeping a pointer into it would. */
             static const void *pinned;
             if (line[0] == 'p')
-                pinned = (const void *)(atomic_load(&app_answer_record.current) & PSU_CODE_MASK);
+                pinned = psu_code(atomic_load(&app_answer_record.current));
             printf("%s %d\n", line[0] == 'p' ? "pin" : "unpin",
                    line[0] == 'p' ? psu_pin(pinned) : psu_unpin(pinned));
         } else if (strncmp(line, "fork", 4) == 0) {

@@ -53,18 +53,20 @@ const char psu_version_label[] = "v1";
 sigjmp_buf faults_jump_buf;
 ucontext_t faults_main_context, faults_coro_context;
 
-static int answer_v1(int x)
+/* Versions named by address in a slot word leave its low byte to the module
+ * index (psu_fast.h), so they are aligned. */
+__attribute__((aligned(PSU_CODE_ALIGN))) static int answer_v1(int x)
 {
     return 1000 + x;
 }
 
-static void thrower_v1(int how)
+__attribute__((aligned(PSU_CODE_ALIGN))) static void thrower_v1(int how)
 {
     (void)how;
     siglongjmp(faults_jump_buf, 1);
 }
 
-static int coro_step_v1(void)
+__attribute__((aligned(PSU_CODE_ALIGN))) static int coro_step_v1(void)
 {
     printf("coro in v1\n");
     swapcontext(&faults_coro_context, &faults_main_context);

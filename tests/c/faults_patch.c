@@ -16,12 +16,12 @@
 extern sigjmp_buf faults_jump_buf;
 extern ucontext_t faults_main_context, faults_coro_context;
 
-static int answer_v(int x)
+__attribute__((aligned(PSU_CODE_ALIGN))) static int answer_v(int x)
 {
     return VERSION * 1000 + x;
 }
 
-static void thrower_v(int how)
+__attribute__((aligned(PSU_CODE_ALIGN))) static void thrower_v(int how)
 {
     switch (how) {
     case 0: longjmp(faults_jump_buf, 1);
@@ -32,7 +32,7 @@ static void thrower_v(int how)
     }
 }
 
-static int coro_step_v(void)
+__attribute__((aligned(PSU_CODE_ALIGN))) static int coro_step_v(void)
 {
     printf("coro in v" STR(VERSION) "\n");
     fflush(stdout);

@@ -22,13 +22,13 @@ extern int psu_test_no_such_symbol(void);
 #ifdef USES_ADDED
 extern int added(int);          /* trampoline, in the bundle's state object */
 extern int added_base;          /* variable the bundle adds (state object) */
-static int added_impl(int x)
+__attribute__((aligned(PSU_CODE_ALIGN))) static int added_impl(int x)
 {
     return x + added_base;
 }
 #endif
 
-static int answer_v(int x)
+__attribute__((aligned(PSU_CODE_ALIGN))) static int answer_v(int x)
 {
 #ifdef UNRESOLVED
     x += psu_test_no_such_symbol();
@@ -40,7 +40,7 @@ static int answer_v(int x)
 #endif
 }
 
-static int park_v(int ticket)
+__attribute__((aligned(PSU_CODE_ALIGN))) static int park_v(int ticket)
 {
     printf("parked v" STR(VERSION) " %d\n", ticket);
     fflush(stdout);

@@ -119,19 +119,16 @@ static __attribute__((noinline, cold)) long work_slow(int depth)
 
 static __attribute__((noinline)) long work_general(int depth)
 {
-    struct psu_thread_record *self = psu_fast_record;
     struct psu_call c;
-    if (__builtin_expect(self == NULL, 0))
-        return work_slow(depth);
-    c = psu_enter_fast(&work_record, psu_current(&work_record), self);
-    if (__builtin_expect(c.calls != NULL, 1)) {
+    enum psu_route route = psu_enter_fast(&work_record, psu_current(&work_record), psu_fast_record, &c);
+    if (__builtin_expect(route == PSU_COUNTED, 1)) {
         long r = ((work_fn)c.code)(depth);
         psu_leave(c);
         return r;
     }
-    if (c.code)
+    if (route == PSU_NESTED)
         return ((work_fn)c.code)(depth);
-    return work(depth);
+    return work_slow(depth);
 }
 
 /* A bundle's call of its own version, as codegen writes it (function_entry.c.j2,
@@ -175,7 +172,8 @@ static long work(int depth)
 }
 
 #define VERSION(k) \
-    static __attribute__((noinline)) long work_v##k(int depth) { return version_body(k, depth) + k * 1000; }
+    static __attribute__((noinline, aligned(PSU_CODE_ALIGN))) long work_v##k(int depth)        \
+    { return version_body(k, depth) + k * 1000; }
 VERSION(1)
 VERSION(2)
 VERSION(3)
@@ -250,7 +248,7 @@ int main(int argc, char **argv)
         struct psu_switch_item item = {
             .fn = &work_record,
             .new_word = next == 0 ? PSU_EXECUTABLE_VERSION
-                                  : ((uintptr_t)next << PSU_MODULE_SHIFT) | (uintptr_t)version_code[next],
+                                  : psu_word((unsigned)next, (const void *)version_code[next]),
         };
         psu_switch(&item, 1);
         atomic_store_explicit(&switched_out[current], stamp, memory_order_relaxed);
