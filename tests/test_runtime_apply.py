@@ -38,6 +38,7 @@ def build(tmp_path_factory):
         so(f"v{v}", f"VERSION={v}")
     so("unresolved", "VERSION=2", "UNRESOLVED")
     so("unknown_name", "VERSION=2", "UNKNOWN_NAME")
+    so("unaligned", "VERSION=2", "UNALIGNED")
     so("failing_transformer", "VERSION=2", "FAILING_TRANSFORMER")
     so("uses_added", "VERSION=2", "USES_ADDED")
     so("state", src="state.c")
@@ -148,6 +149,7 @@ def assert_unchanged(app):
     ("flipped_byte", "checksum", "does not match"),
     ("unresolved", "load", "psu_test_no_such_symbol"),
     ("unknown_name", "link", "app.c:no_such_function"),
+    ("unaligned", "link", "the code of 'app.c:park' is not aligned to 256 bytes"),
     ("failing_transformer", "transform", "returned 7"),
     ("missing_file", "io", "No such file"),
     ("relative_path", "request", "must be absolute"),
@@ -168,7 +170,7 @@ def test_refused_bundle_leaves_process_unchanged(app, build, tmp_path, case, err
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0x01
         path.write_bytes(bytes(data))
-    elif case in ("unresolved", "unknown_name", "failing_transformer"):
+    elif case in ("unresolved", "unknown_name", "unaligned", "failing_transformer"):
         make_bundle(build, path, case)
     target = {"missing_file": tmp_path / "nope.psu", "relative_path": "x.psu"}.get(case, path)
     r = app.request(f"apply {target}")
