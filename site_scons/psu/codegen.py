@@ -23,7 +23,7 @@ import jinja2
 
 from . import resources
 from .errors import CSourceError
-from .srctext import SourceText
+from .srctext import SourceText, without_collector
 
 class Role(str, enum.Enum):
     """What a DSU unit's generated text is for (see the module's docstring)."""
@@ -122,8 +122,12 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     names would not link where a header declares the function hidden.
     `constants` (code role): names of the constant data with external linkage
     the DSU units define, which the bundle's code reads from its own copies."""
-    role = Role(role)
-    plan = plan or UnitPlan()
+    with without_collector():     # the unit's tokens are freed before it runs again
+        return _transform(unit, text, Role(role), dsu_names, output_path, plan or UnitPlan(),
+                          program_functions, constants)
+
+
+def _transform(unit, text, role, dsu_names, output_path, plan, program_functions, constants):
     source = SourceText(unit.path, text, unit.storage_macros)
     cut = _cut_definitions(source, unit, dsu_names, plan.cut) if role is not Role.PROGRAM else _CutSpans()
     entries = _edit_functions(source, unit, role, dsu_names, plan, cut)
@@ -370,11 +374,12 @@ def _name_in_bodies_by_default_visibility(source, unit, names, cut=()):
         except CSourceError:
             continue        # a body psu does not edit (its name made by a macro)
         # a parameter or local declaration by that name means something else there
-        shadowed = _names_declared_in_body(source, brace, close, names) | \
+        used = source.identifiers_in(names, brace + 1, close)
+        shadowed = _names_declared_in_body(source, used) | \
             (set(function.parameters) & set(names))
-        for i in range(brace + 1, close):
+        for i in used:
             token = source.tokens[i]
-            if token.kind == "ident" and token.text in names and token.text not in shadowed and \
+            if token.text not in shadowed and \
                     source.tokens[i - 1].text not in (".", "->") and not edited(i):
                 source.replace(i, f"psu_ext_{token.text}")
                 first_use.setdefault(token.text, source.declaration_start(name_index))
@@ -441,12 +446,12 @@ def _bundle_self_calls(source, unit, dsu_names, plan, cut=()):
             close = source.matching_close(brace)
         except CSourceError:
             continue
-        shadowed = _names_declared_in_body(source, brace, close, provided) | \
+        used = source.identifiers_in(provided, brace + 1, close)
+        shadowed = _names_declared_in_body(source, used) | \
             (set(function.parameters) & set(provided))
-        for i in range(brace + 1, close):
+        for i in used:
             token = source.tokens[i]
-            if token.kind != "ident" or token.text not in provided or \
-                    token.text in shadowed or source.tokens[i + 1].text != "(" or \
+            if token.text in shadowed or source.tokens[i + 1].text != "(" or \
                     source.tokens[i - 1].text in (".", "->") or edited(i):
                 continue
             callee, callee_index = provided[token.text]
@@ -464,15 +469,15 @@ def _bundle_self_calls(source, unit, dsu_names, plan, cut=()):
                                           "#pragma GCC diagnostic pop")
 
 
-def _names_declared_in_body(source, brace, close, names):
-    """Of `names`, those a declaration in the body may give another meaning (a
-    local function pointer `int (*walk)(int)`, a variable): written after a type
-    name or a `*` and not called.  Their calls in that body are left alone."""
+def _names_declared_in_body(source, used):
+    """Of the names written at `used` (indices of a body's identifiers), those
+    a declaration in the body may give another meaning (a local function
+    pointer `int (*walk)(int)`, a variable): written after a type name or a
+    `*` and not called.  Their calls in that body are left alone."""
     found = set()
-    for i in range(brace + 1, close):
+    for i in used:
         token, before = source.tokens[i], source.tokens[i - 1]
-        if token.kind == "ident" and token.text in names and \
-                source.tokens[i + 1].text != "(" and \
+        if source.tokens[i + 1].text != "(" and \
                 ((before.kind == "ident" and before.text not in _NOT_TYPES) or before.text == "*"):
             found.add(token.text)
     return found
