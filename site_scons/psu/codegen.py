@@ -135,7 +135,7 @@ def _transform(unit, text, role, dsu_names, output_path, plan, program_functions
     if role is Role.CODE:
         _bundle_self_calls(source, unit, dsu_names, plan, cut.functions)
     redirected = [] if role is Role.PROGRAM else \
-        _redirect_program_calls(source, unit, role, plan, program_functions, cut)
+        _redirect_program_calls(source, unit, role, dsu_names, plan, program_functions, cut)
     body = source.edited()
     if not body.endswith("\n"):
         body += "\n"
@@ -226,19 +226,27 @@ def _hoisted_locals(unit, role, plan):
     return hoisted
 
 
-def _redirect_program_calls(source, unit, role, plan, program_functions, cut):
+def _redirect_program_calls(source, unit, role, dsu_names, plan, program_functions, cut):
     """Bundle roles: the external DSU functions the unit calls, reached by their
     exported aliases (the trailer's redirects; names in bodies by
     `_name_in_bodies_by_default_visibility`).  The state object defines the
     slots and general paths of the functions it adds (under their own names):
-    those are not redirected there."""
+    those are not redirected there.
+    In the code object the unit's static DSU functions are named in bodies by
+    their exported aliases too: an address taken there (`handler = twice`) is
+    the program's function, like the program's own `&twice`, and not the
+    code object's forwarder to it, which dangles once the bundle unloads.
+    (A variadic one keeps its forwarder: its alias is its va_list variant.)"""
     defined_here = {f.name for f in unit.functions if f.qualname in plan.added_functions} \
         if role is Role.STATE else set()
     called = set().union(*(f.callees for f in unit.functions))
     redirected = [{"name": name, "symbol": export_symbol(name)}
                   for name in sorted((called & set(program_functions)) - defined_here)]
-    _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected},
-                                          cut.functions)
+    in_bodies = {r["name"]: r["symbol"] for r in redirected}
+    if role is Role.CODE:
+        in_bodies.update({f.name: export_symbol(f.qualname) for f in unit.functions
+                          if f.static and f.name in dsu_names and not f.va_head and not f.unreadable})
+    _name_in_bodies_by_default_visibility(source, unit, in_bodies, cut.functions)
     return redirected
 
 
@@ -356,11 +364,12 @@ def _va_list_variant(source, function, name_index, name):
 
 def _name_in_bodies_by_default_visibility(source, unit, names, cut=()):
     """Bundle roles: in the unit's function bodies, the running program's
-    functions `names` are named `psu_ext_f`, a declaration of default visibility
-    bound to `f`'s exported alias.  The asm-label redirect of `f` (appended)
-    keeps the visibility a header gave `f`, and gcc takes the address of a
-    hidden function PC-relative, which no shared object can link against
-    another module's symbol (zlib's `strm->zfree = zcfree`).  Names a header's
+    functions `names` ({name: its exported alias}) are named `psu_ext_f`, a
+    declaration of default visibility bound to `f`'s exported alias.  The
+    asm-label redirect of `f` (appended) keeps the visibility a header gave
+    `f`, and gcc takes the address of a hidden function PC-relative, which no
+    shared object can link against another module's symbol (zlib's
+    `strm->zfree = zcfree`).  Names a header's
     macro writes still go through the redirect: calls link, addresses do not."""
     first_use, edited = {}, source.edited_so_far()
     for function in unit.functions:
@@ -386,7 +395,7 @@ def _name_in_bodies_by_default_visibility(source, unit, names, cut=()):
     for name, start in sorted(first_use.items()):
         source.insert_lines_before(start, f"#ifndef PSU_PARSE_ONLY\n"
                                           f"extern __typeof__({name}) psu_ext_{name} "
-                                          f'__asm__("{export_symbol(name)}") '
+                                          f'__asm__("{names[name]}") '
                                           f'__attribute__((copy({name}), visibility("default")));\n'
                                           f"#else\n#define psu_ext_{name} {name}\n#endif")
 
