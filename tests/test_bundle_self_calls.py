@@ -8,7 +8,9 @@ recursive `is_even`/`is_odd` in a thread that waits at a chosen level; each
 call leaves its version's digit in a trace on entry and on exit, and on exit
 also the value `leaf` (patched by every revision) gives."""
 import json
+import platform
 import shutil
+import subprocess
 
 import pytest
 
@@ -64,6 +66,17 @@ def test_a_bundle_generates_direct_calls_to_the_functions_it_provides(selfcalls)
         assert f"psu_version_is_current(&psu_slot_{name}_" in text
     assert "record('=', psu_self_leaf());" in text
     assert "int psu_impl_walk(int n)\n{\n" in text      # the version itself, as written
+
+
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="x86-64 relocation names")
+def test_a_bundle_calls_other_modules_without_plt_stubs(selfcalls):
+    """Loaded with every symbol bound, a bundle calls the program's and the C
+    library's functions through its GOT (snprintf here): no lazily bound stub."""
+    for code in (selfcalls.root / ".psu-build" / "patches").glob("selfcalls-*/code.so"):
+        relocations = subprocess.run(["readelf", "-rW", str(code)], capture_output=True,
+                                     text=True, check=True).stdout
+        assert "R_X86_64_JUMP_SLOT" not in relocations, relocations
+        assert "snprintf" in relocations
 
 
 def test_recursion_in_a_bundle_runs_the_newest_version_after_a_switch_mid_recursion(

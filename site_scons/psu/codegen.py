@@ -23,7 +23,7 @@ import jinja2
 
 from . import resources
 from .errors import CSourceError
-from .srctext import SourceText
+from .srctext import SourceText, without_collector
 
 class Role(str, enum.Enum):
     """What a DSU unit's generated text is for (see the module's docstring)."""
@@ -128,8 +128,12 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     names would not link where a header declares the function hidden.
     `constants` (code role): names of the constant data with external linkage
     the DSU units define, which the bundle's code reads from its own copies."""
-    role = Role(role)
-    plan = plan or UnitPlan()
+    with without_collector():     # the unit's tokens are freed before it runs again
+        return _transform(unit, text, Role(role), dsu_names, output_path, plan or UnitPlan(),
+                          program_functions, constants)
+
+
+def _transform(unit, text, role, dsu_names, output_path, plan, program_functions, constants):
     source = SourceText(unit.path, text, unit.storage_macros)
     cut = _cut_definitions(source, unit, dsu_names, plan.cut) if role is not Role.PROGRAM else _CutSpans()
     entries = _edit_functions(source, unit, role, dsu_names, plan, cut)
@@ -137,7 +141,7 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     if role is Role.CODE:
         _bundle_self_calls(source, unit, dsu_names, plan, cut.functions)
     redirected = [] if role is Role.PROGRAM else \
-        _redirect_program_calls(source, unit, role, plan, program_functions, cut)
+        _redirect_program_calls(source, unit, role, dsu_names, plan, program_functions, cut)
     body = source.edited()
     if not body.endswith("\n"):
         body += "\n"
@@ -228,19 +232,27 @@ def _hoisted_locals(unit, role, plan):
     return hoisted
 
 
-def _redirect_program_calls(source, unit, role, plan, program_functions, cut):
+def _redirect_program_calls(source, unit, role, dsu_names, plan, program_functions, cut):
     """Bundle roles: the external DSU functions the unit calls, reached by their
     exported aliases (the trailer's redirects; names in bodies by
     `_name_in_bodies_by_default_visibility`).  The state object defines the
     slots and general paths of the functions it adds (under their own names):
-    those are not redirected there."""
+    those are not redirected there.
+    In the code object the unit's static DSU functions are named in bodies by
+    their exported aliases too: an address taken there (`handler = twice`) is
+    the program's function, like the program's own `&twice`, and not the
+    code object's forwarder to it, which dangles once the bundle unloads.
+    (A variadic one keeps its forwarder: its alias is its va_list variant.)"""
     defined_here = {f.name for f in unit.functions if f.qualname in plan.added_functions} \
         if role is Role.STATE else set()
     called = set().union(*(f.callees for f in unit.functions))
     redirected = [{"name": name, "symbol": export_symbol(name)}
                   for name in sorted((called & set(program_functions)) - defined_here)]
-    _name_in_bodies_by_default_visibility(source, unit, {r["name"] for r in redirected},
-                                          cut.functions)
+    in_bodies = {r["name"]: r["symbol"] for r in redirected}
+    if role is Role.CODE:
+        in_bodies.update({f.name: export_symbol(f.qualname) for f in unit.functions
+                          if f.static and f.name in dsu_names and not f.va_head and not f.unreadable})
+    _name_in_bodies_by_default_visibility(source, unit, in_bodies, cut.functions)
     return redirected
 
 
@@ -358,11 +370,12 @@ def _va_list_variant(source, function, name_index, name):
 
 def _name_in_bodies_by_default_visibility(source, unit, names, cut=()):
     """Bundle roles: in the unit's function bodies, the running program's
-    functions `names` are named `psu_ext_f`, a declaration of default visibility
-    bound to `f`'s exported alias.  The asm-label redirect of `f` (appended)
-    keeps the visibility a header gave `f`, and gcc takes the address of a
-    hidden function PC-relative, which no shared object can link against
-    another module's symbol (zlib's `strm->zfree = zcfree`).  Names a header's
+    functions `names` ({name: its exported alias}) are named `psu_ext_f`, a
+    declaration of default visibility bound to `f`'s exported alias.  The
+    asm-label redirect of `f` (appended) keeps the visibility a header gave
+    `f`, and gcc takes the address of a hidden function PC-relative, which no
+    shared object can link against another module's symbol (zlib's
+    `strm->zfree = zcfree`).  Names a header's
     macro writes still go through the redirect: calls link, addresses do not."""
     first_use, edited = {}, source.edited_so_far()
     for function in unit.functions:
@@ -376,18 +389,19 @@ def _name_in_bodies_by_default_visibility(source, unit, names, cut=()):
         except CSourceError:
             continue        # a body psu does not edit (its name made by a macro)
         # a parameter or local declaration by that name means something else there
-        shadowed = _names_declared_in_body(source, brace, close, names) | \
+        used = source.identifiers_in(names, brace + 1, close)
+        shadowed = _names_declared_in_body(source, used) | \
             (set(function.parameters) & set(names))
-        for i in range(brace + 1, close):
+        for i in used:
             token = source.tokens[i]
-            if token.kind == "ident" and token.text in names and token.text not in shadowed and \
+            if token.text not in shadowed and \
                     source.tokens[i - 1].text not in (".", "->") and not edited(i):
                 source.replace(i, f"psu_ext_{token.text}")
                 first_use.setdefault(token.text, source.declaration_start(name_index))
     for name, start in sorted(first_use.items()):
         source.insert_lines_before(start, f"#ifndef PSU_PARSE_ONLY\n"
                                           f"extern __typeof__({name}) psu_ext_{name} "
-                                          f'__asm__("{export_symbol(name)}") '
+                                          f'__asm__("{names[name]}") '
                                           f'__attribute__((copy({name}), visibility("default")));\n'
                                           f"#else\n#define psu_ext_{name} {name}\n#endif")
 
@@ -447,12 +461,12 @@ def _bundle_self_calls(source, unit, dsu_names, plan, cut=()):
             close = source.matching_close(brace)
         except CSourceError:
             continue
-        shadowed = _names_declared_in_body(source, brace, close, provided) | \
+        used = source.identifiers_in(provided, brace + 1, close)
+        shadowed = _names_declared_in_body(source, used) | \
             (set(function.parameters) & set(provided))
-        for i in range(brace + 1, close):
+        for i in used:
             token = source.tokens[i]
-            if token.kind != "ident" or token.text not in provided or \
-                    token.text in shadowed or source.tokens[i + 1].text != "(" or \
+            if token.text in shadowed or source.tokens[i + 1].text != "(" or \
                     source.tokens[i - 1].text in (".", "->") or edited(i):
                 continue
             callee, callee_index = provided[token.text]
@@ -470,15 +484,15 @@ def _bundle_self_calls(source, unit, dsu_names, plan, cut=()):
                                           "#pragma GCC diagnostic pop")
 
 
-def _names_declared_in_body(source, brace, close, names):
-    """Of `names`, those a declaration in the body may give another meaning (a
-    local function pointer `int (*walk)(int)`, a variable): written after a type
-    name or a `*` and not called.  Their calls in that body are left alone."""
+def _names_declared_in_body(source, used):
+    """Of the names written at `used` (indices of a body's identifiers), those
+    a declaration in the body may give another meaning (a local function
+    pointer `int (*walk)(int)`, a variable): written after a type name or a
+    `*` and not called.  Their calls in that body are left alone."""
     found = set()
-    for i in range(brace + 1, close):
+    for i in used:
         token, before = source.tokens[i], source.tokens[i - 1]
-        if token.kind == "ident" and token.text in names and \
-                source.tokens[i + 1].text != "(" and \
+        if source.tokens[i + 1].text != "(" and \
                 ((before.kind == "ident" and before.text not in _NOT_TYPES) or before.text == "*"):
             found.add(token.text)
     return found

@@ -101,9 +101,22 @@ def may_not_return(units):
 
 # -- building the bundle -----------------------------------------------------------
 
-def _compile(config, root, source, obj, extra, flags=None):
-    flags = config.flags if flags is None else flags
-    command = [config.cc, "-c", "-fPIC", *flags, *extra, "-o", obj, source]
+# How a bundle's objects reach other modules and their own functions, after
+# the user's flags.  They are loaded with RTLD_NOW (every symbol bound before
+# any of their code runs), so a call of a function another module defines
+# needs no lazily bound PLT stub: -fno-plt makes it one `call *GOT` rather
+# than a call of a stub that jumps through the GOT.  The code object is
+# linked -Bsymbolic-functions (its calls of its own functions bind to its own
+# definitions, never to the program's same-named ones), which
+# -fno-semantic-interposition tells the compiler too, so that it may inline
+# them as it does in the program.
+_CODEGEN = {codegen.Role.CODE: ["-fPIC", "-fno-plt", "-fno-semantic-interposition"],
+            codegen.Role.STATE: ["-fPIC", "-fno-plt"]}
+
+
+def _compile(config, root, source):
+    command = [config.cc, "-c", *source.flags, *_CODEGEN[source.role], *source.extra,
+               "-o", source.obj, source.path]
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
     if done.returncode != 0:
         raise ToolError(f"compiling the patch failed:\n{' '.join(command)}\n{done.stderr.strip()}")
@@ -343,7 +356,7 @@ def compile_sources(config, root, sources):
     """Compile every generated file, two at a time; {role: [object]}."""
     from concurrent.futures import ThreadPoolExecutor
     with ThreadPoolExecutor(max_workers=2) as pool:
-        list(pool.map(lambda s: _compile(config, root, s.path, s.obj, s.extra, s.flags), sources))
+        list(pool.map(lambda s: _compile(config, root, s), sources))
     objects = {codegen.Role.CODE: [], codegen.Role.STATE: []}
     for s in sources:
         objects[s.role].append(s.obj)

@@ -6,6 +6,8 @@ generated code.  This module finds the places to edit from the coordinates the
 front end reports; `#line` directives keep diagnostics on the user's lines.
 """
 import bisect
+import contextlib
+import gc
 import re
 
 from .errors import CSourceError
@@ -30,6 +32,20 @@ _CLOSING = {"(": ")", "[": "]", "{": "}"}
 _OPENING = {close: open_ for open_, close in _CLOSING.items()}
 
 
+@contextlib.contextmanager
+def without_collector():
+    """The cyclic garbage collector paused: while a million tokens of a large
+    unit (sqlite3.c) are made and edited, it would walk them again and again,
+    and none of them is in a cycle (freed by their counts as usual)."""
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
+
+
 class Token:
     __slots__ = ("kind", "text", "start", "end", "line", "column")
 
@@ -48,41 +64,55 @@ class SourceText:
         self.storage_macros = dict(storage_macros or {})
         self.tokens = []
         self._edits = []
-        self._by_line_and_name = None
+        self._lines = None                # each token's line, for find_name
+        self._texts = None                # each token's text, for identifiers_in
+        self._brackets = {}               # _bracket_positions
         self._tokenise()
 
     def _tokenise(self):
+        with without_collector():
+            self.tokens = self._tokens()
+
+    def _tokens(self):
+        """The text's tokens, blanks and comments left out.  A `#` first on its
+        line is a directive: one token for the whole of it."""
+        tokens = []
+        append = tokens.append
         line, line_start, at_line_start, in_directive = 1, 0, True, False
         for match in _TOKEN.finditer(self.text):
-            kind, text = match.lastgroup, match.group()
-            start = match.start()
+            kind = match.lastgroup
+            if kind == "ws" or kind == "comment":
+                text = match.group()
+                if "\n" in text:
+                    line += text.count("\n")
+                    line_start = match.start() + text.rfind("\n") + 1
+                continue
             if kind == "nl":
                 line += 1
                 line_start = match.end()
                 at_line_start, in_directive = True, False
                 continue
-            if kind == "ws" or kind == "comment":
-                newlines = text.count("\n")
-                if newlines:
-                    line += newlines
-                    line_start = start + text.rfind("\n") + 1
+            if in_directive and kind != "string":
                 continue
-            if kind == "punct" and text == "#" and at_line_start:
-                # A directive is one opaque token: backward scans stop at it.
-                in_directive = True
-                self.tokens.append(Token("directive", "#", start, start, line, start - line_start + 1))
+            start, end = match.span()
+            text = match.group()
+            if at_line_start:
                 at_line_start = False
-                continue
-            at_line_start = False
+                if kind == "punct" and text == "#":
+                    # A directive is one opaque token: backward scans stop at it.
+                    in_directive = True
+                    append(Token("directive", "#", start, start, line, start - line_start + 1))
+                    continue
             if not in_directive:
-                self.tokens.append(Token(kind, text, start, match.end(), line, start - line_start + 1))
+                append(Token(kind, text, start, end, line, start - line_start + 1))
             if "\n" in text:   # a string continued with backslash-newline
                 line += text.count("\n")
                 line_start = start + text.rfind("\n") + 1
+        return tokens
 
     # -- finding places ------------------------------------------------------------
 
-    def _scan(self, start, brackets, backward=False, first_branch_only=False):
+    def _scan(self, start, brackets, backward=False, first_branch_only=False, brackets_only=False):
         """The one bracket-depth walk every search here makes: tokens from `start`
         to the end (to the beginning when `backward`), each as (index, token,
         depth after it).  Brackets of the kinds `brackets` ("(", "([", ...)
@@ -90,14 +120,25 @@ class SourceText:
         `)` backward) adds one, its partner takes one away, so the depth goes
         below 0 past brackets the walk started inside.  With
         `first_branch_only`, of each conditional directive group only the first
-        branch is walked (its directives are not yielded either)."""
+        branch is walked (its directives are not yielded either).  With
+        `brackets_only`, the walk skips every token but those brackets and
+        the directives, for a search that looks at nothing else (a body's
+        closing brace, thousands of tokens away)."""
         kinds = set(brackets)
         deeper = kinds if not backward else {_CLOSING[b] for b in kinds}
         shallower = {_CLOSING[b] for b in kinds} if not backward else kinds
-        step = -1 if backward else 1
         depth, in_later_branch = 0, []
-        i = start
-        while 0 <= i < len(self.tokens):
+        if brackets_only:
+            walked = self._bracket_positions(brackets)
+            at = bisect.bisect_left(walked, start)
+            if backward and (at == len(walked) or walked[at] != start):
+                at -= 1
+        else:
+            walked, at = range(len(self.tokens)), start
+        step = -1 if backward else 1
+        while 0 <= at < len(walked):
+            i = walked[at]
+            at += step
             token = self.tokens[i]
             if first_branch_only and token.kind == "directive":
                 word = _DIRECTIVE.match(self.text, token.start)
@@ -114,22 +155,44 @@ class SourceText:
                 elif token.text in shallower:
                     depth -= 1
                 yield i, token, depth
-            i += step
+
+    def _bracket_positions(self, brackets):
+        """Indices of the tokens that are brackets of the kinds `brackets`
+        (either partner) or directives, in order."""
+        if brackets not in self._brackets:
+            wanted = set(brackets) | {_CLOSING[b] for b in brackets}
+            self._brackets[brackets] = [i for i, t in enumerate(self.tokens)
+                                        if t.text in wanted or t.kind == "directive"]
+        return self._brackets[brackets]
 
     def find_name(self, name, line, column):
         """Index of the identifier `name` on `line`, nearest `column` (columns are
         approximate inside macro expansions and after folded whitespace)."""
-        if self._by_line_and_name is None:
-            self._by_line_and_name = {}
-            for i, t in enumerate(self.tokens):
-                if t.kind == "ident":
-                    self._by_line_and_name.setdefault((t.line, t.text), []).append(i)
-        candidates = self._by_line_and_name.get((line, name), [])
+        if self._lines is None:
+            self._lines = [t.line for t in self.tokens]
+        on_line = range(bisect.bisect_left(self._lines, line), bisect.bisect_right(self._lines, line))
+        candidates = [i for i in on_line if self.tokens[i].text == name and self.tokens[i].kind == "ident"]
         if not candidates:
             raise CSourceError(self.path, line, column,
                                f"cannot transform '{name}': its name is not written on this line "
                                "(made by a macro?); add it to PSU_EXCLUDE")
         return min(candidates, key=lambda i: abs(self.tokens[i].column - column))
+
+    def identifiers_in(self, names, first, last):
+        """Indices of the identifiers among tokens [first, last) whose text is
+        one of `names`, in order (found by the names, not a walk of every token)."""
+        if self._texts is None:
+            self._texts = [t.text for t in self.tokens]
+        texts, found = self._texts, []
+        for name in set(names).intersection(texts[first:last]):
+            i = texts.index(name, first, last)
+            while True:
+                found.append(i)
+                try:
+                    i = texts.index(name, i + 1, last)
+                except ValueError:
+                    break
+        return sorted(i for i in found if self.tokens[i].kind == "ident")
 
     def declaration_start(self, index):
         """Index of the first token of the declaration containing token `index`."""
@@ -181,7 +244,7 @@ class SourceText:
         every branch (SQLite opens a block by `#ifndef X ... {` `#else ... {`)."""
         opening = self.tokens[index].text
         closing = _CLOSING[opening]
-        for i, token, depth in self._scan(index, opening, first_branch_only=True):
+        for i, token, depth in self._scan(index, opening, first_branch_only=True, brackets_only=True):
             if depth == 0 and token.text == closing:
                 return i
         token = self.tokens[index]
@@ -217,7 +280,7 @@ class SourceText:
         """Index of the bracket that opens the one closing at `index`."""
         closing = self.tokens[index].text
         opening = _OPENING[closing]
-        for i, token, depth in self._scan(index, opening, backward=True):
+        for i, token, depth in self._scan(index, opening, backward=True, brackets_only=True):
             if depth == 0 and token.text == opening:
                 return i
         raise CSourceError(self.path, self.tokens[index].line, self.tokens[index].column,

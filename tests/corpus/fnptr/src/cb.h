@@ -1,0 +1,3 @@
+void install(void);
+int call(int x);
+int version(void);
