@@ -176,6 +176,7 @@ def _edit_functions(source, unit, role, dsu_names, plan, cut):
         if function.va_head:
             _va_list_variant(source, function, name_index, entry["name"] if role is Role.PROGRAM
                              else entry["impl"])
+            _named_as_written(source, function, name_index)
         if role is Role.PROGRAM:
             if function.va_head:
                 source.insert_lines_before(source.declaration_start(name_index),
@@ -183,6 +184,8 @@ def _edit_functions(source, unit, role, dsu_names, plan, cut):
             _check_on_entry(source, function, name_index, entry, first=len(entries) == 1)
             continue
         source.replace(name_index, entry["impl"])
+        if not function.va_head:
+            _named_as_written(source, function, name_index)
         # (the function's own name stays declared for calls above its
         # definition: a redeclaration of the header's, by psu, not the user)
         prototype = "#pragma GCC diagnostic push\n" \
@@ -590,6 +593,21 @@ def _check_on_entry(source, function, name_index, entry, first):
     end = str(edits.entry_check_end(check))
     if end:
         source.insert_before(source.body_end(brace, function.body_end_line, function.name), end + " ")
+
+
+def _named_as_written(source, function, name_index):
+    """A definition psu renames: `__func__` (and `__FUNCTION__`,
+    `__PRETTY_FUNCTION__`) in its body still name the function as written.
+    (Not where psu cannot delimit the body: a macro writes its braces.)"""
+    try:
+        brace = source.body_start(name_index, old_style=function.kr_style)
+        close = source.body_end(brace, function.body_end_line, function.name)
+    except CSourceError:
+        return
+    edits = _environment().get_template("function_entry.c.j2").module
+    source.insert_lines_before(source.declaration_start(name_index),
+                               str(edits.named_as_written(function.name)))
+    source.insert_lines_after(close, str(edits.named_as_written_end()))
 
 
 def _bind_local(source, local):
