@@ -98,33 +98,37 @@ struct psu_function {
 #else
 #define psu_stack_pointer() ((uintptr_t)__builtin_frame_address(0))
 #endif
-/* The same, stored straight into `dst` where one instruction can. */
-#if defined(__x86_64__) && !defined(PSU_PARSE_ONLY)
-#define psu_save_stack_pointer(dst) __asm__ volatile("mov %%rsp, %0" : "=m"(dst))
+/* The same, stored into the count `*counter` (a relaxed store) straight
+ * from %rsp where one instruction can (not under ThreadSanitizer, which must
+ * see the store). */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(PSU_PARSE_ONLY)
+#define psu_store_stack_pointer(counter) __asm__ volatile("mov %%rsp, %0" : "=m"(*(counter)))
 #else
-#define psu_save_stack_pointer(dst) ((dst) = psu_stack_pointer())
+#define psu_store_stack_pointer(counter)                                      \
+    atomic_store_explicit((counter), psu_stack_pointer(), memory_order_relaxed)
 #endif
 
-/* One per thread that made a counted call: its calls in progress per module
- * and, per module, the stack pointer of its outermost counted call.  Records
- * come from a pool that is never freed (psu_runtime.c), so the update thread
- * may read any record at any moment; a record is reused only once its owner
- * is known to have exited.
- *   calls[m]  written by the owner only (relaxed stores, release when going
- *             down), and by the runtime on behalf of an owner known dead; read
- *             by the update thread (acquire).  0 or 1: nested calls into a
- *             module the thread holds count nothing.  calls[0], the
- *             executable's, is 1 from registration on and never changes: the
- *             executable is always held (it is never unloaded), so a general
- *             path that finds its slot back at the executable's version takes
- *             the nested branch, where a NULL code sends it to the function
- *             again, without a test of its own on the counted path.
- *   sp[m]     written and read by the owner only (and its signal handlers):
- *             valid while calls[m] != 0.
+/* One per thread that made a counted call: per module, whether it holds it.
+ * Records come from a pool that is never freed (psu_runtime.c), so the
+ * update thread may read any record at any moment; a record is reused only
+ * once its owner is known to have exited.
+ *   calls[m]  0, or the stack pointer of the thread's outermost counted call
+ *             into module m, in progress: one store publishes the reference
+ *             and where its frame is (the longjmp release compares it with
+ *             the jump's target).  Nested calls into a module the thread
+ *             holds count nothing, so there is at most one.  Written by the
+ *             owner only (relaxed stores, release when going down), and by
+ *             the runtime on behalf of an owner known dead; read by the
+ *             update thread (acquire: non-zero is a call in progress).
+ *             calls[0], the executable's, is 1 from registration on and never
+ *             changes: the executable is always held (it is never unloaded),
+ *             so a general path that finds its slot back at the executable's
+ *             version takes the nested branch, where a NULL code sends it to
+ *             the function again, without a test of its own on the counted
+ *             path.  (No stack pointer is 1, nor PSU_UNREGISTERED.)
  *   owner     kernel thread id; 0 = free, -1 = being reclaimed (CAS). */
 struct psu_thread_record {
-    _Atomic(unsigned long) calls[PSU_MAX_MODULES];
-    uintptr_t sp[PSU_MAX_MODULES];
+    _Atomic(uintptr_t) calls[PSU_MAX_MODULES];
     _Atomic(long) owner;
 };
 
@@ -286,7 +290,7 @@ psu_code(uintptr_t word)
  *   code, calls             a reference published on *calls: psu_leave. */
 struct psu_call {
     void *code;
-    _Atomic(unsigned long) *calls;
+    _Atomic(uintptr_t) *calls;
 };
 
 /* `word` is the slot as the caller just read it. */
@@ -300,9 +304,9 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
         if (word == PSU_EXECUTABLE_VERSION)
             return (struct psu_call){ NULL, NULL };
         unsigned module = psu_word_module(word);
-        _Atomic(unsigned long) *calls = &self->calls[module];
+        _Atomic(uintptr_t) *calls = &self->calls[module];
         /* Own counter, so exact (a fresh record's are all zero). */
-        unsigned long held = atomic_load_explicit(calls, memory_order_relaxed);
+        uintptr_t held = atomic_load_explicit(calls, memory_order_relaxed);
 #ifdef PSU_TEST_BROKEN_NESTED
         held = 1;       /* the bug the stress test must catch: a hold not checked */
 #endif
@@ -315,19 +319,16 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
         /* Window 1: slot read, reference not yet published.  An update may
          * switch, scan and unload here; the re-check below is what saves us. */
         PSU_TEST_RACE_WINDOW();
-        /* Where the outermost counted call's frame is, before the count
-         * that makes it meaningful: a handler of this thread that longjmps
-         * sees the two in this order (compiler barrier; same thread). */
-        self->sp[module] = psu_stack_pointer();
-        atomic_signal_fence(memory_order_seq_cst);
+        /* The count is where the outermost counted call's frame is. */
+        uintptr_t frame = psu_stack_pointer();
         if (__builtin_expect(psu_membarrier_ready, 1)) {
-            atomic_store_explicit(calls, held + 1, memory_order_relaxed);
+            atomic_store_explicit(calls, frame, memory_order_relaxed);
             /* (A) compiler-only barrier; pairs with the updater's membarrier (B). */
             atomic_signal_fence(memory_order_seq_cst);
         } else {
-            /* Fallback: locked RMW orders the increment before the re-check;
+            /* Fallback: a locked RMW orders the count before the re-check;
              * pairs with the updater's seq_cst fence. */
-            atomic_fetch_add_explicit(calls, 1, memory_order_seq_cst);
+            atomic_exchange_explicit(calls, frame, memory_order_seq_cst);
         }
         /* Window 2: reference published, slot not yet re-checked. */
         PSU_TEST_RACE_WINDOW();
@@ -390,16 +391,15 @@ psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record
                struct psu_call *call)
 {
     unsigned module = psu_word_module(word);
-    _Atomic(unsigned long) *calls = &self->calls[module];
+    _Atomic(uintptr_t) *calls = &self->calls[module];
     call->code = psu_code(word);
 #ifdef PSU_TEST_BROKEN_NESTED
     goto held;      /* the bug the stress test must catch: a hold not checked */
 #endif
     psu_goto_unless_zero(calls, held);
     PSU_TEST_RACE_WINDOW();         /* window 1 */
-    psu_save_stack_pointer(self->sp[module]);
-    atomic_signal_fence(memory_order_seq_cst);
-    atomic_store_explicit(calls, 1, memory_order_relaxed);
+    /* The count: this frame's stack pointer (a relaxed store). */
+    psu_store_stack_pointer(calls);
     /* (A) compiler-only barrier; pairs with the updater's membarrier (B). */
     atomic_signal_fence(memory_order_seq_cst);
     PSU_TEST_RACE_WINDOW();         /* window 2 */
@@ -418,8 +418,8 @@ held:
     if (call->code != NULL)
         return PSU_NESTED;
 #endif
-    /* Own counter: exact.  (Not 1: PSU_UNREGISTERED.  No code: module 0.) */
-    if (__builtin_expect(atomic_load_explicit(calls, memory_order_relaxed) == 1 &&
+    /* Own counter: exact.  (PSU_UNREGISTERED: no record.  No code: module 0.) */
+    if (__builtin_expect(atomic_load_explicit(calls, memory_order_relaxed) != PSU_UNREGISTERED &&
                          call->code != NULL, 1))
         return PSU_NESTED;
     return PSU_SLOW;

@@ -277,10 +277,10 @@ struct psu_thread_record *psu_thread_register(void)
     return r;
 }
 
-/* Calls module `index` per record, summed.  Records of exited threads that
- * still count on it are reclaimed first (a thread can leave counts by
- * pthread_exit inside a call, or by a jump the longjmp release could not
- * prove). */
+/* Calls in progress into module `index`: the records that hold it.
+ * Records of exited threads that still count on it are reclaimed first (a
+ * thread can leave counts by pthread_exit inside a call, or by a jump the
+ * longjmp release could not prove). */
 unsigned long psu_active_calls(unsigned index)
 {
     /* The executable's calls are not counted: its calls[0] only says that
@@ -292,14 +292,14 @@ unsigned long psu_active_calls(unsigned index)
          c; c = c->next) {
         for (unsigned i = 0; i < RECORDS_PER_CHUNK; i++) {
             struct psu_thread_record *r = &c->records[i];
-            /* Acquire: pairs with the release decrement in psu_leave (and in
+            /* Acquire: pairs with the release store of 0 in psu_leave (and in
              * psu_enter's retry, the longjmp release and reclaim_if_exited),
              * so everything the call did in the module happens-before the
              * dlclose that a zero sum allows. */
-            unsigned long n = atomic_load_explicit(&r->calls[index], memory_order_acquire);
-            if (n != 0 && reclaim_if_exited(r))
-                n = 0;
-            sum += n;
+            bool held = atomic_load_explicit(&r->calls[index], memory_order_acquire) != 0;
+            if (held && reclaim_if_exited(r))
+                held = false;
+            sum += held;
         }
     }
     return sum;
@@ -415,13 +415,11 @@ static void release_skipped_calls(const struct __jmp_buf_tag *env)
         from = stack_lo;                /* from an alternate stack */
     }
     for (unsigned m = 1; m < PSU_MAX_MODULES; m++) {
-        /* Relaxed: our own counter. */
-        if (atomic_load_explicit(&self->calls[m], memory_order_relaxed) == 0)
-            continue;
-        /* sp == target: the counted call was made (inlined) by the very
+        /* Relaxed: our own counter, the counted call's stack pointer (or 0).
+         * sp == target: the counted call was made (inlined) by the very
          * frame that called setjmp; the jump abandons it all the same. */
-        uintptr_t sp = self->sp[m];
-        if (sp >= from && sp <= target)
+        uintptr_t sp = atomic_load_explicit(&self->calls[m], memory_order_relaxed);
+        if (sp != 0 && sp >= from && sp <= target)
             /* Release: pairs with the scan's acquire load, as psu_leave. */
             atomic_store_explicit(&self->calls[m], 0, memory_order_release);
     }
