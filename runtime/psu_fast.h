@@ -11,7 +11,7 @@
  * byte move gives the index and one `and` the address.
  *
  * Protocol (the argument is written out in docs/memory-ordering.md):
- *   caller:  w = slot; count[module(w)] = 1; compiler barrier (A);
+ *   caller:  w = slot; count[module(w)] = sp; compiler barrier (A);
  *            if (slot != w) { count = 0; retry }  call; count = 0 (release)
  *            (a counted call finds its count 0: nested calls count nothing)
  *   updater: exchange every slot of the update; membarrier (B);
@@ -138,10 +138,10 @@ extern _Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
  * (psu_enter_fast), set by psu_thread_register only where membarrier is
  * registered.  Until then it is psu_unregistered_record (never NULL, so the
  * fast path tests nothing before indexing it): every count of that record is
- * PSU_UNREGISTERED, which neither the counted branch (0) nor the nested one
- * (1) takes, and sends the call to the general path's slow twin
+ * PSU_UNREGISTERED, which the counted branch (0) does not take and the nested
+ * one (a hold) refuses, sending the call to the general path's slow twin
  * (unit_trailer.c.j2), which registers the thread through psu_enter and takes
- * the fallback (a locked add) where membarrier is missing.  So the fast path
+ * the fallback (a locked exchange) where membarrier is missing.  So the fast path
  * needs no test of psu_membarrier_ready either.  The record is read-only: no
  * path writes a record whose count it did not find 0. */
 extern _Thread_local struct psu_thread_record *psu_fast_record PSU_TLS;
@@ -445,8 +445,8 @@ psu_leave(struct psu_call call)
         return;     /* nothing was counted */
     /* Release: everything this call did in the module happens-before the
      * update thread's acquire load that finds the count back at zero.  A
-     * counted call found the count 0 and made it 1 (nested calls count
-     * nothing), so it leaves it 0. */
+     * counted call found the count 0 and made it its stack pointer (nested
+     * calls count nothing), so it leaves it 0. */
     atomic_store_explicit(call.calls, 0, memory_order_release);
 }
 
