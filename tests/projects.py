@@ -71,6 +71,18 @@ class Project:
             ".psu-build/\npsu-patches/\n*.o\n*.psu.json\n.sconsign.dblite\n")
         self.git("init", "-q")
 
+    @classmethod
+    def from_corpus(cls, root, corpus, tag="v1", ignored=()):
+        """A copy of the corpus project `corpus` at `root`, committed as `tag`;
+        `ignored`: its build outputs (the program) for .gitignore."""
+        project = cls(root)
+        shutil.copytree(corpus, project.root, dirs_exist_ok=True)
+        if ignored:
+            with open(project.root / ".gitignore", "a") as f:
+                f.write("".join(f"{name}\n" for name in ignored))
+        project.commit(tag)
+        return project
+
     def git(self, *args):
         return run(["git", "-c", "user.email=t@psu", "-c", "user.name=psu test", *args], self.root)
 

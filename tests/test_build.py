@@ -15,10 +15,7 @@ TRACE_HEADER = REPO / "tests" / "c" / "trace_calls.h"
 
 @pytest.fixture
 def constructs(tmp_path):
-    project = Project(tmp_path / "constructs")
-    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
-    project.commit("v1")
-    return project
+    return Project.from_corpus(tmp_path / "constructs", CORPUS)
 
 
 def plain_output(project, tmp_path):

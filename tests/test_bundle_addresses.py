@@ -6,7 +6,6 @@ forwarder in the bundle's code object, which is unmapped once it unloads.
 The program (tests/corpus/fnptr): `install` stores the static `twice` in a
 variable, `call` calls through it.  v2 changes `install`; v3 changes
 `version` and carries `install`, so v2's module unloads."""
-import shutil
 
 import pytest
 
@@ -17,11 +16,8 @@ CORPUS = REPO / "tests" / "corpus" / "fnptr"
 
 @pytest.fixture(scope="module")
 def fnptr(tmp_path_factory):
-    project = Project(tmp_path_factory.mktemp("fnptr") / "repo")
-    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
-    with open(project.root / ".gitignore", "a") as f:
-        f.write("/fnptr\n")
-    project.commit("v1")
+    project = Project.from_corpus(tmp_path_factory.mktemp("fnptr") / "repo", CORPUS,
+                                  ignored=["/fnptr"])
     cb = project.root / "src" / "cb.c"
     cb.write_text(cb.read_text().replace("handler = twice;", "handler = twice; (void)2;")
                   .replace("return 1;", "return 2;"))

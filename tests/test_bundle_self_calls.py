@@ -9,7 +9,6 @@ call leaves its version's digit in a trace on entry and on exit, and on exit
 also the value `leaf` (patched by every revision) gives."""
 import json
 import platform
-import shutil
 import subprocess
 
 import pytest
@@ -28,9 +27,7 @@ def version(digit):
 
 @pytest.fixture(scope="module")
 def selfcalls(tmp_path_factory):
-    project = Project(tmp_path_factory.mktemp("selfcalls") / "repo")
-    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
-    project.commit("v1")
+    project = Project.from_corpus(tmp_path_factory.mktemp("selfcalls") / "repo", CORPUS)
     for digit in (2, 3):
         project.checkout("v1")
         text = (project.root / WALK_C).read_text()

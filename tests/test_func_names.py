@@ -7,7 +7,6 @@ not change what the function logs.
 The program (tests/corpus/funcnames) prints the names its functions see; v2
 changes the order `compare_keys` sorts in and what the variadic `say_key`
 writes, so the bundle's versions of both run."""
-import shutil
 
 import pytest
 
@@ -21,9 +20,7 @@ KEYS_C = "src/keys.c"
 
 @pytest.fixture(scope="module")
 def funcnames(tmp_path_factory):
-    project = Project(tmp_path_factory.mktemp("funcnames") / "repo")
-    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
-    project.commit("v1")
+    project = Project.from_corpus(tmp_path_factory.mktemp("funcnames") / "repo", CORPUS)
     project.edit(KEYS_C, ("memcmp(p1 + 1, p2 + 1,", "memcmp(p2 + 1, p1 + 1,"),
                  ("vsnprintf(out, (size_t)size, format, ap);",
                   "vsnprintf(out, (size_t)size, format, ap);\n    out[0] = '[';"))

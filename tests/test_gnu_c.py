@@ -5,7 +5,6 @@ a DSU unit, run against the plain build, and patched live: a statement
 expression, a typedef name shadowed in its own initializer and macro-made
 braces each sit in a function a bundle changes.
 """
-import shutil
 
 import pytest
 
@@ -26,9 +25,7 @@ CHANGES = {
 
 @pytest.fixture(scope="module")
 def gnuc(tmp_path_factory):
-    project = Project(tmp_path_factory.mktemp("gnuc") / "repo")
-    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
-    project.commit("v1")
+    project = Project.from_corpus(tmp_path_factory.mktemp("gnuc") / "repo", CORPUS)
     for path, replacements in CHANGES.items():
         project.edit(path, *replacements)
     project.commit("v2")

@@ -8,7 +8,6 @@ check the variadic and K&R functions' results without pause while updates are
 applied.  Revisions are made from v1 by text edits, tagged in a git repository.
 """
 import json
-import shutil
 
 import pytest
 
@@ -65,9 +64,7 @@ CHANGE_EVERY_KIND = [
 
 @pytest.fixture(scope="module")
 def everyfn(tmp_path_factory):
-    project = Project(tmp_path_factory.mktemp("everyfn") / "repo")
-    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
-    project.commit("v1")
+    project = Project.from_corpus(tmp_path_factory.mktemp("everyfn") / "repo", CORPUS)
     revision(project, "v1", "hidden-added", *ADD_HIDDEN_FUNCTION)
     revision(project, "v1", "state-added", *ADD_STATE)
     revision(project, "v1", "hidden-address", (CORE_C, "return fn(x);", "return fn(x) + 1;"))

@@ -44,11 +44,8 @@ def revision(project, base, tag, **values):
 
 @pytest.fixture(scope="module")
 def manyunits(tmp_path_factory):
-    project = Project(tmp_path_factory.mktemp("manyunits") / "repo")
-    shutil.copytree(CORPUS, project.root, dirs_exist_ok=True)
-    with open(project.root / ".gitignore", "a") as f:
-        f.write("/manyunits\n")
-    project.commit("r0")
+    project = Project.from_corpus(tmp_path_factory.mktemp("manyunits") / "repo", CORPUS, "r0",
+                                  ignored=["/manyunits"])
     # a chain changing one function of another unit each time
     revision(project, "r0", "r1", beta=102)
     revision(project, "r1", "r2", gamma=200)
@@ -202,11 +199,8 @@ def test_data_a_header_defines_in_an_unchanged_unit_comes_with_the_bundle(tmp_pa
     it (zlib's trees.h): a bundle whose code reads such data, hidden, still
     links -- every DSU unit is compiled (their DSU definitions cut), the
     report says why -- and applies live."""
-    project = Project(tmp_path / "repo")
-    shutil.copytree(REPO / "tests" / "corpus" / "headerdata", project.root, dirs_exist_ok=True)
-    with open(project.root / ".gitignore", "a") as f:
-        f.write("/headerdata\n")
-    project.commit("v1")
+    project = Project.from_corpus(tmp_path / "repo", REPO / "tests" / "corpus" / "headerdata",
+                                  ignored=["/headerdata"])
     project.edit("src/user.c", ("pick(index) + 0;", "pick(index) + 10;"))
     project.commit("v2")
     project.checkout("v1")
