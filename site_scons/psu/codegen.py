@@ -542,13 +542,13 @@ def _cut_definitions(source, unit, dsu_names, wanted):
         try:
             name_index = source.find_name(function.name, function.location.line,
                                           function.location.column)
-            brace = source.body_start(name_index, old_style=function.kr_style)
-            if source.tokens[brace].line != function.body_line:
-                continue
-            close = source.body_end(brace, function.body_end_line, function.name)
             start = source.declaration_start(name_index)
         except CSourceError:
             continue
+        body = _delimited_body(source, function, name_index)
+        if body is None:
+            continue
+        _, close = body
         if any(source.tokens[i].text == "{" for i in range(start, name_index)):
             continue    # its specifiers define a struct, union or enum later code may use
         prototype = "#pragma GCC diagnostic push\n" \
@@ -595,15 +595,26 @@ def _check_on_entry(source, function, name_index, entry, first):
         source.insert_before(source.body_end(brace, function.body_end_line, function.name), end + " ")
 
 
+def _delimited_body(source, function, name_index):
+    """The tokens of a definition's `{` and `}`, or None where psu cannot
+    delimit its body exactly (a macro writes its name or braces)."""
+    try:
+        brace = source.body_start(name_index, old_style=function.kr_style)
+        if source.tokens[brace].line != function.body_line:
+            return None
+        return brace, source.body_end(brace, function.body_end_line, function.name)
+    except CSourceError:
+        return None
+
+
 def _named_as_written(source, function, name_index):
     """A definition psu renames: `__func__` (and `__FUNCTION__`,
     `__PRETTY_FUNCTION__`) in its body still name the function as written.
     (Not where psu cannot delimit the body: a macro writes its braces.)"""
-    try:
-        brace = source.body_start(name_index, old_style=function.kr_style)
-        close = source.body_end(brace, function.body_end_line, function.name)
-    except CSourceError:
+    body = _delimited_body(source, function, name_index)
+    if body is None:
         return
+    _, close = body
     edits = _environment().get_template("function_entry.c.j2").module
     source.insert_lines_before(source.declaration_start(name_index),
                                str(edits.named_as_written(function.name)))
