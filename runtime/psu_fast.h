@@ -222,8 +222,27 @@ psu_word_module(uintptr_t word)
  * own version (the function's body) current?  A macro rather than a call of
  * psu_current, so that a debugger attributes the function's first
  * instructions -- and a breakpoint on the function -- to the user's file. */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(PSU_PARSE_ONLY)
+/* On x86-64 one compare of the slot in memory with 0 and a branch (an asm
+ * goto: the compiler will not fold a volatile load into a compare), the
+ * load psu_slot_acquire would make, with its compiler barrier ("memory"). */
+#define psu_executable_is_current(fn)                                         \
+    __extension__({                                                           \
+        __label__ psu_elsewhere_, psu_checked_;                               \
+        int psu_here_ = 1;                                                    \
+        PSU_TEST_SLOT_READ(fn);                                               \
+        __asm__ goto("cmpq $0, %0\n\tjne %l1"                                  \
+                     : : "m"((fn)->current) : "cc", "memory" : psu_elsewhere_); \
+        goto psu_checked_;                                                    \
+    psu_elsewhere_:                                                           \
+        psu_here_ = 0;                                                        \
+    psu_checked_:                                                             \
+        psu_here_;                                                            \
+    })
+#else
 #define psu_executable_is_current(fn)                                         \
     (PSU_TEST_SLOT_READ(fn), psu_slot_acquire(fn) == PSU_EXECUTABLE_VERSION)
+#endif
 
 /* The entry check of a version compiled into a bundle, for the calls that
  * bundle's own code makes to it (codegen.py: a bundle calls the functions it
@@ -392,7 +411,9 @@ psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record
 {
     unsigned module = psu_word_module(word);
     _Atomic(uintptr_t) *calls = &self->calls[module];
-    call->code = psu_code(word);
+    /* (The code address is taken from the word where each branch needs it,
+     * after the re-check on the counted one: the word is then dead, so its
+     * low byte is cleared in place.) */
 #ifdef PSU_TEST_BROKEN_NESTED
     goto held;      /* the bug the stress test must catch: a hold not checked */
 #endif
@@ -410,10 +431,12 @@ psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record
 #endif
     if (calls == NULL)
         __builtin_unreachable();    /* so psu_leave's test of it goes */
+    call->code = psu_code(word);
     call->calls = calls;
     return PSU_COUNTED;
 held:
     PSU_TEST_RACE_WINDOW();         /* window 0, as in psu_enter_from */
+    call->code = psu_code(word);
 #ifdef PSU_TEST_BROKEN_NESTED
     if (call->code != NULL)
         return PSU_NESTED;
