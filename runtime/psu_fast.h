@@ -221,28 +221,13 @@ psu_word_module(uintptr_t word)
 /* The entry check of each DSU function of the program: is the executable's
  * own version (the function's body) current?  A macro rather than a call of
  * psu_current, so that a debugger attributes the function's first
- * instructions -- and a breakpoint on the function -- to the user's file. */
-#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(PSU_PARSE_ONLY)
-/* On x86-64 one compare of the slot in memory with 0 and a branch (an asm
- * goto: the compiler will not fold a volatile load into a compare), the
- * load psu_slot_acquire would make, with its compiler barrier ("memory"). */
-#define psu_executable_is_current(fn)                                         \
-    __extension__({                                                           \
-        __label__ psu_elsewhere_, psu_checked_;                               \
-        int psu_here_ = 1;                                                    \
-        PSU_TEST_SLOT_READ(fn);                                               \
-        __asm__ goto("cmpq $0, %0\n\tjne %l1"                                  \
-                     : : "m"((fn)->current) : "cc", "memory" : psu_elsewhere_); \
-        goto psu_checked_;                                                    \
-    psu_elsewhere_:                                                           \
-        psu_here_ = 0;                                                        \
-    psu_checked_:                                                             \
-        psu_here_;                                                            \
-    })
-#else
+ * instructions -- and a breakpoint on the function -- to the user's file.
+ * (A load, a test and a branch: `cmpq $0, slot(%rip)` in an asm goto is one
+ * instruction fewer but more micro-ops -- a compare of memory with an
+ * immediate does not fuse with its branch -- and measured slower in a
+ * recursion of DSU calls, bench/call_overhead.py.) */
 #define psu_executable_is_current(fn)                                         \
     (PSU_TEST_SLOT_READ(fn), psu_slot_acquire(fn) == PSU_EXECUTABLE_VERSION)
-#endif
 
 /* The entry check of a version compiled into a bundle, for the calls that
  * bundle's own code makes to it (codegen.py: a bundle calls the functions it
