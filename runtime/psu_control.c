@@ -234,9 +234,11 @@ static void answer_status(struct text *t)
     text_add_json(t, psu_current_label());
     text_add(t, ",\"original_build_id\":");
     text_add_json(t, psu_build_id);
-    text_add(t, ",\"membarrier\":%s,\"threads\":%u,\"updates\":%lu,\"history\":[",
-             psu_membarrier_ready ? "true" : "false", psu_registered_threads(),
-             psu_updates_applied());
+    text_add(t, ",\"membarrier\":%s,\"entry_hooks\":", psu_membarrier_ready ? "true" : "false");
+    const char *hooks_off = psu_entry_hooks_off();
+    text_add_json(t, hooks_off ? hooks_off : "on");
+    text_add(t, ",\"threads\":%u,\"updates\":%lu,\"history\":[",
+             psu_registered_threads(), psu_updates_applied());
     for (size_t i = 0; i < psu_history_length(); i++) {
         const char *id, *label;
         psu_history_entry(i, &id, &label);

@@ -80,11 +80,39 @@
  * functions added by a bundle live in that bundle's never-unloaded state
  * object and are listed by its symbol psu_state_functions.
  * `current`: written by the update thread only (exchange, seq_cst); read by
- * every call of the function. `name`: immutable qualified name. */
+ * every call of the function. `name`: immutable qualified name.
+ * `entry`, `general`: a function of the executable whose entry is a hook
+ * (PSU_ENTRY_HOOK), and its general path; NULL elsewhere (a function a
+ * bundle adds, a compiler without the hook).  While a bundle's version is
+ * current the runtime writes a jump to `general` over the hook, so calls
+ * that reach the function's own entry skip its prologue and its check
+ * (psu_runtime.c, "Entry hooks"); the check stays in the body for the
+ * copies the compiler inlines or clones. */
 struct psu_function {
     _Atomic(uintptr_t) current;
     const char *name;
+    void (*entry)(void);
+    void (*general)(void);
 };
+
+/* The hook at a DSU function's entry: 8 bytes at the function's address,
+ * before its prologue, that the build turns into one 8-byte no-op
+ * (site_scons/psu/entryhooks.py: gcc pads with eight one-byte nops, and a
+ * thread may stand between two of them; no thread can be inside one
+ * instruction) and the runtime into a jump to the general path, with one
+ * aligned 8-byte store.  The compiler's line table gives the bytes the
+ * function's first line, so a debugger's breakpoint on the function still
+ * lands on the user's line.  Not with indirect branch tracking
+ * (-fcf-protection=branch: endbr64 comes first), nor where the runtime
+ * finds other bytes there (it checks before it writes). */
+#if defined(__x86_64__) && defined(__GNUC__) && !(defined(__CET__) && (__CET__ & 1)) && \
+    !defined(PSU_PARSE_ONLY) && !defined(PSU_NO_ENTRY_HOOK)
+#define PSU_ENTRY_HOOK __attribute__((patchable_function_entry(8, 0)))
+#define psu_hooked_entry(f) ((void (*)(void))(f))
+#else
+#define PSU_ENTRY_HOOK
+#define psu_hooked_entry(f) ((void (*)(void))0)
+#endif
 
 /* The stack pointer here: where a counted call's frame is, for the longjmp
  * release (psu_runtime.c).  Read in the DSU function's general path, so its
@@ -276,6 +304,15 @@ psu_word_module(uintptr_t word)
 #else
 #define psu_opaque(f) (&(f))
 #endif
+
+/* The executable's version of a function, for its general path: past the
+ * hook where the function has one (PSU_ENTRY_HOOK: 8 bytes), since the hook
+ * may still jump to the general path -- the update thread restores it
+ * before the slot goes back to the executable, but another thread can have
+ * fetched the jump before that -- or could not be restored; otherwise the
+ * function itself (psu_opaque).  `entry` is written only at start-up. */
+#define psu_executable_version(fn, f)                                         \
+    ((fn)->entry ? (__typeof__(&(f)))((uintptr_t)(fn)->entry + 8) : psu_opaque(f))
 
 /* The code a slot word names; NULL for the executable's version. */
 static __inline__ __attribute__((always_inline)) void *

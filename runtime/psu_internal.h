@@ -136,6 +136,9 @@ struct psu_switch_item {
  * Locks: caller holds psu_update_lock; takes psu_module_lock. */
 PSU_HIDDEN void psu_switch(struct psu_switch_item *items, size_t n);
 
+/* Why entry hooks are off (psu_runtime.c, "Entry hooks"), or NULL: on. */
+PSU_HIDDEN const char *psu_entry_hooks_off(void);
+
 /* The barrier (B) of psu_fast.h; exported for the stress test. */
 PSU_HIDDEN void psu_switch_barrier(void);
 

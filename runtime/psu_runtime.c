@@ -120,6 +120,127 @@ void psu_switch_barrier(void)
     }
 }
 
+/* ---- entry hooks --------------------------------------------------------- */
+
+/* While a bundle's version of a function of the executable is current, the
+ * hook at the function's entry (PSU_ENTRY_HOOK, psu_fast.h) is a jump to its
+ * general path: calls that reach the entry go there before the function's
+ * prologue and its slot check.  The hook is an acceleration only: the body
+ * still checks the slot (its inlined and cloned copies have no hook), so a
+ * thread that runs the hook's old bytes, or a function whose hook cannot be
+ * written, takes the check, which reads the same slot.  A hook is one
+ * instruction of 8 aligned bytes, replaced by one 8-byte compare-and-swap: a
+ * thread fetches the old instruction or the new one, never a mix, and is
+ * never inside it; and bytes that are neither the idle hook nor our jump (a
+ * debugger's breakpoint) are left alone.  The executable's text is made
+ * writable for that store only (docs/memory-ordering.md, "Entry hooks"). */
+static const uint64_t entry_hook_idle = 0x0000000000841f0full;  /* nopl 0x0(%rax,%rax,1) */
+static bool entry_hooks_on;
+static char entry_hooks_off[96] = "not probed";
+static uintptr_t page_size;
+
+static void entry_hooks_probe(void)
+{
+    const char *setting = getenv("PSU_ENTRY_HOOKS");
+    if (setting && strcmp(setting, "0") == 0) {
+        snprintf(entry_hooks_off, sizeof entry_hooks_off, "PSU_ENTRY_HOOKS=0");
+        return;
+    }
+    /* Restoring a hook is followed by a core-serialising barrier, so that no
+     * thread runs a stale jump once its slot is back at the executable. */
+    int supported = membarrier(MEMBARRIER_CMD_QUERY, 0);
+    if (supported < 0 || !(supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE) ||
+        membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED_SYNC_CORE, 0) != 0) {
+        snprintf(entry_hooks_off, sizeof entry_hooks_off, "no membarrier(PRIVATE_EXPEDITED_SYNC_CORE)");
+        return;
+    }
+    page_size = (uintptr_t)sysconf(_SC_PAGESIZE);
+    entry_hooks_on = true;
+}
+
+const char *psu_entry_hooks_off(void)
+{
+    return entry_hooks_on ? NULL : entry_hooks_off;
+}
+
+static uint64_t *entry_bytes(const struct psu_function *fn)
+{
+    return (uint64_t *)(uintptr_t)fn->entry;
+}
+
+/* A function whose entry does not hold the idle hook (an object the build
+ * did not rewrite, another compiler's padding, a breakpoint) keeps no entry:
+ * nothing is ever written there, and its general path's slow twin calls the
+ * function itself rather than past the hook.  At start-up, before any
+ * update. */
+static void entry_hook_verify(struct psu_function *fn)
+{
+    if (fn->entry && (((uintptr_t)fn->entry & 7) != 0 ||
+                      __atomic_load_n(entry_bytes(fn), __ATOMIC_RELAXED) != entry_hook_idle))
+        fn->entry = NULL;
+}
+
+/* `jmp general` in the hook's 8 bytes (the 3 after it are never run); 0 if
+ * the general path is out of a jump's reach. */
+static uint64_t entry_hook_jump(const struct psu_function *fn)
+{
+    intptr_t distance = (intptr_t)(uintptr_t)fn->general - ((intptr_t)(uintptr_t)fn->entry + 5);
+    if (distance != (int32_t)distance)
+        return 0;
+    return 0xe9u | (uint64_t)(uint32_t)(int32_t)distance << 8 | 0xccccccull << 40;
+}
+
+/* Replaces the hook `from` by `to` (an 8-byte compare-and-swap); false if
+ * it held something else, or the text could not be made writable (then
+ * hooks go off, saying why). */
+static bool entry_write(const struct psu_function *fn, uint64_t from, uint64_t to)
+{
+    if (__atomic_load_n(entry_bytes(fn), __ATOMIC_RELAXED) != from)
+        return false;
+    uintptr_t page = (uintptr_t)fn->entry & ~(page_size - 1);
+    size_t length = ((uintptr_t)fn->entry + 8 - page + page_size - 1) & ~(page_size - 1);
+    if (mprotect((void *)page, length, PROT_READ | PROT_WRITE | PROT_EXEC) != 0) {
+        snprintf(entry_hooks_off, sizeof entry_hooks_off, "mprotect of the program's text: %s",
+                 strerror(errno));
+        entry_hooks_on = false;
+        psu_log("entry hooks off: %s", entry_hooks_off);
+        return false;
+    }
+    bool written = __atomic_compare_exchange_n(entry_bytes(fn), &from, to, false,
+                                               __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    if (mprotect((void *)page, length, PROT_READ | PROT_EXEC) != 0)
+        psu_die(errno, "mprotect (the program's text made read-only again)");
+    return written;
+}
+
+/* Before a switch: the functions going back to the executable's version get
+ * their idle hook back, and every thread serialises, before their slots
+ * change.  (Their general paths call the executable's version past the
+ * hook anyway: psu_executable_version.) */
+static void entry_hooks_restore(const struct psu_switch_item *items, size_t n)
+{
+    bool written = false;
+    for (size_t i = 0; i < n; i++) {
+        const struct psu_function *fn = items[i].fn;
+        if (fn->entry && items[i].new_word == PSU_EXECUTABLE_VERSION)
+            written |= entry_write(fn, entry_hook_jump(fn), entry_hook_idle);
+    }
+    if (written && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0) != 0)
+        psu_die(errno, "membarrier(PRIVATE_EXPEDITED_SYNC_CORE)");
+}
+
+/* After a switch: a function now at a bundle's version jumps from its entry
+ * to its general path (already, if it was at another bundle's). */
+static void entry_hooks_set(const struct psu_switch_item *items, size_t n)
+{
+    for (size_t i = 0; i < n && entry_hooks_on; i++) {
+        const struct psu_function *fn = items[i].fn;
+        uint64_t jump = fn->entry ? entry_hook_jump(fn) : 0;
+        if (jump && items[i].new_word != PSU_EXECUTABLE_VERSION)
+            entry_write(fn, entry_hook_idle, jump);
+    }
+}
+
 /* ---- thread records ----------------------------------------------------- */
 
 /* Records come in chunks mapped with mmap and never unmapped, linked on a
@@ -718,6 +839,7 @@ bool psu_any_pending(void)
 
 void psu_switch(struct psu_switch_item *items, size_t n)
 {
+    entry_hooks_restore(items, n);
     for (size_t i = 0; i < n; i++)
         /* seq_cst exchange: ordered before the barrier (B) below; pairs with
          * the caller's acquire load / seq_cst re-check of the slot. */
@@ -726,6 +848,7 @@ void psu_switch(struct psu_switch_item *items, size_t n)
                                                      memory_order_seq_cst);
     /* (B): one barrier for the whole batch. */
     psu_switch_barrier();
+    entry_hooks_set(items, n);
 
     psu_lock(&psu_module_lock);
     for (size_t i = 0; i < n; i++) {
@@ -868,6 +991,7 @@ static void fork_child(void)
 __attribute__((constructor(101))) static void psu_start(void)
 {
     membarrier_probe();
+    entry_hooks_probe();
     longjmp_release_init();
 
     size_t n = 0;
@@ -875,6 +999,7 @@ __attribute__((constructor(101))) static void psu_start(void)
         for (struct psu_function **p = __start_psu_functions; p < __stop_psu_functions; p++) {
             if (!*p)
                 continue;
+            entry_hook_verify(*p);
             if (!psu_function_table_add(*p))
                 psu_log("duplicate DSU function name %s ignored", (*p)->name);
             else

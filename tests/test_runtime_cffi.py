@@ -51,7 +51,7 @@ def runtime(tmp_path_factory):
          * 1 = nested (uncounted), 2 = counted. */
         int test_enter(unsigned held_module, unsigned long held, unsigned slot_module)
         {{
-            static struct psu_function fn = {{ 0, "cffi:fn" }};
+            static struct psu_function fn = {{ 0, "cffi:fn", 0, 0 }};
             uintptr_t word = slot_module == 256 ? PSU_EXECUTABLE_VERSION
                 : psu_word(slot_module, (const void *)0x401000);
             atomic_store(&fn.current, word);

@@ -23,15 +23,16 @@ def analyse_unit(path, cc, flags, root, dsu, output, cache_dir=None):
     return unit
 
 
-def generate_unit(analysis, source, policy, output, output_name=None):
+def generate_unit(analysis, source, policy, output, output_name=None, entry_hooks=False):
     """The DSU unit `source` edited for the release build, from its analysis,
-    under `policy` (a policy.DsuPolicy)."""
+    under `policy` (a policy.DsuPolicy); with `entry_hooks`, for a build that
+    passes the unit's object through `entryhooks.quiet` once compiled."""
     unit = read_unit(analysis)
     with open(source, encoding="utf-8", errors="surrogateescape") as f:
         text = f.read()
     generated = codegen.transform(unit, text, codegen.Role.PROGRAM,
                                   policy.dsu_names(unit),
-                                  output_name or output)
+                                  output_name or output, entry_hooks=entry_hooks)
     with open(output, "w", newline="\n") as f:
         # the preprocessed text's hash makes a header change recompile this unit
         f.write(f"/* psu: {unit.path}, preprocessed text {unit.source_hash} */\n" + generated)

@@ -29,7 +29,7 @@ import shlex
 import subprocess
 import sys
 
-from . import console, jsonfile, resources
+from . import console, entryhooks, jsonfile, resources
 from .errors import CSourceError, PsuError, ToolError, UsageError
 from .policy import DsuPolicy
 
@@ -283,6 +283,7 @@ def _compile_dsu_unit(config, command, index, written, obj):
     status = _run(argv)
     if status == 0:
         _fix_depfile(command, obj, generated, written)
+        entryhooks.quiet(command.path(obj))
     return status, analysis
 
 
@@ -301,7 +302,8 @@ def _generate_dsu_copy(config, command, written, alone, analysis, generated):
             return check
         raise
     build.generate_unit(analysis, command.path(written),
-                        DsuPolicy(config.exclude, config.direct_statics), generated)
+                        DsuPolicy(config.exclude, config.direct_statics), generated,
+                        entry_hooks=True)
     return 0
 
 

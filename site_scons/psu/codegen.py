@@ -120,23 +120,27 @@ def const_symbol(name):
 
 
 def transform(unit, text, role, dsu_names, output_path, plan=None, program_functions=(),
-              constants=()):
+              constants=(), entry_hooks=False):
     """The source of `unit` for `role`; `dsu_names` are its DSU functions' names;
     `program_functions` (bundle roles): the external DSU functions, by name, that
     calls from the bundle reach through their exported `psu_export_` aliases --
     the running program's, and those the bundle's state object adds.  Plain
     names would not link where a header declares the function hidden.
     `constants` (code role): names of the constant data with external linkage
-    the DSU units define, which the bundle's code reads from its own copies."""
+    the DSU units define, which the bundle's code reads from its own copies.
+    `entry_hooks` (program role): each DSU function gets an entry hook (the
+    runtime's jump to its general path while a bundle's version is current),
+    for builds that pass its objects through `entryhooks.quiet`."""
     with without_collector():     # the unit's tokens are freed before it runs again
         return _transform(unit, text, Role(role), dsu_names, output_path, plan or UnitPlan(),
-                          program_functions, constants)
+                          program_functions, constants, entry_hooks)
 
 
-def _transform(unit, text, role, dsu_names, output_path, plan, program_functions, constants):
+def _transform(unit, text, role, dsu_names, output_path, plan, program_functions, constants,
+               entry_hooks):
     source = SourceText(unit.path, text, unit.storage_macros)
     cut = _cut_definitions(source, unit, dsu_names, plan.cut) if role is not Role.PROGRAM else _CutSpans()
-    entries = _edit_functions(source, unit, role, dsu_names, plan, cut)
+    entries = _edit_functions(source, unit, role, dsu_names, plan, cut, entry_hooks)
     _edit_variables(source, unit, role, plan, cut, constants)
     if role is Role.CODE:
         _bundle_self_calls(source, unit, dsu_names, plan, cut.functions)
@@ -154,7 +158,7 @@ def _transform(unit, text, role, dsu_names, output_path, plan, program_functions
     return f'#line 1 "{unit.path}"\n' + body + trailer
 
 
-def _edit_functions(source, unit, role, dsu_names, plan, cut):
+def _edit_functions(source, unit, role, dsu_names, plan, cut, entry_hooks):
     """Each DSU function's definition edited for `role`, and what the trailer
     needs of it (a list of `_function_entry`).  In the program its body begins
     with the entry check; in a bundle it is renamed `psu_impl_f` (hidden: only
@@ -171,7 +175,7 @@ def _edit_functions(source, unit, role, dsu_names, plan, cut):
         if function.unreadable:
             raise _unreadable(function)
         name_index = source.find_name(function.name, function.location.line, function.location.column)
-        entry = _function_entry(function, role, plan)
+        entry = _function_entry(function, role, plan, entry_hooks)
         entries.append(entry)
         if function.va_head:
             _va_list_variant(source, function, name_index, entry["name"] if role is Role.PROGRAM
@@ -282,7 +286,7 @@ def _unreadable(function):
     return CSourceError(found.group(1), int(found.group(2)), int(found.group(3) or 0), found.group(4))
 
 
-def _function_entry(function, role, plan):
+def _function_entry(function, role, plan, entry_hooks=False):
     """What the templates need of one DSU function.  Its slot holds versions of
     `name`: the function itself, or for a variadic `f` its va_list variant
     `psu_va_f` (every version is compiled so, since a call cannot pass `...`
@@ -305,12 +309,16 @@ def _function_entry(function, role, plan):
         "kind": None, "record": f"psu_fn_{name}", "record_static": True,
         "slot": slot_symbol(function.qualname),
         "initial": "PSU_EXECUTABLE_VERSION", "general_static": bool(function.static),
-        "wrapper": None,
+        "wrapper": None, "hooked": False,
     }
     added = function.qualname in plan.added_functions
     if role is Role.PROGRAM:
         # the executable's version is the definition itself, entered by every call
+        # the hook at its entry (PSU_ENTRY_HOOK): not for a variadic function's
+        # va_list variant, nor a K&R definition, which a prototype with the
+        # hook would not match (its parameters arrive promoted)
         entry.update(kind=EntryKind.SLOT, general_static=True,
+                     hooked=entry_hooks and not variadic and not function.kr_style,
                      general_head=head.replace("@NAME@", f"psu_general_{name}"),
                      slow_name=f"psu_slow_{name}", slow_head=head.replace("@NAME@", f"psu_slow_{name}"))
     elif role is Role.STATE and added:

@@ -32,7 +32,7 @@ import SCons.Scanner.C
 import SCons.Subst
 import SCons.Script
 
-from . import build, buildconfig, console, patch, policy, resources, revisions
+from . import build, buildconfig, console, entryhooks, patch, policy, resources, revisions
 from .errors import NoChanges, PsuError
 
 _FLAGS = "$CCFLAGS $CFLAGS $_CCCOMCOM"
@@ -107,7 +107,12 @@ def _policy(env):
 
 def _transform(target, source, env):
     build.generate_unit(source[1].abspath, source[0].srcnode().abspath, _policy(env),
-                        target[0].abspath, output_name=target[0].get_path())
+                        target[0].abspath, output_name=target[0].get_path(), entry_hooks=True)
+
+
+def _quiet_entry_hooks(target, source, env):
+    """The compiled DSU unit's entry hooks made no-ops (entryhooks.py)."""
+    entryhooks.quiet(target[0].abspath)
 
 
 def _manifest(target, source, env):
@@ -224,8 +229,10 @@ def _unit_objects(env, work, sources, units):
                                         [node, analysis])
         env.Depends(transformed, generator_files)
         directory = os.path.dirname(node.srcnode().abspath)
-        objects += env.Object(transformed, CCFLAGS=env["CCFLAGS"] + ["-iquote", directory],
+        compiled = env.Object(transformed, CCFLAGS=env["CCFLAGS"] + ["-iquote", directory],
                               CPPPATH=env.get("CPPPATH", []) + [resources.runtime_sources_dir()])
+        env.AddPostAction(compiled, SCons.Action.Action(_action(_quiet_entry_hooks), None))
+        objects += compiled
     return objects, analyses
 
 

@@ -50,8 +50,8 @@ __attribute__((aligned(PSU_CODE_ALIGN))) static int park_impl(int ticket)
     return 1;
 }
 
-struct psu_function app_answer_record = { (uintptr_t)answer_impl, "app.c:answer" };
-struct psu_function app_park_record = { (uintptr_t)park_impl, "app.c:park" };
+struct psu_function app_answer_record = { (uintptr_t)answer_impl, "app.c:answer", 0, 0 };
+struct psu_function app_park_record = { (uintptr_t)park_impl, "app.c:park", 0, 0 };
 static struct psu_function *records[] __attribute__((used, section("psu_functions"))) = {
     &app_answer_record, &app_park_record,
 };

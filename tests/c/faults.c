@@ -73,9 +73,9 @@ __attribute__((aligned(PSU_CODE_ALIGN))) static int coro_step_v1(void)
     return 1;
 }
 
-struct psu_function faults_answer_record = { (uintptr_t)answer_v1, "faults.c:answer" };
-struct psu_function faults_thrower_record = { (uintptr_t)thrower_v1, "faults.c:thrower" };
-struct psu_function faults_coro_record = { (uintptr_t)coro_step_v1, "faults.c:coro_step" };
+struct psu_function faults_answer_record = { (uintptr_t)answer_v1, "faults.c:answer", 0, 0 };
+struct psu_function faults_thrower_record = { (uintptr_t)thrower_v1, "faults.c:thrower", 0, 0 };
+struct psu_function faults_coro_record = { (uintptr_t)coro_step_v1, "faults.c:coro_step", 0, 0 };
 static struct psu_function *records[] __attribute__((used, section("psu_functions"))) = {
     &faults_answer_record, &faults_thrower_record, &faults_coro_record,
 };

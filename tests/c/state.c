@@ -6,7 +6,7 @@
 
 int added_base = 500;
 
-struct psu_function app_added_record = { PSU_NO_VERSION, "app.c:added" };
+struct psu_function app_added_record = { PSU_NO_VERSION, "app.c:added", 0, 0 };
 struct psu_function *psu_state_functions[] = { &app_added_record, 0 };
 
 int added(int x)

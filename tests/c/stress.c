@@ -91,7 +91,7 @@ static void race_window(void)
 typedef long (*work_fn)(int depth);
 
 /* The function's record, in the section the runtime reads at start-up. */
-static struct psu_function work_record = { PSU_EXECUTABLE_VERSION, "stress.c:work" };
+static struct psu_function work_record = { PSU_EXECUTABLE_VERSION, "stress.c:work", 0, 0 };
 static struct psu_function *work_record_ptr __attribute__((used, section("psu_functions"))) = &work_record;
 
 static long work(int depth);
