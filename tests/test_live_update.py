@@ -260,3 +260,67 @@ def test_dsu_build_answers_like_the_plain_build(kvd, tmp_path):
     plain_replies = run([plain, "--batch", "--cycle-every", "500"], kvd.root, input=workload).stdout
     assert dsu_replies == plain_replies
     assert dsu_replies.count("\n") >= 20000 and "VALUE" in dsu_replies
+
+
+def _entry_bytes(server, program, name):
+    """The 8 bytes at function `name`'s entry in the running `server`, and the
+    address of its general path, both as the process has them (read through
+    /proc/PID/mem: the runtime may have written the entry)."""
+    symbols = {}
+    for line in subprocess.run(["nm", program], capture_output=True, text=True, check=True).stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 3:
+            symbols.setdefault(fields[2], int(fields[0], 16))
+    real = os.path.realpath(program)
+    base = min(int(line.split("-")[0], 16) for line in server.maps().splitlines()
+               if line.endswith(real))
+    with open(f"/proc/{server.pid}/mem", "rb") as memory:
+        memory.seek(base + symbols[name])
+        return memory.read(8), base + symbols[name], base + symbols[f"psu_general_{name}"]
+
+
+NOP8 = bytes.fromhex("0f1f840000000000")
+
+
+def test_entry_hooks_jump_to_the_general_path_while_a_bundle_is_current(kvd, start):
+    """A replaced function's entry is the build's 8-byte no-op, a jump to its
+    general path once a bundle's version is current, and the no-op again after
+    the rollback; the calls answer as each version must."""
+    bundle = kvd.bundle("kvd", "v1", "v2")
+    manifest = json.loads(psu("inspect", bundle, "--json").stdout)["manifest"]
+    replaced = [q.rsplit(":", 1)[-1] for q in manifest["changes"]["functions"]["replaced"]]
+    server, port = start()
+    assert json.loads(server.psu("status", server.pid, "--json").stdout)["entry_hooks"] == "on"
+    program = kvd.root / "kvd"
+    assert all(_entry_bytes(server, program, name)[0] == NOP8 for name in replaced)
+    assert server.psu("apply", server.pid, bundle).returncode == 0
+    assert info_versions(port, 3) == {"v2"}
+    for name in replaced:
+        code, entry, general = _entry_bytes(server, program, name)
+        assert code[0] == 0xe9, (name, code.hex())
+        assert entry + 5 + int.from_bytes(code[1:5], "little", signed=True) == general, name
+    assert server.psu("rollback", server.pid).returncode == 0
+    assert info_versions(port, 3) == {"v1"}
+    assert all(_entry_bytes(server, program, name)[0] == NOP8 for name in replaced)
+    assert Client(port).ask("LEN x") == "ERROR unknown command"
+
+
+def test_without_entry_hooks_updates_go_through_the_check(kvd, tmp_path):
+    """PSU_ENTRY_HOOKS=0: nothing is written into the program's text, status
+    says why, and every call still reaches the bundle's version."""
+    bundle = kvd.bundle("kvd", "v1", "v2")
+    replaced = [q.rsplit(":", 1)[-1] for q in
+                json.loads(psu("inspect", bundle, "--json").stdout)["manifest"]["changes"]["functions"]["replaced"]]
+    server = Process([kvd.root / "kvd", "-p", "0", "-w", "2"], kvd.root, tmp_path / "run",
+                     env={"PSU_ENTRY_HOOKS": "0"})
+    try:
+        port = int(server.read_line().split()[-1])
+        server.wait_for_socket()
+        status = json.loads(server.psu("status", server.pid, "--json").stdout)
+        assert status["entry_hooks"] == "PSU_ENTRY_HOOKS=0"
+        assert server.psu("apply", server.pid, bundle).returncode == 0
+        assert info_versions(port, 3) == {"v2"}
+        assert Client(port).ask("LEN abc") == "NOTFOUND"
+        assert all(_entry_bytes(server, kvd.root / "kvd", name)[0] == NOP8 for name in replaced)
+    finally:
+        server.stop()
