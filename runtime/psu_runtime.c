@@ -136,6 +136,9 @@ void psu_switch_barrier(void)
  * writable for that store only (docs/memory-ordering.md, "Entry hooks"). */
 static const uint64_t entry_hook_idle = 0x0000000000841f0full;  /* nopl 0x0(%rax,%rax,1) */
 static bool entry_hooks_on;
+/* Where the executable's records lie: only those have `entry` and `general`
+ * (a bundle's state object made by an older psu has records without them). */
+static uintptr_t executable_records_low, executable_records_high;
 static char entry_hooks_off[96] = "not probed";
 static uintptr_t page_size;
 
@@ -172,12 +175,23 @@ static uint64_t *entry_bytes(const struct psu_function *fn)
  * did not rewrite, another compiler's padding, a breakpoint) keeps no entry:
  * nothing is ever written there, and its general path's slow twin calls the
  * function itself rather than past the hook.  At start-up, before any
- * update. */
+ * update, for each of the executable's records (whose extent it notes). */
 static void entry_hook_verify(struct psu_function *fn)
 {
+    uintptr_t at = (uintptr_t)fn;
+    if (!executable_records_low || at < executable_records_low)
+        executable_records_low = at;
+    if (at > executable_records_high)
+        executable_records_high = at;
     if (fn->entry && (((uintptr_t)fn->entry & 7) != 0 ||
                       __atomic_load_n(entry_bytes(fn), __ATOMIC_RELAXED) != entry_hook_idle))
         fn->entry = NULL;
+}
+
+static bool entry_hooked(const struct psu_function *fn)
+{
+    return (uintptr_t)fn >= executable_records_low && (uintptr_t)fn <= executable_records_high &&
+           fn->entry;
 }
 
 /* `jmp general` in the hook's 8 bytes (the 3 after it are never run); 0 if
@@ -222,7 +236,7 @@ static void entry_hooks_restore(const struct psu_switch_item *items, size_t n)
     bool written = false;
     for (size_t i = 0; i < n; i++) {
         const struct psu_function *fn = items[i].fn;
-        if (fn->entry && items[i].new_word == PSU_EXECUTABLE_VERSION)
+        if (entry_hooked(fn) && items[i].new_word == PSU_EXECUTABLE_VERSION)
             written |= entry_write(fn, entry_hook_jump(fn), entry_hook_idle);
     }
     if (written && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0) != 0)
@@ -235,7 +249,7 @@ static void entry_hooks_set(const struct psu_switch_item *items, size_t n)
 {
     for (size_t i = 0; i < n && entry_hooks_on; i++) {
         const struct psu_function *fn = items[i].fn;
-        uint64_t jump = fn->entry ? entry_hook_jump(fn) : 0;
+        uint64_t jump = entry_hooked(fn) ? entry_hook_jump(fn) : 0;
         if (jump && items[i].new_word != PSU_EXECUTABLE_VERSION)
             entry_write(fn, entry_hook_idle, jump);
     }

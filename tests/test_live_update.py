@@ -324,3 +324,23 @@ def test_without_entry_hooks_updates_go_through_the_check(kvd, tmp_path):
         assert all(_entry_bytes(server, kvd.root / "kvd", name)[0] == NOP8 for name in replaced)
     finally:
         server.stop()
+
+
+def test_entry_hooks_written_and_restored_under_load(kvd, start):
+    """Updates and rollbacks in a loop while four clients call the replaced
+    functions: every hook is written and restored under running calls, and
+    no request fails or sees a version other than v1 or v2."""
+    server, port = start()
+    bundle = kvd.bundle("kvd", "v1", "v2")
+    load = subprocess.Popen([kvd.root / "kvload", "-p", str(port), "-t", "4", "-d", "4",
+                             "--interval", "200"], stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    for _ in range(25):
+        assert server.psu("apply", server.pid, bundle).returncode == 0
+        time.sleep(0.05)
+        assert server.psu("rollback", server.pid).returncode == 0
+        time.sleep(0.05)
+    final = json.loads(load.communicate(timeout=60)[0].strip().splitlines()[-1])
+    assert load.returncode == 0 and final["failed"] == 0 and final["ok"] > 1000
+    assert set(final["versions"]) == {"v1", "v2"}
+    assert server.alive() and info_versions(port, 3) == {"v1"}
