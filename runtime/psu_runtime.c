@@ -204,27 +204,77 @@ static uint64_t entry_hook_jump(const struct psu_function *fn)
     return 0xe9u | (uint64_t)(uint32_t)(int32_t)distance << 8 | 0xccccccull << 40;
 }
 
-/* Replaces the hook `from` by `to` (an 8-byte compare-and-swap); false if
- * it held something else, or the text could not be made writable (then
- * hooks go off, saying why). */
-static bool entry_write(const struct psu_function *fn, uint64_t from, uint64_t to)
+/* Makes the pages holding the entries [low, high] writable (true), or read-only
+ * again; a failure to make them writable turns hooks off, saying why. */
+static bool entry_text_writable(uintptr_t low, uintptr_t high, bool writable)
 {
-    if (__atomic_load_n(entry_bytes(fn), __ATOMIC_RELAXED) != from)
-        return false;
-    uintptr_t page = (uintptr_t)fn->entry & ~(page_size - 1);
-    size_t length = ((uintptr_t)fn->entry + 8 - page + page_size - 1) & ~(page_size - 1);
-    if (mprotect((void *)page, length, PROT_READ | PROT_WRITE | PROT_EXEC) != 0) {
-        snprintf(entry_hooks_off, sizeof entry_hooks_off, "mprotect of the program's text: %s",
-                 strerror(errno));
-        entry_hooks_on = false;
-        psu_log("entry hooks off: %s", entry_hooks_off);
-        return false;
-    }
-    bool written = __atomic_compare_exchange_n(entry_bytes(fn), &from, to, false,
-                                               __ATOMIC_RELAXED, __ATOMIC_RELAXED);
-    if (mprotect((void *)page, length, PROT_READ | PROT_EXEC) != 0)
+    uintptr_t first = low & ~(page_size - 1);
+    size_t length = ((high + 8 - first) + page_size - 1) & ~(page_size - 1);
+    int protection = PROT_READ | PROT_EXEC | (writable ? PROT_WRITE : 0);
+    if (mprotect((void *)first, length, protection) == 0)
+        return true;
+    if (!writable)
         psu_die(errno, "mprotect (the program's text made read-only again)");
+    snprintf(entry_hooks_off, sizeof entry_hooks_off, "mprotect of the program's text: %s",
+             strerror(errno));
+    entry_hooks_on = false;
+    psu_log("entry hooks off: %s", entry_hooks_off);
+    return false;
+}
+
+/* The hook of each switched function that `wanted` selects, replaced: from
+ * `from(fn)` to `to(fn)` by an 8-byte compare-and-swap, so that bytes which
+ * are neither are left alone.  One mprotect each way for the whole batch
+ * (the text between its first and last entry).  Returns how many it wrote. */
+static size_t entry_writes(const struct psu_switch_item *items, size_t n,
+                           bool (*wanted)(const struct psu_switch_item *),
+                           uint64_t (*from)(const struct psu_function *),
+                           uint64_t (*to)(const struct psu_function *))
+{
+    uintptr_t low = UINTPTR_MAX, high = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct psu_function *fn = items[i].fn;
+        if (wanted(&items[i]) && __atomic_load_n(entry_bytes(fn), __ATOMIC_RELAXED) == from(fn)) {
+            uintptr_t at = (uintptr_t)fn->entry;
+            low = at < low ? at : low;
+            high = at > high ? at : high;
+        }
+    }
+    if (high == 0 || !entry_text_writable(low, high, true))
+        return 0;
+    size_t written = 0;
+    for (size_t i = 0; i < n; i++) {
+        const struct psu_function *fn = items[i].fn;
+        uint64_t expected = from(fn);
+        /* (A locked compare-and-swap writes even when it fails: only entries
+         * inside the writable range, which held `from` a moment ago.) */
+        uintptr_t at = (uintptr_t)fn->entry;
+        if (wanted(&items[i]) && at >= low && at <= high &&
+            __atomic_load_n(entry_bytes(fn), __ATOMIC_RELAXED) == expected &&
+            __atomic_compare_exchange_n(entry_bytes(fn), &expected, to(fn), false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            written++;
+    }
+    entry_text_writable(low, high, false);
     return written;
+}
+
+static uint64_t entry_idle(const struct psu_function *fn)
+{
+    (void)fn;
+    return entry_hook_idle;
+}
+
+static bool entry_going_to_executable(const struct psu_switch_item *item)
+{
+    return entry_hooked(item->fn) && item->new_word == PSU_EXECUTABLE_VERSION &&
+           entry_hook_jump(item->fn) != 0;
+}
+
+static bool entry_going_to_bundle(const struct psu_switch_item *item)
+{
+    return entry_hooks_on && entry_hooked(item->fn) && item->new_word != PSU_EXECUTABLE_VERSION &&
+           entry_hook_jump(item->fn) != 0;
 }
 
 /* Before a switch: the functions going back to the executable's version get
@@ -233,13 +283,8 @@ static bool entry_write(const struct psu_function *fn, uint64_t from, uint64_t t
  * hook anyway: psu_executable_version.) */
 static void entry_hooks_restore(const struct psu_switch_item *items, size_t n)
 {
-    bool written = false;
-    for (size_t i = 0; i < n; i++) {
-        const struct psu_function *fn = items[i].fn;
-        if (entry_hooked(fn) && items[i].new_word == PSU_EXECUTABLE_VERSION)
-            written |= entry_write(fn, entry_hook_jump(fn), entry_hook_idle);
-    }
-    if (written && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0) != 0)
+    if (entry_writes(items, n, entry_going_to_executable, entry_hook_jump, entry_idle) &&
+        membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0) != 0)
         psu_die(errno, "membarrier(PRIVATE_EXPEDITED_SYNC_CORE)");
 }
 
@@ -247,12 +292,7 @@ static void entry_hooks_restore(const struct psu_switch_item *items, size_t n)
  * to its general path (already, if it was at another bundle's). */
 static void entry_hooks_set(const struct psu_switch_item *items, size_t n)
 {
-    for (size_t i = 0; i < n && entry_hooks_on; i++) {
-        const struct psu_function *fn = items[i].fn;
-        uint64_t jump = entry_hooked(fn) ? entry_hook_jump(fn) : 0;
-        if (jump && items[i].new_word != PSU_EXECUTABLE_VERSION)
-            entry_write(fn, entry_hook_idle, jump);
-    }
+    entry_writes(items, n, entry_going_to_bundle, entry_idle, entry_hook_jump);
 }
 
 /* ---- thread records ----------------------------------------------------- */
