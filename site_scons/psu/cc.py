@@ -303,7 +303,7 @@ def _generate_dsu_copy(config, command, written, alone, analysis, generated):
         raise
     build.generate_unit(analysis, command.path(written),
                         DsuPolicy(config.exclude, config.direct_statics), generated,
-                        entry_hooks=True)
+                        entry_hooks=entryhooks.wanted(command.unit_flags()))
     return 0
 
 

@@ -26,6 +26,19 @@ _SHN_LORESERVE = 0xff00
 _GENERAL_PATH = b"psu_general_"
 
 
+def wanted(flags):
+    """Whether a unit compiled with `flags` gets entry hooks: not under link-time
+    optimisation, whose objects hold no code to rewrite (the link would leave
+    eight one-byte nops, which the runtime never writes, in every call)."""
+    lto = False
+    for flag in flags:
+        if flag.startswith("-flto"):
+            lto = True
+        elif flag == "-fno-lto":
+            lto = False
+    return not lto
+
+
 def quiet(path):
     """Rewrite the padded entries of object file `path` in place; returns how many."""
     try:

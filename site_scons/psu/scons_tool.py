@@ -107,7 +107,8 @@ def _policy(env):
 
 def _transform(target, source, env):
     build.generate_unit(source[1].abspath, source[0].srcnode().abspath, _policy(env),
-                        target[0].abspath, output_name=target[0].get_path(), entry_hooks=True)
+                        target[0].abspath, output_name=target[0].get_path(),
+                        entry_hooks=entryhooks.wanted(code_flags(env)))
 
 
 def _quiet_entry_hooks(target, source, env):
@@ -153,7 +154,7 @@ def _actions():
         "analyse": SCons.Action.Action(_action(_analyse), "psu: analysing $SOURCE",
                                        varlist=common + ["PSU_UNIT_PATH", "PSU_UNIT_DSU"]),
         "transform": SCons.Action.Action(_action(_transform), "psu: generating $TARGET",
-                                         varlist=["PSU_EXCLUDE", "PSU_DIRECT_STATICS"]),
+                                         varlist=common + ["PSU_EXCLUDE", "PSU_DIRECT_STATICS"]),
         "manifest": SCons.Action.Action(_action(_manifest),
                                         "psu: describing $PSU_PROGRAM in $TARGET",
                                         varlist=common + ["PSU_VERSION", "PSU_EXCLUDE", "PSU_PROGRAM",
