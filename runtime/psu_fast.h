@@ -154,27 +154,35 @@ struct psu_function {
  *             version takes the nested branch, where a NULL code sends it to
  *             the function again, without a test of its own on the counted
  *             path.  (No stack pointer is 1, nor PSU_UNREGISTERED.)
- *   owner     kernel thread id; 0 = free, -1 = being reclaimed (CAS). */
+ *   owner     kernel thread id; 0 = free, -1 = being reclaimed (CAS).
+ *   fast      the owner's psu_fast_calls (its own TLS), the same kind of
+ *             counts for the general paths' straight-line counted call, or
+ *             NULL: published (release) before the owner's first fast count,
+ *             cleared before the owner's TLS can be freed (psu_runtime.c,
+ *             "fast counts"); read by the update thread under its lock. */
 struct psu_thread_record {
     _Atomic(uintptr_t) calls[PSU_MAX_MODULES];
     _Atomic(long) owner;
+    _Atomic(uintptr_t) *_Atomic fast;
 };
 
 /* This thread's record, NULL until its first counted call. */
 extern _Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
-/* The same record for the general paths' straight-line counted call
- * (psu_enter_fast), set by psu_thread_register only where membarrier is
- * registered.  Until then it is psu_unregistered_record (never NULL, so the
- * fast path tests nothing before indexing it): every count of that record is
- * PSU_UNREGISTERED, which the counted branch (0) does not take and the nested
- * one (a hold) refuses, sending the call to the general path's slow twin
- * (unit_trailer.c.j2), which registers the thread through psu_enter and takes
- * the fallback (a locked exchange) where membarrier is missing.  So the fast path
- * needs no test of psu_membarrier_ready either.  The record is read-only: no
- * path writes a record whose count it did not find 0. */
-extern _Thread_local struct psu_thread_record *psu_fast_record PSU_TLS;
+/* The counts of the general paths' straight-line counted call
+ * (psu_enter_fast): in this thread's TLS, so that the executable reaches
+ * count m at a constant offset from the thread pointer, indexed by m, with
+ * no record pointer to load first or to keep across the call.  Every count
+ * is PSU_UNREGISTERED until psu_thread_register enables them (only where
+ * membarrier is registered, and only in a thread whose exit the runtime sees
+ * before its TLS can be freed), and again once the thread retires them at
+ * its exit: the counted branch (0) does not take such a count and the nested
+ * one (a hold) refuses it, sending the call to the general path's slow twin
+ * (unit_trailer.c.j2), which registers the thread through psu_enter and
+ * counts on its record -- with the fallback (a locked exchange) where
+ * membarrier is missing.  So the fast path needs no test of
+ * psu_membarrier_ready either.  Count 0 is 1 once enabled, as calls[0]. */
+extern _Thread_local _Atomic(uintptr_t) psu_fast_calls[PSU_MAX_MODULES] PSU_TLS;
 #define PSU_UNREGISTERED 2
-extern const struct psu_thread_record psu_unregistered_record;
 /* Non-zero once membarrier(PRIVATE_EXPEDITED) is registered; written once,
  * before any update can run, by the runtime's constructor. */
 extern int psu_membarrier_ready;
@@ -193,6 +201,23 @@ __attribute__((returns_nonnull)) struct psu_thread_record *psu_thread_register(v
 /* test_build.py traces every slot read: which DSU functions were called. */
 #ifndef PSU_TEST_SLOT_READ
 #define PSU_TEST_SLOT_READ(fn) ((void)0)
+#endif
+
+/* A fast count's own loads and release stores (psu_fast_calls).  On x86-64
+ * (TSO) a relaxed load is a plain load and a release store a plain store
+ * after a compiler barrier; written in asm so that the count is addressed
+ * from %fs in the instruction itself (gcc first computes the address of a
+ * thread-local object an __atomic builtin is given: two more instructions).
+ * Elsewhere, and under ThreadSanitizer, the atomics. */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(PSU_PARSE_ONLY)
+#define psu_count_load(counter)                                               \
+    __extension__({ uintptr_t psu_v_; __asm__ volatile("mov %1, %0" : "=r"(psu_v_) : "m"(*(counter))); psu_v_; })
+#define psu_count_release_zero(counter)                                       \
+    __asm__ volatile("movq $0, %0" : "=m"(*(counter)) : : "memory")
+#else
+#define psu_count_load(counter) atomic_load_explicit((counter), memory_order_relaxed)
+#define psu_count_release_zero(counter)                                       \
+    atomic_store_explicit((counter), 0, memory_order_release)
 #endif
 
 /* The acquire load of a slot (the code a slot names was mapped before the
@@ -412,37 +437,43 @@ psu_enter_from(struct psu_function *fn, uintptr_t word)
 
 /* Where psu_enter_fast sends a call. */
 enum psu_route {
-    PSU_COUNTED,    /* a reference published on call->calls: call, psu_leave */
+    PSU_COUNTED,    /* a reference published on this thread's fast count: call, psu_leave_fast */
     PSU_NESTED,     /* this thread holds the module: call call->code, count nothing */
     PSU_SLOW        /* anything else: the general path's slow twin decides */
 };
 
+/* What psu_enter_fast decided for a counted or nested call: the code to
+ * call and the module whose fast count a counted call holds. */
+struct psu_fast_call {
+    void *code;
+    unsigned module;
+};
+
 /* psu_enter_from for the general path of a DSU function of the program:
- * the same protocol, in straight line, so that the general path keeps only
- * the counter across the call.  `self` is psu_fast_record: this thread's
- * record where membarrier is registered, else psu_unregistered_record.
- * What it does not decide -- a thread not registered, the executable's
- * version current again (module 0, always held, no code), or the slot moved
- * under a published count (withdrawn here) -- it leaves to the slow twin:
- * psu_enter there registers the thread and reads the slot anew, as
- * psu_enter_from's loop would.  (A route rather than a NULL test of the
- * result: each return's route is a constant the compiler branches on.) */
+ * the same protocol, in straight line, on this thread's psu_fast_calls, so
+ * that the general path keeps only the module index across the call (each
+ * access to the count is one %fs-relative instruction).
+ * What it does not decide -- counts not enabled (PSU_UNREGISTERED), the
+ * executable's version current again (module 0, always held, no code), or
+ * the slot moved under a published count (withdrawn here) -- it leaves to
+ * the slow twin: psu_enter there registers the thread and reads the slot
+ * anew, as psu_enter_from's loop would.  (A route rather than a NULL test
+ * of the result: each return's route is a constant the compiler branches
+ * on.) */
 static __inline__ __attribute__((always_inline)) enum psu_route
-psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record *self,
-               struct psu_call *call)
+psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_fast_call *call)
 {
     unsigned module = psu_word_module(word);
-    _Atomic(uintptr_t) *calls = &self->calls[module];
     /* (The code address is taken from the word where each branch needs it,
      * after the re-check on the counted one: the word is then dead, so its
      * low byte is cleared in place.) */
 #ifdef PSU_TEST_BROKEN_NESTED
     goto held;      /* the bug the stress test must catch: a hold not checked */
 #endif
-    psu_goto_unless_zero(calls, held);
+    psu_goto_unless_zero(&psu_fast_calls[module], held);
     PSU_TEST_RACE_WINDOW();         /* window 1 */
     /* The count: this frame's stack pointer (a relaxed store). */
-    psu_store_stack_pointer(calls);
+    psu_store_stack_pointer(&psu_fast_calls[module]);
     /* (A) compiler-only barrier; pairs with the updater's membarrier (B). */
     atomic_signal_fence(memory_order_seq_cst);
     PSU_TEST_RACE_WINDOW();         /* window 2 */
@@ -451,10 +482,8 @@ psu_enter_fast(struct psu_function *fn, uintptr_t word, struct psu_thread_record
 #else
     psu_goto_if_moved(fn, word, moved);
 #endif
-    if (calls == NULL)
-        __builtin_unreachable();    /* so psu_leave's test of it goes */
     call->code = psu_code(word);
-    call->calls = calls;
+    call->module = module;
     return PSU_COUNTED;
 held:
     PSU_TEST_RACE_WINDOW();         /* window 0, as in psu_enter_from */
@@ -463,17 +492,24 @@ held:
     if (call->code != NULL)
         return PSU_NESTED;
 #endif
-    /* Own counter: exact.  (PSU_UNREGISTERED: no record.  No code: module 0.) */
-    if (__builtin_expect(atomic_load_explicit(calls, memory_order_relaxed) != PSU_UNREGISTERED &&
+    /* Own count: exact.  (PSU_UNREGISTERED: not enabled.  No code: module 0.) */
+    if (__builtin_expect(psu_count_load(&psu_fast_calls[module]) != PSU_UNREGISTERED &&
                          call->code != NULL, 1))
         return PSU_NESTED;
     return PSU_SLOW;
 #ifndef PSU_TEST_BROKEN_NO_RECHECK
 moved:
     /* Switched under our feet: withdraw (release, as psu_leave). */
-    atomic_store_explicit(calls, 0, memory_order_release);
+    psu_count_release_zero(&psu_fast_calls[module]);
     return PSU_SLOW;
 #endif
+}
+
+/* The end of a counted call psu_enter_fast began: as psu_leave. */
+static __inline__ __attribute__((always_inline)) void
+psu_leave_fast(struct psu_fast_call call)
+{
+    psu_count_release_zero(&psu_fast_calls[call.module]);
 }
 
 static __inline__ __attribute__((always_inline)) struct psu_call

@@ -343,6 +343,9 @@ static bool reclaim_if_exited(struct psu_thread_record *r)
     for (unsigned i = 0; i < PSU_MAX_MODULES; i++)
         /* Release: pairs with the scan's acquire load, as psu_leave's. */
         atomic_store_explicit(&r->calls[i], 0, memory_order_release);
+    /* Its fast counts go with it (a thread that retired them cleared this
+     * itself; one that did not -- the main thread -- has TLS that stays). */
+    atomic_store_explicit(&r->fast, NULL, memory_order_relaxed);
     /* Release: a claimer's acquire CAS sees the zeroed counts. */
     atomic_store_explicit(&r->owner, 0, memory_order_release);
     return true;
@@ -401,14 +404,66 @@ static struct psu_thread_record *claim_record(long tid)
 
 _Thread_local struct psu_thread_record *psu_thread_record PSU_TLS;
 
-/* What psu_fast_record names until the thread registers (psu_fast.h): every
- * count PSU_UNREGISTERED.  Const, so in read-only memory: a path that wrote
- * it would fault at once rather than share a counter between threads. */
-__extension__ const struct psu_thread_record psu_unregistered_record = {
-    .calls = { [0 ... PSU_MAX_MODULES - 1] = PSU_UNREGISTERED },
+/* ---- fast counts (psu_fast.h) ---- */
+
+/* The initial image of every thread's TLS: no fast count enabled. */
+__extension__ _Thread_local _Atomic(uintptr_t) psu_fast_calls[PSU_MAX_MODULES] PSU_TLS = {
+    [0 ... PSU_MAX_MODULES - 1] = PSU_UNREGISTERED,
 };
-_Thread_local struct psu_thread_record *psu_fast_record PSU_TLS =
-    (struct psu_thread_record *)&psu_unregistered_record;
+
+/* Whether the runtime sees this thread end before its TLS can be freed, so
+ * that the update thread may read its fast counts: the main thread (its TLS
+ * is never freed) and threads made by pthread_create (start_thread retires
+ * their counts).  A thread the C library makes for itself (a SIGEV_THREAD
+ * timer's) counts on its record only, through the slow twin. */
+static _Thread_local bool fast_calls_allowed PSU_TLS;
+
+/* Held by the scan while it reads other threads' fast counts, and by a
+ * thread that retires its own: once a retirement has returned, no scan
+ * reads that TLS again.  Innermost: taken with any other lock held, and
+ * with no other taken under it. */
+static pthread_mutex_t fast_calls_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Enables this thread's fast counts on its record `r` (async-signal-safe:
+ * stores only).  Published first, so that the update thread reads every
+ * count this thread can make; the scan takes a count still PSU_UNREGISTERED
+ * for no call.  A handler that interrupts and finds them published leaves
+ * the rest to us: until each count is 0 its calls take the slow twin. */
+static void fast_calls_enable(struct psu_thread_record *r)
+{
+    if (!psu_membarrier_ready || !fast_calls_allowed ||
+        atomic_load_explicit(&r->fast, memory_order_relaxed))
+        return;
+    /* Release: pairs with the scan's acquire load of `fast`. */
+    atomic_store_explicit(&r->fast, psu_fast_calls, memory_order_release);
+    /* Relaxed: own counts; the first counted call's store is ordered for
+     * the update thread by (A)/(B), as on a record. */
+    atomic_store_explicit(&psu_fast_calls[0], 1, memory_order_relaxed);
+    for (unsigned m = 1; m < PSU_MAX_MODULES; m++)
+        atomic_store_explicit(&psu_fast_calls[m], 0, memory_order_relaxed);
+}
+
+/* At the end of a thread made by pthread_create (its function returned,
+ * or pthread_exit or cancellation unwound it): no frame of it is left, so
+ * no count holds anything.  Counts first -- a later DSU call (a TLS
+ * destructor's, a handler's) finds them PSU_UNREGISTERED and counts on the
+ * record -- then unpublished under the scan's lock. */
+static void fast_calls_retire(void *unused)
+{
+    (void)unused;
+    fast_calls_allowed = false;
+    for (unsigned m = 0; m < PSU_MAX_MODULES; m++)
+        atomic_store_explicit(&psu_fast_calls[m], PSU_UNREGISTERED, memory_order_relaxed);
+    struct psu_thread_record *r = psu_thread_record;
+#ifdef PSU_TEST_BROKEN_RETIRE
+    r = NULL;       /* the bug the stress test must catch: counts left published */
+#endif
+    if (!r)
+        return;
+    psu_lock(&fast_calls_lock);
+    atomic_store_explicit(&r->fast, NULL, memory_order_relaxed);
+    psu_unlock(&fast_calls_lock);
+}
 
 /* Test hook: the fault suite raises a signal in the middle of registration. */
 #ifndef PSU_TEST_REGISTER_HOOK
@@ -420,8 +475,7 @@ struct psu_thread_record *psu_thread_register(void)
     struct psu_thread_record *self = psu_thread_record;
     if (self) {
         /* a handler that interrupted us finished first */
-        if (psu_membarrier_ready)
-            psu_fast_record = self;
+        fast_calls_enable(self);
         return self;
     }
     int saved_errno = errno;
@@ -446,8 +500,7 @@ struct psu_thread_record *psu_thread_register(void)
      * a plain store, which only membarrier makes safe; without it they keep
      * to psu_enter_from (psu_fast.h).  psu_membarrier_ready was written
      * before any thread could call. */
-    if (psu_membarrier_ready)
-        psu_fast_record = r;
+    fast_calls_enable(r);
     errno = saved_errno;
     return r;
 }
@@ -463,6 +516,7 @@ unsigned long psu_active_calls(unsigned index)
     if (index == 0)
         return 0;
     unsigned long sum = 0;
+    psu_lock(&fast_calls_lock);
     for (struct record_chunk *c = atomic_load_explicit(&record_chunks, memory_order_acquire);
          c; c = c->next) {
         for (unsigned i = 0; i < RECORDS_PER_CHUNK; i++) {
@@ -472,11 +526,19 @@ unsigned long psu_active_calls(unsigned index)
              * so everything the call did in the module happens-before the
              * dlclose that a zero sum allows. */
             bool held = atomic_load_explicit(&r->calls[index], memory_order_acquire) != 0;
+            /* Acquire: pairs with fast_calls_enable's release. */
+            _Atomic(uintptr_t) *fast = atomic_load_explicit(&r->fast, memory_order_acquire);
+            if (!held && fast) {
+                /* Acquire: as above, with psu_leave_fast. */
+                uintptr_t count = atomic_load_explicit(&fast[index], memory_order_acquire);
+                held = count != 0 && count != PSU_UNREGISTERED;
+            }
             if (held && reclaim_if_exited(r))
                 held = false;
             sum += held;
         }
     }
+    psu_unlock(&fast_calls_lock);
     return sum;
 }
 
@@ -509,6 +571,7 @@ static void records_after_fork(void)
             }
             for (unsigned m = 0; m < PSU_MAX_MODULES; m++)
                 atomic_store_explicit(&r->calls[m], 0, memory_order_relaxed);
+            atomic_store_explicit(&r->fast, NULL, memory_order_relaxed);
             atomic_store_explicit(&r->owner, 0, memory_order_relaxed);
         }
     }
@@ -597,6 +660,10 @@ static void release_skipped_calls(const struct __jmp_buf_tag *env)
         if (sp != 0 && sp >= from && sp <= target)
             /* Release: pairs with the scan's acquire load, as psu_leave. */
             atomic_store_explicit(&self->calls[m], 0, memory_order_release);
+        /* The same for the fast count (PSU_UNREGISTERED is no stack). */
+        sp = atomic_load_explicit(&psu_fast_calls[m], memory_order_relaxed);
+        if (sp != 0 && sp >= from && sp <= target)
+            atomic_store_explicit(&psu_fast_calls[m], 0, memory_order_release);
     }
 }
 
@@ -670,7 +737,12 @@ static void *start_thread(void *arg)
     struct thread_start start = *(struct thread_start *)arg;
     free(arg);
     note_stack_bounds();
-    return start.function(start.argument);
+    fast_calls_allowed = true;
+    void *result;
+    pthread_cleanup_push(fast_calls_retire, NULL);
+    result = start.function(start.argument);
+    pthread_cleanup_pop(1);
+    return result;
 }
 
 __attribute__((visibility("default"))) int
@@ -1017,10 +1089,12 @@ static void fork_prepare(void)
     psu_lock(&psu_update_lock);
     psu_lock(&psu_module_lock);
     psu_lock(&psu_client_lock);
+    psu_lock(&fast_calls_lock);
 }
 
 static void fork_parent(void)
 {
+    psu_unlock(&fast_calls_lock);
     psu_unlock(&psu_client_lock);
     psu_unlock(&psu_module_lock);
     psu_unlock(&psu_update_lock);
@@ -1032,6 +1106,7 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     records_after_fork();
+    pthread_mutex_init(&fast_calls_lock, NULL);
     pthread_mutex_init(&psu_client_lock, NULL);
     pthread_mutex_init(&psu_module_lock, NULL);
     pthread_mutex_init(&psu_update_lock, NULL);
@@ -1046,6 +1121,9 @@ __attribute__((constructor(101))) static void psu_start(void)
 {
     membarrier_probe();
     entry_hooks_probe();
+    /* The main thread's TLS is never freed. */
+    if (current_tid() == (long)getpid())
+        fast_calls_allowed = true;
     longjmp_release_init();
 
     size_t n = 0;

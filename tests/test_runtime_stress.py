@@ -36,10 +36,11 @@ def run(exe, iterations, callers, window, *extra, env_extra=None):
     assert proc.returncode == 0, proc.stderr
     assert "Sanitizer" not in proc.stderr and "runtime error" not in proc.stderr, proc.stderr
     m = re.search(r"switches=(\d+) calls=(\d+) reclaims=(\d+) failures=(\d+) "
-                  r"leftover=(\d+) accounting_errors=(\d+) membarrier=(\d) stale=(\d+)", proc.stdout)
+                  r"leftover=(\d+) accounting_errors=(\d+) membarrier=(\d) stale=(\d+) "
+                  r"fast=(\d+) churned=(\d+)", proc.stdout)
     assert m, proc.stdout
     keys = ["switches", "calls", "reclaims", "failures", "leftover", "accounting_errors",
-            "membarrier", "stale"]
+            "membarrier", "stale", "fast", "churned"]
     return dict(zip(keys, map(int, m.groups()))), proc.stderr
 
 
@@ -56,6 +57,7 @@ def test_stress_membarrier(tmp_path, window):
     exe = build(tmp_path, "stress", ["-O2"])
     result, _ = run(exe, 30000, 2, window)
     assert result["membarrier"] == 1
+    assert result["fast"] > 0, result       # counted on the callers' TLS
     assert_clean(result)
 
 
@@ -63,7 +65,31 @@ def test_stress_fallback_fence(tmp_path):
     exe = build(tmp_path, "stress", ["-O2"])
     result, _ = run(exe, 30000, 2, 3000, "fallback")
     assert result["membarrier"] == 0
+    assert result["fast"] == 0, result      # no plain count without membarrier
     assert_clean(result)
+
+
+def test_stress_thread_churn(tmp_path):
+    """Callers that come and go, on stacks unmapped once they are joined (their
+    TLS, where their fast counts are, goes too), some leaving by pthread_exit
+    inside a counted call: the scan reads only live threads' counts."""
+    exe = build(tmp_path, "stress", ["-O2"])
+    result, _ = run(exe, 30000, 2, 300, env_extra={"STRESS_CHURN": "1"})
+    assert result["churned"] > 0 and result["fast"] > 0, result
+    assert_clean(result)
+
+
+def test_stress_has_teeth_when_a_finished_thread_keeps_its_counts_published(tmp_path):
+    """A thread that ended without taking its fast counts back from the scan
+    leaves the scan reading unmapped memory (or a count of a call that no
+    longer exists): the churn test must see it."""
+    exe = build(tmp_path, "stress-broken-retire", ["-O2", "-DPSU_TEST_BROKEN_RETIRE"])
+    env = dict(os.environ, PSU_DISABLE="1", PSU_QUIET="1", STRESS_MAX_SECONDS="5",
+               STRESS_CHURN="1")
+    proc = subprocess.run([str(exe), "30000", "2", "300"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    m = re.search(r"failures=(\d+) leftover=(\d+)", proc.stdout)
+    assert proc.returncode != 0 or (m and (int(m.group(1)) or int(m.group(2)))), proc.stdout
 
 
 def test_stress_three_callers_unoptimised(tmp_path):

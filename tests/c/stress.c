@@ -21,6 +21,13 @@
  * version that had been switched away (and not back) by that epoch must not
  * run -- a "stale" call.
  *
+ * Counted calls of the general path count on the caller's TLS (psu_fast_calls),
+ * which the scan reads while the caller lives.  With STRESS_CHURN=1 a further
+ * thread keeps making short-lived callers on stacks it maps itself and unmaps
+ * once each is joined -- their TLS with them -- some of which end by
+ * pthread_exit from inside a counted call: a scan that read a finished
+ * thread's counts would fault, or count a call that no longer exists.
+ *
  * Usage: stress ITERATIONS CALLERS WINDOW [fallback]
  *   WINDOW: maximum random spin injected by PSU_TEST_RACE_WINDOW (0 = none)
  *   fallback: run with psu_membarrier_ready = 0 (locked add + seq_cst fence)
@@ -34,6 +41,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
 
 static void race_window(void);
@@ -53,6 +61,9 @@ static _Atomic int poisoned[VERSIONS];            /* written by the updater */
 static _Atomic unsigned long failures;
 static _Atomic unsigned long calls_made;
 static _Atomic int updater_done;
+static _Atomic unsigned long fast_counted;     /* calls the general path counted on TLS */
+static _Atomic unsigned long churned;          /* short-lived callers joined */
+static _Thread_local int exit_at_depth = -1;   /* a churned caller's pthread_exit */
 
 /* Guarantee 2: `epoch` counts switches (written by the updater, release,
  * after each switch); switched_in[v] / switched_out[v] hold the epoch stamp
@@ -119,11 +130,12 @@ static __attribute__((noinline, cold)) long work_slow(int depth)
 
 static __attribute__((noinline)) long work_general(int depth)
 {
-    struct psu_call c;
-    enum psu_route route = psu_enter_fast(&work_record, psu_current(&work_record), psu_fast_record, &c);
+    struct psu_fast_call c;
+    enum psu_route route = psu_enter_fast(&work_record, psu_current(&work_record), &c);
     if (__builtin_expect(route == PSU_COUNTED, 1)) {
+        atomic_fetch_add_explicit(&fast_counted, 1, memory_order_relaxed);
         long r = ((work_fn)c.code)(depth);
-        psu_leave(c);
+        psu_leave_fast(c);
         return r;
     }
     if (route == PSU_NESTED)
@@ -151,6 +163,8 @@ static inline __attribute__((always_inline)) long version_body(int version, int 
     if (atomic_load_explicit(&poisoned[version], memory_order_relaxed))
         atomic_fetch_add(&failures, 1);
     long r = version;
+    if (depth == exit_at_depth && version != 0)
+        pthread_exit(NULL);     /* inside a counted call (a bundle version) */
     if (depth > 0) {
         begin_call();
         r += version != 0 && rng() % 2 ? self_call(version, depth - 1) : work(depth - 1);
@@ -194,6 +208,43 @@ static void *caller(void *arg)
     return NULL;
 }
 
+/* A short-lived caller: a few calls, the last perhaps left by pthread_exit. */
+static void *short_caller(void *arg)
+{
+    rng_state = 0x85ebca6bu * (unsigned)(uintptr_t)arg + 1;
+    for (int i = 0; i < 20; i++) {
+        if (i == 19 && rng() % 2)
+            exit_at_depth = 0;
+        begin_call();
+        work((int)(rng() % (MAX_DEPTH + 1)));
+    }
+    return NULL;
+}
+
+#define CHURN_STACK (256 * 1024)
+
+static void *churn(void *arg)
+{
+    (void)arg;
+    for (uintptr_t n = 1; !atomic_load_explicit(&updater_done, memory_order_relaxed); n++) {
+        void *stack = mmap(NULL, CHURN_STACK, PROT_READ | PROT_WRITE,
+                           MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (stack == MAP_FAILED)
+            abort();
+        pthread_attr_t attr;
+        pthread_t t;
+        pthread_attr_init(&attr);
+        pthread_attr_setstack(&attr, stack, CHURN_STACK);
+        if (pthread_create(&t, &attr, short_caller, (void *)n) != 0)
+            abort();
+        pthread_attr_destroy(&attr);
+        pthread_join(t, NULL);
+        munmap(stack, CHURN_STACK);     /* its TLS was in there */
+        atomic_fetch_add_explicit(&churned, 1, memory_order_relaxed);
+    }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
@@ -209,9 +260,12 @@ int main(int argc, char **argv)
     if (callers < 1 || callers > MAX_CALLERS)
         return 2;
 
-    pthread_t threads[MAX_CALLERS];
+    pthread_t threads[MAX_CALLERS], churner;
     for (int i = 0; i < callers; i++)
         pthread_create(&threads[i], NULL, caller, (void *)(uintptr_t)(i + 1));
+    bool churning = getenv("STRESS_CHURN") && atoi(getenv("STRESS_CHURN"));
+    if (churning)
+        pthread_create(&churner, NULL, churn, NULL);
 
     rng_state = 12345;
     int current = 0;
@@ -271,6 +325,8 @@ int main(int argc, char **argv)
     atomic_store(&updater_done, 1);
     for (int i = 0; i < callers; i++)
         pthread_join(threads[i], NULL);
+    if (churning)
+        pthread_join(churner, NULL);
 
     /* Counts must be back at zero, and the module accounting consistent:
      * exactly the current version's module has one function. */
@@ -281,8 +337,9 @@ int main(int argc, char **argv)
     for (int v = 0; v < VERSIONS; v++)
         if (psu_modules[v].functions_current != (v == current ? 1u : 0u))
             accounting_errors++;
-    printf("switches=%lu calls=%lu reclaims=%lu failures=%lu leftover=%lu accounting_errors=%lu membarrier=%d stale=%lu\n",
+    printf("switches=%lu calls=%lu reclaims=%lu failures=%lu leftover=%lu accounting_errors=%lu membarrier=%d stale=%lu fast=%lu churned=%lu\n",
            it, atomic_load(&calls_made), reclaims, atomic_load(&failures), leftover,
-           accounting_errors, psu_membarrier_ready, atomic_load(&stale));
+           accounting_errors, psu_membarrier_ready, atomic_load(&stale),
+           atomic_load(&fast_counted), atomic_load(&churned));
     return 0;
 }
