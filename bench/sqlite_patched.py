@@ -28,9 +28,10 @@ Then, side by side in one run:
 The patched process is checked: the apply switched exactly the patched
 functions, `status` shows the bundle current for that many, the bundle's
 code ran (instructions in code mapped from no file: its memfd), callgrind
-sees every patched function's calls go through its general path (the route
-to a bundle's version, `psu_general_<name>`, where the runtime has such a
-symbol), and the workload's output equals the plain build's.  The run
+sees every patched function's calls go the runtime's way to a bundle's
+version (from the function's entry to a stub in `psu_stub_area`, or to its
+general path `psu_general_<name>`, where the runtime has such symbols), and
+the workload's output equals the plain build's.  The run
 stops with an error if any of this fails.
 
     python bench/sqlite_patched.py [--quick] [--top 20]"""
@@ -84,6 +85,7 @@ class Profile:
     def __init__(self, path):
         self.total = None
         self.calls = collections.Counter()       # callee symbol -> calls
+        self.edges = collections.Counter()       # (caller, callee) symbols -> calls
         self.self_cost = collections.Counter()   # symbol -> own instructions
         self.object_cost = collections.Counter()  # object file -> own instructions
         names = {"fn": {}, "ob": {}}
@@ -107,6 +109,7 @@ class Profile:
                 key, _, value = line.partition("=")
                 if key == "calls":
                     self.calls[callee] += int(value.split()[0])
+                    self.edges[(fn, callee)] += int(value.split()[0])
                     after_calls = True
                 elif key in ("fn", "cfn"):
                     name = self._name(names["fn"], value)
@@ -332,13 +335,27 @@ def plain_build():
 
 # ---- the run -------------------------------------------------------------------
 
-def routes(profile, names):
-    """{name: calls} of the runtime's route to a bundle's version of each
-    function (psu_<lowercase words>_<name>: the general path as psu names it),
-    or None for a name with no such symbol in the profile."""
+STUB_AREA = "psu_stub_area"
+
+
+def routes(profile, names, aliases):
+    """{name: calls} of the runtime's ways to a bundle's version of each
+    function, or None for a name with none in the profile: the function's
+    own calls of code in no file (its entry jumps to its stub in
+    psu_stub_area, which callgrind counts as the function's code, as it does
+    any jump that lands past a symbol's start; the stub calls the bundle's
+    version, code from a memfd, which has no symbol), calls of psu_stub_area
+    by the function (should a tool name the stub), and calls of its general
+    path (psu_<lowercase words>_<name>, as psu names it)."""
     found = {}
-    for symbol, n in profile.calls.items():
-        symbol = base_name(symbol)
+    for (caller, callee), n in profile.edges.items():
+        symbol = base_name(callee or "")
+        if symbol == STUB_AREA or symbol.startswith("0x"):
+            caller = base_name(caller or "")
+            owner = aliases.get(caller, caller)
+            if owner in names:
+                found[owner] = found.get(owner, 0) + n
+            continue
         if not symbol.startswith("psu_"):
             continue
         owners = [name for name in names if symbol.endswith("_" + name) and
@@ -355,20 +372,20 @@ def breakdown(profile, names):
     out = collections.Counter()
     for symbol, cost in profile.self_cost.items():
         name = base_name(symbol or "")
-        if name in names:
+        if name in names:   # with their stubs: callgrind counts a stub as the function's code
             out["patched functions, executable's code"] += cost
         elif name.startswith("psu_"):
-            out["psu symbols (general paths, runtime)"] += cost
+            out["psu symbols (stubs, general paths, runtime)"] += cost
     out["code in no file (the bundle's code object)"] = profile.unnamed_object_instructions()
     out["everything else"] = profile.total - sum(out.values())
     return dict(out)
 
 
-def verify(top, answers, patched_profile, names, outputs, unnamed):
+def verify(top, answers, patched_profile, names, aliases, outputs, unnamed):
     """What the patched run shows of the bundle's versions running."""
     status = answers.get("status", {})
     modules = [m for m in status.get("modules", []) if m.get("kind") == "bundle"]
-    routed = routes(patched_profile, names)
+    routed = routes(patched_profile, names, aliases)
     visible = all(v is not None for v in routed.values())
     checks = {
         "apply_result": answers["apply"].get("result"),
@@ -378,8 +395,9 @@ def verify(top, answers, patched_profile, names, outputs, unnamed):
         "status_label": status.get("label"),
         "membarrier_under_valgrind": status.get("membarrier"),
         "entry_hooks_under_valgrind": status.get("entry_hooks"),
+        "entry_stubs_under_valgrind": status.get("entry_stubs"),
         "bundle_code_instructions": unnamed,
-        "general_path_symbols_visible": visible,
+        "route_symbols_visible": visible,
         "every_patched_function_routed_to_the_bundle": visible and all(routed.values()),
         "same_output_as_plain": {k: out == outputs["plain"] for k, out in outputs.items()
                                  if k != "plain"},
@@ -463,7 +481,7 @@ def main(quick=False, top=TOP):
                     "dsu-patched": patched_profile.total}
     ratios = {k: round(instructions["plain"] / v, 4) for k, v in instructions.items() if k != "plain"}
     unnamed = patched_profile.unnamed_object_instructions()
-    verified, routed = verify(top, answers, patched_profile, names,
+    verified, routed = verify(top, answers, patched_profile, names, aliases,
                               {"plain": plain_out, "dsu": dsu_out, "dsu-patched": patched_out},
                               unnamed)
     patched_calls = patched_profile.calls_by_function(aliases)
@@ -497,8 +515,9 @@ def main(quick=False, top=TOP):
                         "clones folded) in the unpatched DSU shell, workload(1); a call gcc "
                         "inlined is not counted there, but goes to the bundle too once patched "
                         "(the entry check is inlined with it). calls_routed_to_bundle: calls "
-                        "of the runtime's route to the bundle's version (psu_general_<name>) "
-                        "in the patched run",
+                        "taking the runtime's ways to the bundle's version (from the function's "
+                        "entry to its stub in psu_stub_area, or psu_general_<name>) in the "
+                        "patched run",
         "calls_into_bundle": into_bundle,
         "bundle": {"tag": tag, "patch_build_s": made["patch_build_s"],
                    "bundle_bytes": made["bundle_bytes"], "replaced": len(made["replaced_functions"]),

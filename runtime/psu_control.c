@@ -237,6 +237,9 @@ static void answer_status(struct text *t)
     text_add(t, ",\"membarrier\":%s,\"entry_hooks\":", psu_membarrier_ready ? "true" : "false");
     const char *hooks_off = psu_entry_hooks_off();
     text_add_json(t, hooks_off ? hooks_off : "on");
+    text_add(t, ",\"entry_stubs\":");
+    const char *stubs_off = psu_entry_stubs_off();
+    text_add_json(t, stubs_off ? stubs_off : "on");
     text_add(t, ",\"threads\":%u,\"updates\":%lu,\"history\":[",
              psu_registered_threads(), psu_updates_applied());
     for (size_t i = 0; i < psu_history_length(); i++) {

@@ -138,6 +138,8 @@ PSU_HIDDEN void psu_switch(struct psu_switch_item *items, size_t n);
 
 /* Why entry hooks are off (psu_runtime.c, "Entry hooks"), or NULL: on. */
 PSU_HIDDEN const char *psu_entry_hooks_off(void);
+/* NULL while hooks jump to stubs (psu_runtime.c, "entry stubs"), else why not. */
+PSU_HIDDEN const char *psu_entry_stubs_off(void);
 
 /* The barrier (B) of psu_fast.h; exported for the stress test. */
 PSU_HIDDEN void psu_switch_barrier(void);

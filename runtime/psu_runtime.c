@@ -194,17 +194,22 @@ static bool entry_hooked(const struct psu_function *fn)
            fn->entry;
 }
 
-/* `jmp general` in the hook's 8 bytes (the 3 after it are never run); 0 if
- * the general path is out of a jump's reach. */
-static uint64_t entry_hook_jump(const struct psu_function *fn)
+/* `jmp target` in the hook's 8 bytes (the 3 after it are never run); 0 if
+ * the target is out of a jump's reach. */
+static uint64_t entry_jump_to(const struct psu_function *fn, uintptr_t target)
 {
-    intptr_t distance = (intptr_t)(uintptr_t)fn->general - ((intptr_t)(uintptr_t)fn->entry + 5);
+    intptr_t distance = (intptr_t)target - ((intptr_t)(uintptr_t)fn->entry + 5);
     if (distance != (int32_t)distance)
         return 0;
     return 0xe9u | (uint64_t)(uint32_t)(int32_t)distance << 8 | 0xccccccull << 40;
 }
 
-/* Makes the pages holding the entries [low, high] writable (true), or read-only
+static uint64_t entry_hook_jump(const struct psu_function *fn)
+{
+    return entry_jump_to(fn, (uintptr_t)fn->general);
+}
+
+/* Makes the pages holding [low, high + 8) writable (true), or read-only
  * again; a failure to make them writable turns hooks off, saying why. */
 static bool entry_text_writable(uintptr_t low, uintptr_t high, bool writable)
 {
@@ -222,19 +227,328 @@ static bool entry_text_writable(uintptr_t low, uintptr_t high, bool writable)
     return false;
 }
 
-/* The hook of each switched function that `wanted` selects, replaced: from
- * `from(fn)` to `to(fn)` by an 8-byte compare-and-swap, so that bytes which
- * are neither are left alone.  One mprotect each way for the whole batch
- * (the text between its first and last entry).  Returns how many it wrote. */
+/* ---- entry stubs ---- */
+
+/* While module m's version of a function of the executable is current, the
+ * function's hook jumps to a stub made for (function, m) rather than to its
+ * general path: the general path's counted call with the slot, the module
+ * and the place of its fast count as constants, so that it loads no slot
+ * word before counting and takes no index or address out of one:
+ *
+ *     push (alignment); count m non-zero? held;  count m := sp (A);
+ *     slot's module byte still m? else moved;  call *cell;  count m := 0;
+ *     pop; ret
+ *   held:  pop; count m is PSU_UNREGISTERED? jmp general;  jmp *cell
+ *   moved: count m := 0; pop; jmp general
+ *
+ * `cell` (in the stub) is the code of the version module m provides, stored
+ * before the slot can name m.  The re-check compares the slot's module byte
+ * only: a count on m pins whatever module holds index m, and the cell, read
+ * after the re-check, is that module's version whenever the slot names m
+ * (stored before the slot; loads are not reordered on x86-64).  A nested
+ * call (count m held) reaches the stub only while m's module is the one the
+ * hook was written for, whose version the cell holds.  A stub is written
+ * once, and only its cell again, when index m is reused by a module whose
+ * version of the function becomes current.  Anything else goes to the
+ * general path, which decides as before (docs/memory-ordering.md, "Entry
+ * stubs").  The area is in the executable's text, a jump's reach from every
+ * entry, slot and general path; its one unwind rule, CFA = rsp + 16, holds
+ * at the return address of the call, so debuggers and the unwinder see
+ * through a stub to its caller.  The area full, hooks jump to the general
+ * path as before. */
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(PSU_NO_ENTRY_STUBS)
+#define PSU_ENTRY_STUBS 1
+#define PSU_STUB_SIZE 128
+#define PSU_STUB_COUNT 512
+#define PSU_STR_(x) #x
+#define PSU_STR(x) PSU_STR_(x)
+/* The template's fields, each named by the label at the end of its
+ * instruction: the count's %fs offset, the slot (rel32, and the module
+ * byte), the general path (rel32) and the cell (rel32). */
+__asm__(".pushsection .text.psu_stub_area,\"ax\",@progbits\n"
+        ".p2align 12\n"
+        ".globl psu_stub_area\n.hidden psu_stub_area\n.type psu_stub_area, @function\n"
+        "psu_stub_area:\n"
+        ".cfi_startproc\n"
+        ".cfi_def_cfa_offset 16\n"
+        ".fill " PSU_STR(PSU_STUB_SIZE * PSU_STUB_COUNT) ", 1, 0xcc\n"
+        ".cfi_endproc\n"
+        ".size psu_stub_area, " PSU_STR(PSU_STUB_SIZE * PSU_STUB_COUNT) "\n"
+        ".popsection\n"
+        ".pushsection .rodata.psu_stub_template,\"a\",@progbits\n"
+        ".globl psu_stub_template\n.hidden psu_stub_template\n"
+        "psu_stub_template:\n"
+        "  push %rax\n"
+        "  cmpq $0, %fs:0x7ffffff0\n"
+        "psu_stub_count1:\n"
+        "  jne 1f\n"
+        "  mov %rsp, %fs:0x7ffffff0\n"
+        "psu_stub_count2:\n"
+        "  cmpb $0x7f, 0(%rip)\n"
+        "psu_stub_slot:\n"
+        "  jne 2f\n"
+        "  call *0(%rip)\n"
+        "psu_stub_call:\n"
+        "  movq $0, %fs:0x7ffffff0\n"
+        "psu_stub_count3:\n"
+        "  pop %r11\n"
+        "  ret\n"
+        "1:\n"
+        "  pop %r11\n"
+        "  cmpq $2, %fs:0x7ffffff0\n"
+        "psu_stub_count4:\n"
+        "  .byte 0x0f, 0x84\n  .long 0\n"
+        "psu_stub_general1:\n"
+        "  jmp *0(%rip)\n"
+        "psu_stub_jump:\n"
+        "2:\n"
+        "  movq $0, %fs:0x7ffffff0\n"
+        "psu_stub_count5:\n"
+        "  pop %r11\n"
+        "  .byte 0xe9\n  .long 0\n"
+        "psu_stub_general2:\n"
+        "  .p2align 3\n"
+        "psu_stub_cell:\n"
+        "  .quad 0\n"
+        "psu_stub_end:\n"
+        ".irp l, count1, count2, slot, call, count3, count4, general1, jump, count5, general2, cell, end\n"
+        ".globl psu_stub_\\l\n.hidden psu_stub_\\l\n"
+        ".endr\n"
+        ".popsection\n");
+#define PSU_STUB_LABEL __attribute__((visibility("hidden"))) extern const unsigned char
+PSU_STUB_LABEL psu_stub_area[], psu_stub_template[], psu_stub_count1[], psu_stub_count2[],
+    psu_stub_slot[], psu_stub_call[], psu_stub_count3[], psu_stub_count4[], psu_stub_general1[],
+    psu_stub_jump[], psu_stub_count5[], psu_stub_general2[], psu_stub_cell[], psu_stub_end[];
+_Static_assert(PSU_STUB_SIZE % 8 == 0, "a stub's cell is 8-aligned");
+
+static bool entry_stubs_on;
+static char entry_stubs_off[96] = "not probed";
+/* %fs offset of psu_fast_calls[0] (static TLS of the executable). */
+static intptr_t fast_calls_tls_offset;
+static size_t stubs_used;
+
+/* (function, module index) -> its stub; open addressing, never removed.
+ * Used by the update thread only (under psu_update_lock). */
+struct stub_entry {
+    const struct psu_function *fn;
+    unsigned module;
+    unsigned char *stub;
+};
+static struct stub_entry stub_table[PSU_STUB_COUNT * 2];
+
+static struct stub_entry *stub_find(const struct psu_function *fn, unsigned module)
+{
+    size_t mask = sizeof stub_table / sizeof stub_table[0] - 1;
+    size_t i = (((uintptr_t)fn >> 3) * 31 + module) & mask;
+    while (stub_table[i].fn && (stub_table[i].fn != fn || stub_table[i].module != module))
+        i = (i + 1) & mask;
+    return &stub_table[i];
+}
+
+static int object_of_address(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    (void)size;
+    uintptr_t address = *(uintptr_t *)arg;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t start = info->dlpi_addr + ph->p_vaddr;
+        if (ph->p_type == PT_LOAD && address >= start && address < start + ph->p_memsz)
+            return 1;
+    }
+    return -1;  /* the first object is the executable: stop there */
+}
+
+/* Stubs need entry hooks and psu_fast_calls at a constant %fs offset: the
+ * runtime linked into the executable (whose TLS block is static), not into
+ * a shared object (the in-process tests). */
+static void entry_stubs_probe(void)
+{
+    const char *setting = getenv("PSU_ENTRY_STUBS");
+    uintptr_t here = (uintptr_t)(void *)entry_stubs_probe;
+    if (!entry_hooks_on)
+        snprintf(entry_stubs_off, sizeof entry_stubs_off, "entry hooks off");
+    else if (setting && strcmp(setting, "0") == 0)
+        snprintf(entry_stubs_off, sizeof entry_stubs_off, "PSU_ENTRY_STUBS=0");
+    else if (!psu_membarrier_ready)
+        snprintf(entry_stubs_off, sizeof entry_stubs_off, "no membarrier(PRIVATE_EXPEDITED)");
+    else if (dl_iterate_phdr(object_of_address, &here) != 1)
+        snprintf(entry_stubs_off, sizeof entry_stubs_off, "runtime not in the executable");
+    else {
+        uintptr_t thread_pointer;
+        __asm__("mov %%fs:0, %0" : "=r"(thread_pointer));
+        fast_calls_tls_offset = (intptr_t)(uintptr_t)&psu_fast_calls[0] - (intptr_t)thread_pointer;
+        entry_stubs_on = fast_calls_tls_offset == (int32_t)fast_calls_tls_offset &&
+                         fast_calls_tls_offset + 8 * PSU_MAX_MODULES == (int32_t)(fast_calls_tls_offset + 8 * PSU_MAX_MODULES);
+        if (!entry_stubs_on)
+            snprintf(entry_stubs_off, sizeof entry_stubs_off, "fast counts out of reach");
+    }
+}
+
+static bool stub_in_area(uintptr_t target)
+{
+    return target >= (uintptr_t)psu_stub_area &&
+           target < (uintptr_t)psu_stub_area + PSU_STUB_SIZE * PSU_STUB_COUNT;
+}
+
+static void put32(unsigned char *at, int32_t value)
+{
+    memcpy(at, &value, sizeof value);
+}
+
+/* The offset of a template label's field, from the template's start. */
+#define FIELD(label, back) ((size_t)((label) - psu_stub_template) - (back))
+
+/* Writes the stub for (fn, module) at `stub` (writable), calling `code`. */
+static bool stub_write(unsigned char *stub, const struct psu_function *fn, unsigned module,
+                       uintptr_t code)
+{
+    size_t length = (size_t)(psu_stub_end - psu_stub_template);
+    unsigned char bytes[PSU_STUB_SIZE];
+    if (length > sizeof bytes)
+        return false;
+    memset(bytes, 0xcc, sizeof bytes);
+    memcpy(bytes, psu_stub_template, length);
+    intptr_t count = fast_calls_tls_offset + 8 * (intptr_t)module;
+    size_t counts[] = { FIELD(psu_stub_count1, 5), FIELD(psu_stub_count2, 4),
+                        FIELD(psu_stub_count3, 8), FIELD(psu_stub_count4, 5),
+                        FIELD(psu_stub_count5, 8) };
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++)
+        put32(bytes + counts[i], (int32_t)count);
+    /* rel32 fields: `at` in the stub, relative to the end of their
+     * instruction (the slot's is followed by the module byte). */
+    uintptr_t cell = (uintptr_t)(stub + FIELD(psu_stub_cell, 0));
+    struct { size_t at, end; uintptr_t target; } relative[] = {
+        { FIELD(psu_stub_slot, 5), FIELD(psu_stub_slot, 0), (uintptr_t)&fn->current },
+        { FIELD(psu_stub_call, 4), FIELD(psu_stub_call, 0), cell },
+        { FIELD(psu_stub_jump, 4), FIELD(psu_stub_jump, 0), cell },
+        { FIELD(psu_stub_general1, 4), FIELD(psu_stub_general1, 0), (uintptr_t)fn->general },
+        { FIELD(psu_stub_general2, 4), FIELD(psu_stub_general2, 0), (uintptr_t)fn->general },
+    };
+    for (size_t i = 0; i < sizeof relative / sizeof relative[0]; i++) {
+        intptr_t distance = (intptr_t)relative[i].target - (intptr_t)(uintptr_t)(stub + relative[i].end);
+        if (distance != (int32_t)distance)
+            return false;
+        put32(bytes + relative[i].at, (int32_t)distance);
+    }
+    bytes[FIELD(psu_stub_slot, 1)] = (unsigned char)module;
+    memcpy(bytes + FIELD(psu_stub_cell, 0), &code, sizeof code);
+    memcpy(stub, bytes, sizeof bytes);
+    return true;
+}
+
+/* Where a switched function's hook jumps: its stub, else its general path. */
+static uintptr_t entry_target(const struct psu_switch_item *item)
+{
+    if (entry_stubs_on) {
+        struct stub_entry *e = stub_find(item->fn, psu_word_module(item->new_word));
+        if (e->fn)
+            return (uintptr_t)e->stub;
+    }
+    return (uintptr_t)item->fn->general;
+}
+
+static bool entry_going_to_bundle(const struct psu_switch_item *item);
+
+/* Before a switch, for the functions going to a bundle's version: the stub
+ * of (function, module) made, or its cell set to the version's code, before
+ * the slot can name the module; new stubs are serialised for every thread
+ * before any hook can jump to them. */
+static void entry_stubs_prepare(const struct psu_switch_item *items, size_t n)
+{
+    if (!entry_stubs_on)
+        return;
+    bool writable = false, made = false;
+    for (size_t i = 0; i < n; i++) {
+        const struct psu_function *fn = items[i].fn;
+        if (!entry_going_to_bundle(&items[i]))
+            continue;
+        unsigned module = psu_word_module(items[i].new_word);
+        uintptr_t code = (uintptr_t)psu_code(items[i].new_word);
+        struct stub_entry *e = stub_find(fn, module);
+        if (e->fn && memcmp(e->stub + FIELD(psu_stub_cell, 0), &code, sizeof code) == 0)
+            continue;
+        if (!e->fn && stubs_used == PSU_STUB_COUNT)
+            continue;       /* full: the general path */
+        if (!writable) {
+            if (mprotect((void *)psu_stub_area, PSU_STUB_SIZE * PSU_STUB_COUNT,
+                         PROT_READ | PROT_WRITE | PROT_EXEC) != 0) {
+                snprintf(entry_stubs_off, sizeof entry_stubs_off, "mprotect of the stub area: %s",
+                         strerror(errno));
+                entry_stubs_on = false;
+                psu_log("entry stubs off: %s", entry_stubs_off);
+                return;
+            }
+            writable = true;
+        }
+        if (e->fn) {
+            /* Index reused: only the cell (an aligned 8-byte store). */
+            __atomic_store_n((uintptr_t *)(void *)(e->stub + FIELD(psu_stub_cell, 0)), code,
+                             __ATOMIC_RELEASE);
+            continue;
+        }
+        unsigned char *stub = (unsigned char *)psu_stub_area + stubs_used * PSU_STUB_SIZE;
+        if (!stub_write(stub, fn, module, code))
+            continue;
+        *e = (struct stub_entry){ fn, module, stub };
+        stubs_used++;
+        made = true;
+    }
+    if (!writable)
+        return;
+    if (mprotect((void *)psu_stub_area, PSU_STUB_SIZE * PSU_STUB_COUNT, PROT_READ | PROT_EXEC) != 0)
+        psu_die(errno, "mprotect (the stub area made read-only again)");
+    if (made && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0) != 0)
+        psu_die(errno, "membarrier(PRIVATE_EXPEDITED_SYNC_CORE)");
+}
+#else
+static const bool entry_stubs_on = false;
+static const char entry_stubs_off[] = "not built (x86-64 only, not under ThreadSanitizer)";
+static void entry_stubs_probe(void) {}
+static bool stub_in_area(uintptr_t target) { (void)target; return false; }
+static uintptr_t entry_target(const struct psu_switch_item *item)
+{
+    return (uintptr_t)item->fn->general;
+}
+static void entry_stubs_prepare(const struct psu_switch_item *items, size_t n)
+{
+    (void)items;
+    (void)n;
+}
+#endif
+
+const char *psu_entry_stubs_off(void)
+{
+    return entry_stubs_on ? NULL : entry_stubs_off;
+}
+
+/* Whether `bytes` at fn's entry are ours: the idle hook, or a jump to its
+ * general path or into the stub area.  Anything else (a debugger's
+ * breakpoint) is never overwritten. */
+static bool entry_ours(const struct psu_function *fn, uint64_t bytes)
+{
+    if (bytes == entry_hook_idle)
+        return true;
+    if ((bytes & 0xff) != 0xe9 || bytes >> 40 != 0xcccccc)
+        return false;
+    uintptr_t target = (uintptr_t)fn->entry + 5 + (intptr_t)(int32_t)(uint32_t)(bytes >> 8);
+    return target == (uintptr_t)fn->general || stub_in_area(target);
+}
+
+/* The hook of each switched function that `wanted` selects, replaced by
+ * `to(item)` with an 8-byte compare-and-swap from the bytes found there, if
+ * they are ours.  One mprotect each way for the whole batch (the text
+ * between its first and last entry).  Returns how many it wrote. */
 static size_t entry_writes(const struct psu_switch_item *items, size_t n,
                            bool (*wanted)(const struct psu_switch_item *),
-                           uint64_t (*from)(const struct psu_function *),
-                           uint64_t (*to)(const struct psu_function *))
+                           uint64_t (*to)(const struct psu_switch_item *))
 {
     uintptr_t low = UINTPTR_MAX, high = 0;
     for (size_t i = 0; i < n; i++) {
         const struct psu_function *fn = items[i].fn;
-        if (wanted(&items[i]) && __atomic_load_n(entry_bytes(fn), __ATOMIC_RELAXED) == from(fn)) {
+        if (!wanted(&items[i]))
+            continue;
+        uint64_t bytes = __atomic_load_n(entry_bytes(fn), __ATOMIC_RELAXED);
+        if (entry_ours(fn, bytes) && bytes != to(&items[i])) {
             uintptr_t at = (uintptr_t)fn->entry;
             low = at < low ? at : low;
             high = at > high ? at : high;
@@ -245,13 +559,15 @@ static size_t entry_writes(const struct psu_switch_item *items, size_t n,
     size_t written = 0;
     for (size_t i = 0; i < n; i++) {
         const struct psu_function *fn = items[i].fn;
-        uint64_t expected = from(fn);
         /* (A locked compare-and-swap writes even when it fails: only entries
-         * inside the writable range, which held `from` a moment ago.) */
+         * inside the writable range, which held our bytes a moment ago.) */
         uintptr_t at = (uintptr_t)fn->entry;
-        if (wanted(&items[i]) && at >= low && at <= high &&
-            __atomic_load_n(entry_bytes(fn), __ATOMIC_RELAXED) == expected &&
-            __atomic_compare_exchange_n(entry_bytes(fn), &expected, to(fn), false,
+        if (!wanted(&items[i]) || at < low || at > high)
+            continue;
+        uint64_t expected = __atomic_load_n(entry_bytes(fn), __ATOMIC_RELAXED);
+        uint64_t desired = to(&items[i]);
+        if (entry_ours(fn, expected) && expected != desired &&
+            __atomic_compare_exchange_n(entry_bytes(fn), &expected, desired, false,
                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
             written++;
     }
@@ -259,10 +575,16 @@ static size_t entry_writes(const struct psu_switch_item *items, size_t n,
     return written;
 }
 
-static uint64_t entry_idle(const struct psu_function *fn)
+static uint64_t entry_idle(const struct psu_switch_item *item)
 {
-    (void)fn;
+    (void)item;
     return entry_hook_idle;
+}
+
+static uint64_t entry_jump(const struct psu_switch_item *item)
+{
+    uint64_t jump = entry_jump_to(item->fn, entry_target(item));
+    return jump ? jump : entry_hook_jump(item->fn);
 }
 
 static bool entry_going_to_executable(const struct psu_switch_item *item)
@@ -283,16 +605,18 @@ static bool entry_going_to_bundle(const struct psu_switch_item *item)
  * hook anyway: psu_executable_version.) */
 static void entry_hooks_restore(const struct psu_switch_item *items, size_t n)
 {
-    if (entry_writes(items, n, entry_going_to_executable, entry_hook_jump, entry_idle) &&
+    if (entry_writes(items, n, entry_going_to_executable, entry_idle) &&
         membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0) != 0)
         psu_die(errno, "membarrier(PRIVATE_EXPEDITED_SYNC_CORE)");
 }
 
 /* After a switch: a function now at a bundle's version jumps from its entry
- * to its general path (already, if it was at another bundle's). */
+ * to its stub for that version's module, or to its general path.  (From
+ * another bundle's stub the jump may be one switch late: that stub's
+ * re-check sends such calls to the general path.) */
 static void entry_hooks_set(const struct psu_switch_item *items, size_t n)
 {
-    entry_writes(items, n, entry_going_to_bundle, entry_idle, entry_hook_jump);
+    entry_writes(items, n, entry_going_to_bundle, entry_jump);
 }
 
 /* ---- thread records ----------------------------------------------------- */
@@ -966,6 +1290,7 @@ bool psu_any_pending(void)
 void psu_switch(struct psu_switch_item *items, size_t n)
 {
     entry_hooks_restore(items, n);
+    entry_stubs_prepare(items, n);
     for (size_t i = 0; i < n; i++)
         /* seq_cst exchange: ordered before the barrier (B) below; pairs with
          * the caller's acquire load / seq_cst re-check of the slot. */
@@ -1121,6 +1446,7 @@ __attribute__((constructor(101))) static void psu_start(void)
 {
     membarrier_probe();
     entry_hooks_probe();
+    entry_stubs_probe();
     /* The main thread's TLS is never freed. */
     if (current_tid() == (long)getpid())
         fast_calls_allowed = true;

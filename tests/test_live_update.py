@@ -262,47 +262,109 @@ def test_dsu_build_answers_like_the_plain_build(kvd, tmp_path):
     assert dsu_replies.count("\n") >= 20000 and "VALUE" in dsu_replies
 
 
-def _entry_bytes(server, program, name):
-    """The 8 bytes at function `name`'s entry in the running `server`, and the
-    address of its general path, both as the process has them (read through
-    /proc/PID/mem: the runtime may have written the entry)."""
+def _symbols(program):
     symbols = {}
     for line in subprocess.run(["nm", program], capture_output=True, text=True, check=True).stdout.splitlines():
         fields = line.split()
         if len(fields) == 3:
             symbols.setdefault(fields[2], int(fields[0], 16))
+    return symbols
+
+
+def _read(server, address, size):
+    with open(f"/proc/{server.pid}/mem", "rb") as memory:
+        memory.seek(address)
+        return memory.read(size)
+
+
+def _entry_bytes(server, program, name):
+    """The 8 bytes at function `name`'s entry in the running `server`, its
+    address, the address of its general path and the stub area's bounds, as
+    the process has them (read through /proc/PID/mem: the runtime may have
+    written the entry)."""
+    symbols = _symbols(program)
     real = os.path.realpath(program)
     base = min(int(line.split("-")[0], 16) for line in server.maps().splitlines()
                if line.endswith(real))
-    with open(f"/proc/{server.pid}/mem", "rb") as memory:
-        memory.seek(base + symbols[name])
-        return memory.read(8), base + symbols[name], base + symbols[f"psu_general_{name}"]
+    entry = base + symbols[name]
+    stubs = base + symbols["psu_stub_area"]
+    return (_read(server, entry, 8), entry, base + symbols[f"psu_general_{name}"],
+            (stubs, stubs + 128 * 512))
+
+
+def _jump_target(code, entry):
+    assert code[0] == 0xe9 and code[5:] == b"\xcc" * 3, code.hex()
+    return entry + 5 + int.from_bytes(code[1:5], "little", signed=True)
+
+
+def _bundle_code_ranges(server):
+    """The address ranges of the bundles' code objects mapped in `server`."""
+    ranges = []
+    for line in server.maps().splitlines():
+        if "memfd:psu-" in line and "-code" in line:
+            low, high = (int(x, 16) for x in line.split()[0].split("-"))
+            ranges.append((low, high))
+    return ranges
 
 
 NOP8 = bytes.fromhex("0f1f840000000000")
 
 
-def test_entry_hooks_jump_to_the_general_path_while_a_bundle_is_current(kvd, start):
-    """A replaced function's entry is the build's 8-byte no-op, a jump to its
-    general path once a bundle's version is current, and the no-op again after
-    the rollback; the calls answer as each version must."""
+def test_entry_hooks_jump_to_a_stub_while_a_bundle_is_current(kvd, start):
+    """A replaced function's entry is the build's 8-byte no-op, a jump to the
+    stub made for it and the bundle's module once a bundle's version is
+    current (the stub calls that version: its cell is in the bundle's code),
+    and the no-op again after the rollback; the calls answer as each version
+    must."""
     bundle = kvd.bundle("kvd", "v1", "v2")
     manifest = json.loads(psu("inspect", bundle, "--json").stdout)["manifest"]
     replaced = [q.rsplit(":", 1)[-1] for q in manifest["changes"]["functions"]["replaced"]]
     server, port = start()
-    assert json.loads(server.psu("status", server.pid, "--json").stdout)["entry_hooks"] == "on"
+    status = json.loads(server.psu("status", server.pid, "--json").stdout)
+    assert status["entry_hooks"] == "on" and status["entry_stubs"] == "on"
     program = kvd.root / "kvd"
     assert all(_entry_bytes(server, program, name)[0] == NOP8 for name in replaced)
     assert server.psu("apply", server.pid, bundle).returncode == 0
     assert info_versions(port, 3) == {"v2"}
+    code_ranges = _bundle_code_ranges(server)
+    stubs_seen = set()
     for name in replaced:
-        code, entry, general = _entry_bytes(server, program, name)
-        assert code[0] == 0xe9, (name, code.hex())
-        assert entry + 5 + int.from_bytes(code[1:5], "little", signed=True) == general, name
+        code, entry, general, (low, high) = _entry_bytes(server, program, name)
+        stub = _jump_target(code, entry)
+        assert low <= stub < high and (stub - low) % 128 == 0, name
+        stubs_seen.add(stub)
+        stub_bytes = _read(server, stub, 128)
+        assert stub_bytes[0] == 0x50, stub_bytes.hex()          # push: the template's
+        cell = int.from_bytes(stub_bytes[0x68:0x70], "little")
+        assert any(lo <= cell < hi for lo, hi in code_ranges), (name, hex(cell))
+    assert len(stubs_seen) == len(replaced)
     assert server.psu("rollback", server.pid).returncode == 0
     assert info_versions(port, 3) == {"v1"}
     assert all(_entry_bytes(server, program, name)[0] == NOP8 for name in replaced)
     assert Client(port).ask("LEN x") == "ERROR unknown command"
+
+
+def test_without_entry_stubs_hooks_jump_to_the_general_path(kvd, tmp_path):
+    """PSU_ENTRY_STUBS=0: status says why, the hooks jump to the general
+    paths, and the calls reach the bundle's version."""
+    bundle = kvd.bundle("kvd", "v1", "v2")
+    replaced = [q.rsplit(":", 1)[-1] for q in
+                json.loads(psu("inspect", bundle, "--json").stdout)["manifest"]["changes"]["functions"]["replaced"]]
+    server = Process([kvd.root / "kvd", "-p", "0", "-w", "2"], kvd.root, tmp_path / "run",
+                     env={"PSU_ENTRY_STUBS": "0"})
+    try:
+        port = int(server.read_line().split()[-1])
+        server.wait_for_socket()
+        status = json.loads(server.psu("status", server.pid, "--json").stdout)
+        assert status["entry_hooks"] == "on" and status["entry_stubs"] == "PSU_ENTRY_STUBS=0"
+        assert server.psu("apply", server.pid, bundle).returncode == 0
+        assert info_versions(port, 3) == {"v2"}
+        assert Client(port).ask("LEN abc") == "NOTFOUND"
+        for name in replaced:
+            code, entry, general, _ = _entry_bytes(server, kvd.root / "kvd", name)
+            assert _jump_target(code, entry) == general, name
+    finally:
+        server.stop()
 
 
 def test_without_entry_hooks_updates_go_through_the_check(kvd, tmp_path):
@@ -318,6 +380,7 @@ def test_without_entry_hooks_updates_go_through_the_check(kvd, tmp_path):
         server.wait_for_socket()
         status = json.loads(server.psu("status", server.pid, "--json").stdout)
         assert status["entry_hooks"] == "PSU_ENTRY_HOOKS=0"
+        assert status["entry_stubs"] == "entry hooks off"
         assert server.psu("apply", server.pid, bundle).returncode == 0
         assert info_versions(port, 3) == {"v2"}
         assert Client(port).ask("LEN abc") == "NOTFOUND"
