@@ -149,6 +149,11 @@ static void entry_hooks_probe(void)
         snprintf(entry_hooks_off, sizeof entry_hooks_off, "PSU_ENTRY_HOOKS=0");
         return;
     }
+#ifdef __SANITIZE_THREAD__
+    /* It has no shadow for the program's text to check the hooks' writes by. */
+    snprintf(entry_hooks_off, sizeof entry_hooks_off, "ThreadSanitizer");
+    return;
+#endif
     /* Restoring a hook is followed by a core-serialising barrier, so that no
      * thread runs a stale jump once its slot is back at the executable. */
     int supported = membarrier(MEMBARRIER_CMD_QUERY, 0);
@@ -432,6 +437,13 @@ static bool stub_write(unsigned char *stub, const struct psu_function *fn, unsig
     }
     bytes[FIELD(psu_stub_slot, 1)] = (unsigned char)module;
     memcpy(bytes + FIELD(psu_stub_cell, 0), &code, sizeof code);
+#ifdef PSU_TEST_BROKEN_STUB
+    /* the bug the stress test must catch: a stub that calls the version
+     * without counting (jmp *cell first) */
+    bytes[0] = 0xff;
+    bytes[1] = 0x25;
+    put32(bytes + 2, (int32_t)((intptr_t)cell - (intptr_t)(uintptr_t)(stub + 6)));
+#endif
     memcpy(stub, bytes, sizeof bytes);
     return true;
 }

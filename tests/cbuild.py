@@ -28,9 +28,20 @@ def run_gcc(args):
     return cmd
 
 
-def build_executable(sources, out, flags=("-O2",)):
+def build_executable(sources, out, flags=("-O2",), entry_hooks=False):
     """Links `sources` (and the runtime) the way a DSU executable is linked:
-    user flags plus -pthread, then -rdynamic -pthread -ldl."""
+    user flags plus -pthread, then -rdynamic -pthread -ldl.  entry_hooks:
+    `sources` are compiled first and their entry hooks made one no-op each,
+    as the build adapters do (psu.entryhooks)."""
+    if entry_hooks:
+        from psu import entryhooks
+        objects = []
+        for source in sources:
+            obj = pathlib.Path(out).with_name(pathlib.Path(source).stem + ".o")
+            run_gcc(WARNINGS + list(flags) + ["-pthread", "-I", RUNTIME, "-c", source, "-o", obj])
+            entryhooks.quiet(str(obj))
+            objects.append(obj)
+        sources = objects
     args = WARNINGS + list(flags) + ["-pthread", "-I", RUNTIME] + list(sources) + runtime_sources()
     args += ["-o", out, "-rdynamic", "-pthread", "-ldl"]
     run_gcc(args)

@@ -22,10 +22,14 @@ SANITIZE = {"": [], "thread": ["-g", "-fsanitize=thread", "-Wno-tsan"],
     os.environ.get("PSU_SANITIZE", "")]
 
 
+# The teeth of the general path's protocol show where every call takes it.
+NO_HOOKS = {"PSU_ENTRY_HOOKS": "0"}
+
+
 def build(tmp_path, name, flags):
     if not any(f.startswith("-fsanitize") for f in flags):
         flags = list(flags) + SANITIZE
-    return cbuild.build_executable([STRESS], tmp_path / name, flags=flags)
+    return cbuild.build_executable([STRESS], tmp_path / name, flags=flags, entry_hooks=True)
 
 
 def run(exe, iterations, callers, window, *extra, env_extra=None):
@@ -37,11 +41,13 @@ def run(exe, iterations, callers, window, *extra, env_extra=None):
     assert "Sanitizer" not in proc.stderr and "runtime error" not in proc.stderr, proc.stderr
     m = re.search(r"switches=(\d+) calls=(\d+) reclaims=(\d+) failures=(\d+) "
                   r"leftover=(\d+) accounting_errors=(\d+) membarrier=(\d) stale=(\d+) "
-                  r"fast=(\d+) churned=(\d+)", proc.stdout)
+                  r"fast=(\d+) churned=(\d+) hooks=(on|off) stubs=(on|off)", proc.stdout)
     assert m, proc.stdout
     keys = ["switches", "calls", "reclaims", "failures", "leftover", "accounting_errors",
             "membarrier", "stale", "fast", "churned"]
-    return dict(zip(keys, map(int, m.groups()))), proc.stderr
+    result = dict(zip(keys, map(int, m.groups()[:10])))
+    result.update(hooks=m.group(11), stubs=m.group(12))
+    return result, proc.stderr
 
 
 def assert_clean(result):
@@ -52,12 +58,19 @@ def assert_clean(result):
     assert result["reclaims"] > 0, result
 
 
-@pytest.mark.parametrize("window", [0, 3000])
-def test_stress_membarrier(tmp_path, window):
+# Calls that reach `work`'s entry take its hook to a stub; with the hooks
+# off every call takes the entry check and the general path (psu_fast.h).
+CALL_PATHS = {"stubs": {}, "general path": NO_HOOKS}
+
+
+@pytest.mark.parametrize("window, path", [(0, "stubs"), (3000, "stubs"), (3000, "general path")])
+def test_stress_membarrier(tmp_path, window, path):
     exe = build(tmp_path, "stress", ["-O2"])
-    result, _ = run(exe, 30000, 2, window)
+    result, _ = run(exe, 30000, 2, window, env_extra=CALL_PATHS[path])
     assert result["membarrier"] == 1
     assert result["fast"] > 0, result       # counted on the callers' TLS
+    if path == "stubs" and os.environ.get("PSU_SANITIZE") != "thread":
+        assert (result["hooks"], result["stubs"]) == ("on", "on"), result
     assert_clean(result)
 
 
@@ -111,8 +124,20 @@ def test_stress_has_teeth_without_recheck(tmp_path):
     switch and publishes its count after the scan runs reclaimed code: the
     test must see it."""
     exe = build(tmp_path, "stress-broken", ["-O2", "-DPSU_TEST_BROKEN_NO_RECHECK"])
-    result, _ = run(exe, 8000, 2, 3000)
+    result, _ = run(exe, 8000, 2, 3000, env_extra=NO_HOOKS)
     assert result["failures"] > 0, result
+
+
+def test_stress_has_teeth_with_a_stub_that_does_not_count(tmp_path):
+    """`work`'s entry jumps to the stub of the current version's module: a
+    stub that called the version without counting lets versions be reclaimed
+    under running calls, and the test must see it (so the stubs are what the
+    stress runs through)."""
+    if os.environ.get("PSU_SANITIZE") == "thread":
+        pytest.skip("no stubs under ThreadSanitizer (it must see every count)")
+    exe = build(tmp_path, "stress-broken-stub", ["-O2", "-DPSU_TEST_BROKEN_STUB"])
+    result, _ = run(exe, 8000, 2, 3000)
+    assert result["stubs"] == "on" and result["failures"] > 0, result
 
 
 def test_stress_has_teeth_with_an_unheld_nested_shortcut(tmp_path):
@@ -121,7 +146,7 @@ def test_stress_has_teeth_with_an_unheld_nested_shortcut(tmp_path):
     versions run, and the test must see it.  (Which module is asked about is
     checked exactly in test_runtime_cffi.)"""
     exe = build(tmp_path, "stress-broken-nested", ["-O2", "-DPSU_TEST_BROKEN_NESTED"])
-    result, _ = run(exe, 8000, 2, 3000)
+    result, _ = run(exe, 8000, 2, 3000, env_extra=NO_HOOKS)
     assert result["failures"] > 0, result
 
 
@@ -131,5 +156,5 @@ def test_stress_has_teeth_with_a_bundle_version_that_does_not_check_its_slot(tmp
     on after it was switched away, and calls that began after the switch run
     it (guarantee 2): the test must see those stale calls."""
     exe = build(tmp_path, "stress-broken-self", ["-O2", "-DPSU_TEST_BROKEN_SELF_CHECK"])
-    result, _ = run(exe, 8000, 2, 3000)
+    result, _ = run(exe, 8000, 2, 3000, env_extra=NO_HOOKS)
     assert result["stale"] > 0, result

@@ -101,11 +101,16 @@ static void race_window(void)
 
 typedef long (*work_fn)(int depth);
 
-/* The function's record, in the section the runtime reads at start-up. */
-static struct psu_function work_record = { PSU_EXECUTABLE_VERSION, "stress.c:work", 0, 0 };
+/* The function's record, in the section the runtime reads at start-up; its
+ * entry is a hook (the test builds it as the adapters do: psu.entryhooks),
+ * so the runtime jumps from it to the stub of the current version's module
+ * -- or to the general path -- while a bundle version is current. */
+static long work(int depth) PSU_ENTRY_HOOK;
+static __attribute__((noinline)) long psu_general_work(int depth);
+static struct psu_function work_record = { PSU_EXECUTABLE_VERSION, "stress.c:work",
+                                           psu_hooked_entry(work), (void (*)(void))psu_general_work };
 static struct psu_function *work_record_ptr __attribute__((used, section("psu_functions"))) = &work_record;
 
-static long work(int depth);
 static const work_fn version_code[VERSIONS];
 
 static void begin_call(void)
@@ -125,10 +130,10 @@ static __attribute__((noinline, cold)) long work_slow(int depth)
     }
     if (c.code)
         return ((work_fn)c.code)(depth);
-    return work(depth);
+    return (*psu_executable_version(&work_record, work))(depth);
 }
 
-static __attribute__((noinline)) long work_general(int depth)
+static __attribute__((noinline)) long psu_general_work(int depth)
 {
     struct psu_fast_call c;
     enum psu_route route = psu_enter_fast(&work_record, psu_current(&work_record), &c);
@@ -181,7 +186,7 @@ static inline __attribute__((always_inline)) long version_body(int version, int 
 static long work(int depth)
 {
     if (__builtin_expect(!psu_executable_is_current(&work_record), 0))
-        return work_general(depth);
+        return psu_general_work(depth);
     return version_body(0, depth);
 }
 
@@ -221,7 +226,7 @@ static void *short_caller(void *arg)
     return NULL;
 }
 
-#define CHURN_STACK (256 * 1024)
+#define CHURN_STACK (4 * 1024 * 1024)    /* (sanitizers want large stacks) */
 
 static void *churn(void *arg)
 {
@@ -337,9 +342,10 @@ int main(int argc, char **argv)
     for (int v = 0; v < VERSIONS; v++)
         if (psu_modules[v].functions_current != (v == current ? 1u : 0u))
             accounting_errors++;
-    printf("switches=%lu calls=%lu reclaims=%lu failures=%lu leftover=%lu accounting_errors=%lu membarrier=%d stale=%lu fast=%lu churned=%lu\n",
+    printf("switches=%lu calls=%lu reclaims=%lu failures=%lu leftover=%lu accounting_errors=%lu membarrier=%d stale=%lu fast=%lu churned=%lu hooks=%s stubs=%s\n",
            it, atomic_load(&calls_made), reclaims, atomic_load(&failures), leftover,
            accounting_errors, psu_membarrier_ready, atomic_load(&stale),
-           atomic_load(&fast_counted), atomic_load(&churned));
+           atomic_load(&fast_counted), atomic_load(&churned),
+           psu_entry_hooks_off() ? "off" : "on", psu_entry_stubs_off() ? "off" : "on");
     return 0;
 }
