@@ -264,7 +264,10 @@ static bool entry_text_writable(uintptr_t low, uintptr_t high, bool writable)
 #if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && !defined(PSU_NO_ENTRY_STUBS)
 #define PSU_ENTRY_STUBS 1
 #define PSU_STUB_SIZE 128
+/* Only the runtime's tests build with fewer, to fill the area quickly. */
+#ifndef PSU_STUB_COUNT
 #define PSU_STUB_COUNT 512
+#endif
 #define PSU_STR_(x) #x
 #define PSU_STR(x) PSU_STR_(x)
 /* The template's fields, each named by the label at the end of its
@@ -325,6 +328,7 @@ PSU_STUB_LABEL psu_stub_area[], psu_stub_template[], psu_stub_count1[], psu_stub
     psu_stub_slot[], psu_stub_call[], psu_stub_count3[], psu_stub_count4[], psu_stub_general1[],
     psu_stub_jump[], psu_stub_count5[], psu_stub_general2[], psu_stub_cell[], psu_stub_end[];
 _Static_assert(PSU_STUB_SIZE % 8 == 0, "a stub's cell is 8-aligned");
+_Static_assert((PSU_STUB_COUNT & (PSU_STUB_COUNT - 1)) == 0, "the stub table's mask");
 
 static bool entry_stubs_on;
 static char entry_stubs_off[96] = "not probed";

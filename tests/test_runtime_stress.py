@@ -74,6 +74,16 @@ def test_stress_membarrier(tmp_path, window, path):
     assert_clean(result)
 
 
+def test_stress_with_the_stub_area_full(tmp_path):
+    """Room for two stubs, four bundle versions: the other two modules' calls
+    go from the hook to the general path, and nothing runs reclaimed code."""
+    exe = build(tmp_path, "stress-two-stubs", ["-O2", "-DPSU_STUB_COUNT=2"])
+    result, _ = run(exe, 30000, 2, 300)
+    if os.environ.get("PSU_SANITIZE") != "thread":
+        assert result["stubs"] == "on", result
+    assert_clean(result)
+
+
 def test_stress_fallback_fence(tmp_path):
     exe = build(tmp_path, "stress", ["-O2"])
     result, _ = run(exe, 30000, 2, 3000, "fallback")
