@@ -1,5 +1,6 @@
 """Issue 3, end to end on the example service: `scons patch`, bundles, `psu apply`
 under real load, old code unloaded, refusals that leave the process untouched."""
+import contextlib
 import json
 import os
 import socket
@@ -344,49 +345,43 @@ def test_entry_hooks_jump_to_a_stub_while_a_bundle_is_current(kvd, start):
     assert Client(port).ask("LEN x") == "ERROR unknown command"
 
 
-def test_without_entry_stubs_hooks_jump_to_the_general_path(kvd, tmp_path):
-    """PSU_ENTRY_STUBS=0: status says why, the hooks jump to the general
-    paths, and the calls reach the bundle's version."""
+@contextlib.contextmanager
+def _v2_applied_with(kvd, tmp_path, env):
+    """kvd started with `env`, its status, v1 -> v2 applied and answering:
+    (server, status before the apply, the replaced functions' names)."""
     bundle = kvd.bundle("kvd", "v1", "v2")
     replaced = [q.rsplit(":", 1)[-1] for q in
                 json.loads(psu("inspect", bundle, "--json").stdout)["manifest"]["changes"]["functions"]["replaced"]]
-    server = Process([kvd.root / "kvd", "-p", "0", "-w", "2"], kvd.root, tmp_path / "run",
-                     env={"PSU_ENTRY_STUBS": "0"})
+    server = Process([kvd.root / "kvd", "-p", "0", "-w", "2"], kvd.root, tmp_path / "run", env=env)
     try:
         port = int(server.read_line().split()[-1])
         server.wait_for_socket()
         status = json.loads(server.psu("status", server.pid, "--json").stdout)
-        assert status["entry_hooks"] == "on" and status["entry_stubs"] == "PSU_ENTRY_STUBS=0"
         assert server.psu("apply", server.pid, bundle).returncode == 0
         assert info_versions(port, 3) == {"v2"}
         assert Client(port).ask("LEN abc") == "NOTFOUND"
+        yield server, status, replaced
+    finally:
+        server.stop()
+
+
+def test_without_entry_stubs_hooks_jump_to_the_general_path(kvd, tmp_path):
+    """PSU_ENTRY_STUBS=0: status says why, the hooks jump to the general
+    paths, and the calls reach the bundle's version."""
+    with _v2_applied_with(kvd, tmp_path, {"PSU_ENTRY_STUBS": "0"}) as (server, status, replaced):
+        assert status["entry_hooks"] == "on" and status["entry_stubs"] == "PSU_ENTRY_STUBS=0"
         for name in replaced:
             code, entry, general, _ = _entry_bytes(server, kvd.root / "kvd", name)
             assert _jump_target(code, entry) == general, name
-    finally:
-        server.stop()
 
 
 def test_without_entry_hooks_updates_go_through_the_check(kvd, tmp_path):
     """PSU_ENTRY_HOOKS=0: nothing is written into the program's text, status
     says why, and every call still reaches the bundle's version."""
-    bundle = kvd.bundle("kvd", "v1", "v2")
-    replaced = [q.rsplit(":", 1)[-1] for q in
-                json.loads(psu("inspect", bundle, "--json").stdout)["manifest"]["changes"]["functions"]["replaced"]]
-    server = Process([kvd.root / "kvd", "-p", "0", "-w", "2"], kvd.root, tmp_path / "run",
-                     env={"PSU_ENTRY_HOOKS": "0"})
-    try:
-        port = int(server.read_line().split()[-1])
-        server.wait_for_socket()
-        status = json.loads(server.psu("status", server.pid, "--json").stdout)
+    with _v2_applied_with(kvd, tmp_path, {"PSU_ENTRY_HOOKS": "0"}) as (server, status, replaced):
         assert status["entry_hooks"] == "PSU_ENTRY_HOOKS=0"
         assert status["entry_stubs"] == "entry hooks off"
-        assert server.psu("apply", server.pid, bundle).returncode == 0
-        assert info_versions(port, 3) == {"v2"}
-        assert Client(port).ask("LEN abc") == "NOTFOUND"
         assert all(_entry_bytes(server, kvd.root / "kvd", name)[0] == NOP8 for name in replaced)
-    finally:
-        server.stop()
 
 
 def test_entry_hooks_written_and_restored_under_load(kvd, start):
