@@ -534,6 +534,8 @@ static void entry_stubs_prepare(const struct psu_switch_item *items, size_t n)
 
 const char *psu_entry_stubs_off(void)
 {
+    if (!entry_hooks_on)
+        return "entry hooks off";
     return entry_stubs_on ? NULL : entry_stubs_off;
 }
 

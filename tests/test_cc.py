@@ -58,6 +58,9 @@ def update_live(tmp_path, program, bundle, cwd):
 
         ask = process.ask
         assert ask("version") == "v1" and ask("calc") == "calc 11" and ask("count") == "count 1"
+        # the wrapper's runtime (compiled -fPIC) is linked into the executable: stubs too
+        status = json.loads(process.psu("status", process.pid, "--json").stdout)
+        assert (status["entry_hooks"], status["entry_stubs"]) == ("on", "on"), status
         applied = process.psu("apply", process.pid, bundle)
         assert applied.returncode == 0, applied.stderr
         assert ask("version") == "v2" and ask("calc") == "calc 36" and ask("count") == "count 2"
