@@ -84,9 +84,10 @@
  * `entry`, `general`: a function of the executable whose entry is a hook
  * (PSU_ENTRY_HOOK), and its general path; NULL elsewhere (a function a
  * bundle adds, a compiler without the hook).  While a bundle's version is
- * current the runtime writes a jump to `general` over the hook, so calls
- * that reach the function's own entry skip its prologue and its check
- * (psu_runtime.c, "Entry hooks"); the check stays in the body for the
+ * current the runtime writes a jump over the hook, to `general` or to a stub
+ * that runs its counted call, so calls that reach the function's own entry
+ * skip its prologue and its check (psu_runtime.c, "Entry hooks", "entry
+ * stubs"); the check stays in the body for the
  * copies the compiler inlines or clones. */
 struct psu_function {
     _Atomic(uintptr_t) current;

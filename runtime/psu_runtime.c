@@ -124,8 +124,8 @@ void psu_switch_barrier(void)
 
 /* While a bundle's version of a function of the executable is current, the
  * hook at the function's entry (PSU_ENTRY_HOOK, psu_fast.h) is a jump to its
- * general path: calls that reach the entry go there before the function's
- * prologue and its slot check.  The hook is an acceleration only: the body
+ * general path, or to its stub ("entry stubs" below): calls that reach the
+ * entry go there before the function's prologue and its slot check.  The hook is an acceleration only: the body
  * still checks the slot (its inlined and cloned copies have no hook), so a
  * thread that runs the hook's old bytes, or a function whose hook cannot be
  * written, takes the check, which reads the same slot.  A hook is one
@@ -214,17 +214,27 @@ static uint64_t entry_hook_jump(const struct psu_function *fn)
     return entry_jump_to(fn, (uintptr_t)fn->general);
 }
 
-/* Makes the pages holding [low, high + 8) writable (true), or read-only
- * again; a failure to make them writable turns hooks off, saying why. */
-static bool entry_text_writable(uintptr_t low, uintptr_t high, bool writable)
+/* Makes the pages of the program's text holding [low, end) writable (and
+ * still executable: other threads run there meanwhile), or read-only again;
+ * dies if they cannot be made read-only again.  False if not writable. */
+static bool text_writable(uintptr_t low, uintptr_t end, bool writable)
 {
     uintptr_t first = low & ~(page_size - 1);
-    size_t length = ((high + 8 - first) + page_size - 1) & ~(page_size - 1);
+    size_t length = ((end - first) + page_size - 1) & ~(page_size - 1);
     int protection = PROT_READ | PROT_EXEC | (writable ? PROT_WRITE : 0);
     if (mprotect((void *)first, length, protection) == 0)
         return true;
     if (!writable)
         psu_die(errno, "mprotect (the program's text made read-only again)");
+    return false;
+}
+
+/* The same for the entries [low, high]; a failure to make them writable
+ * turns hooks off, saying why. */
+static bool entry_text_writable(uintptr_t low, uintptr_t high, bool writable)
+{
+    if (text_writable(low, high + 8, writable))
+        return true;
     snprintf(entry_hooks_off, sizeof entry_hooks_off, "mprotect of the program's text: %s",
              strerror(errno));
     entry_hooks_on = false;
@@ -327,6 +337,7 @@ __asm__(".pushsection .text.psu_stub_area,\"ax\",@progbits\n"
 PSU_STUB_LABEL psu_stub_area[], psu_stub_template[], psu_stub_count1[], psu_stub_count2[],
     psu_stub_slot[], psu_stub_call[], psu_stub_count3[], psu_stub_count4[], psu_stub_general1[],
     psu_stub_jump[], psu_stub_count5[], psu_stub_general2[], psu_stub_cell[], psu_stub_end[];
+#define STUB_AREA_SIZE ((size_t)PSU_STUB_SIZE * PSU_STUB_COUNT)
 _Static_assert(PSU_STUB_SIZE % 8 == 0, "a stub's cell is 8-aligned");
 _Static_assert((PSU_STUB_COUNT & (PSU_STUB_COUNT - 1)) == 0, "the stub table's mask");
 
@@ -395,8 +406,7 @@ static void entry_stubs_probe(void)
 
 static bool stub_in_area(uintptr_t target)
 {
-    return target >= (uintptr_t)psu_stub_area &&
-           target < (uintptr_t)psu_stub_area + PSU_STUB_SIZE * PSU_STUB_COUNT;
+    return target >= (uintptr_t)psu_stub_area && target < (uintptr_t)psu_stub_area + STUB_AREA_SIZE;
 }
 
 static void put32(unsigned char *at, int32_t value)
@@ -486,8 +496,8 @@ static void entry_stubs_prepare(const struct psu_switch_item *items, size_t n)
         if (!e->fn && stubs_used == PSU_STUB_COUNT)
             continue;       /* full: the general path */
         if (!writable) {
-            if (mprotect((void *)psu_stub_area, PSU_STUB_SIZE * PSU_STUB_COUNT,
-                         PROT_READ | PROT_WRITE | PROT_EXEC) != 0) {
+            if (!text_writable((uintptr_t)psu_stub_area, (uintptr_t)psu_stub_area + STUB_AREA_SIZE,
+                               true)) {
                 snprintf(entry_stubs_off, sizeof entry_stubs_off, "mprotect of the stub area: %s",
                          strerror(errno));
                 entry_stubs_on = false;
@@ -511,8 +521,7 @@ static void entry_stubs_prepare(const struct psu_switch_item *items, size_t n)
     }
     if (!writable)
         return;
-    if (mprotect((void *)psu_stub_area, PSU_STUB_SIZE * PSU_STUB_COUNT, PROT_READ | PROT_EXEC) != 0)
-        psu_die(errno, "mprotect (the stub area made read-only again)");
+    text_writable((uintptr_t)psu_stub_area, (uintptr_t)psu_stub_area + STUB_AREA_SIZE, false);
     if (made && membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED_SYNC_CORE, 0) != 0)
         psu_die(errno, "membarrier(PRIVATE_EXPEDITED_SYNC_CORE)");
 }

@@ -264,11 +264,14 @@ def test_dsu_build_answers_like_the_plain_build(kvd, tmp_path):
 
 
 def _symbols(program):
+    """{name: (address, size)} of `program`'s symbols."""
     symbols = {}
-    for line in subprocess.run(["nm", program], capture_output=True, text=True, check=True).stdout.splitlines():
+    listing = subprocess.run(["nm", "-S", program], capture_output=True, text=True, check=True)
+    for line in listing.stdout.splitlines():
         fields = line.split()
-        if len(fields) == 3:
-            symbols.setdefault(fields[2], int(fields[0], 16))
+        if len(fields) >= 3:
+            size = int(fields[1], 16) if len(fields) == 4 else 0
+            symbols.setdefault(fields[-1], (int(fields[0], 16), size))
     return symbols
 
 
@@ -287,10 +290,16 @@ def _entry_bytes(server, program, name):
     real = os.path.realpath(program)
     base = min(int(line.split("-")[0], 16) for line in server.maps().splitlines()
                if line.endswith(real))
-    entry = base + symbols[name]
-    stubs = base + symbols["psu_stub_area"]
-    return (_read(server, entry, 8), entry, base + symbols[f"psu_general_{name}"],
-            (stubs, stubs + 128 * 512))
+    entry = base + symbols[name][0]
+    stubs, stubs_size = symbols["psu_stub_area"]
+    return (_read(server, entry, 8), entry, base + symbols[f"psu_general_{name}"][0],
+            (base + stubs, base + stubs + stubs_size))
+
+
+def _stub_cell_offset(program):
+    """Where a stub keeps the code it calls: as in the runtime's template."""
+    symbols = _symbols(program)
+    return symbols["psu_stub_cell"][0] - symbols["psu_stub_template"][0]
 
 
 def _jump_target(code, entry):
@@ -328,6 +337,7 @@ def test_entry_hooks_jump_to_a_stub_while_a_bundle_is_current(kvd, start):
     assert server.psu("apply", server.pid, bundle).returncode == 0
     assert info_versions(port, 3) == {"v2"}
     code_ranges = _bundle_code_ranges(server)
+    cell_at = _stub_cell_offset(program)
     stubs_seen = set()
     for name in replaced:
         code, entry, general, (low, high) = _entry_bytes(server, program, name)
@@ -336,7 +346,7 @@ def test_entry_hooks_jump_to_a_stub_while_a_bundle_is_current(kvd, start):
         stubs_seen.add(stub)
         stub_bytes = _read(server, stub, 128)
         assert stub_bytes[0] == 0x50, stub_bytes.hex()          # push: the template's
-        cell = int.from_bytes(stub_bytes[0x68:0x70], "little")
+        cell = int.from_bytes(stub_bytes[cell_at:cell_at + 8], "little")
         assert any(lo <= cell < hi for lo, hi in code_ranges), (name, hex(cell))
     assert len(stubs_seen) == len(replaced)
     assert server.psu("rollback", server.pid).returncode == 0

@@ -129,8 +129,8 @@ def transform(unit, text, role, dsu_names, output_path, plan=None, program_funct
     `constants` (code role): names of the constant data with external linkage
     the DSU units define, which the bundle's code reads from its own copies.
     `entry_hooks` (program role): each DSU function gets an entry hook (the
-    runtime's jump to its general path while a bundle's version is current),
-    for builds that pass its objects through `entryhooks.quiet`."""
+    runtime's jump to its general path, or its stub, while a bundle's version
+    is current), for builds that pass its objects through `entryhooks.quiet`."""
     with without_collector():     # the unit's tokens are freed before it runs again
         return _transform(unit, text, Role(role), dsu_names, output_path, plan or UnitPlan(),
                           program_functions, constants, entry_hooks)

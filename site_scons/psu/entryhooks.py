@@ -1,9 +1,9 @@
 """Entry hooks in the compiled objects of a DSU program's units.
 
 Each DSU function of the program begins with 8 bytes the runtime overwrites
-with a jump to the function's general path while a bundle's version is
-current (PSU_ENTRY_HOOK in runtime/psu_fast.h: gcc's
-`patchable_function_entry(8, 0)`).  The compiler pads them with eight
+with a jump to the function's general path (or to a stub running its counted
+call) while a bundle's version is current (PSU_ENTRY_HOOK in
+runtime/psu_fast.h: gcc's `patchable_function_entry(8, 0)`).  The compiler pads them with eight
 one-byte nops, and a thread can stand between two of them when the jump is
 written: after each DSU unit is compiled, the adapters rewrite them into the
 single 8-byte no-op `nopl 0x0(%rax,%rax,1)`, which no thread can be inside
